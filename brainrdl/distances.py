@@ -1,0 +1,217 @@
+"""Tensor core of the RDM engine: pairwise dissimilarities from Gram products.
+
+Each function maps patterns of shape ``(..., n_conditions, n_channels)`` to a square RDM of shape
+``(..., n_conditions, n_conditions)``. Every measure is computed from one Gram matrix (one GEMM);
+no ``(n, n, n_channels)`` difference tensor is ever formed. Scalings follow rsatoolbox: the
+euclidean, mahalanobis and poisson dissimilarities are divided by the number of channels.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from brainrdl._validation import check_choice, check_patterns
+
+TENSOR_METHODS = ("euclidean", "correlation", "cosine", "mahalanobis", "poisson")
+
+
+def _sq_dist_from_gram(gram: torch.Tensor) -> torch.Tensor:
+    diag = torch.diagonal(gram, dim1=-2, dim2=-1)
+    dist = diag.unsqueeze(-1) + diag.unsqueeze(-2) - 2.0 * gram
+    # Cancellation can leave tiny negatives; the diagonal is exactly zero by definition.
+    dist = dist.clamp_min(0.0)
+    return _zero_diagonal(dist)
+
+
+def _zero_diagonal(rdm: torch.Tensor) -> torch.Tensor:
+    n = rdm.shape[-1]
+    eye = torch.eye(n, dtype=torch.bool, device=rdm.device)
+    return rdm.masked_fill(eye, 0.0)
+
+
+def euclidean_rdm(x: torch.Tensor) -> torch.Tensor:
+    """Squared euclidean distance per channel, rsatoolbox's ``euclidean``: ||x_i - x_j||² / D.
+
+    Examples
+    --------
+    >>> import torch
+    >>> euclidean_rdm(torch.tensor([[0.0, 0.0], [1.0, 1.0]]))[0, 1].item()
+    1.0
+    """
+    # Centring each channel leaves distances unchanged and avoids cancellation for large means.
+    xc = x - x.mean(dim=-2, keepdim=True)
+    return _sq_dist_from_gram(xc @ xc.transpose(-1, -2)) / x.shape[-1]
+
+
+def correlation_rdm(x: torch.Tensor) -> torch.Tensor:
+    """Correlation distance 1 − Pearson r between condition patterns (across channels).
+
+    Raises a ValueError when a pattern is constant across channels (its correlation is undefined).
+
+    Examples
+    --------
+    >>> import torch
+    >>> round(correlation_rdm(torch.tensor([[1.0, 2.0, 3.0], [3.0, 2.0, 1.0]]))[0, 1].item(), 6)
+    2.0
+    """
+    xc = x - x.mean(dim=-1, keepdim=True)
+    return _cosine_from_centred(xc, what="correlation")
+
+
+def cosine_rdm(x: torch.Tensor) -> torch.Tensor:
+    """Cosine distance 1 − cos(x_i, x_j); all-zero patterns raise a ValueError.
+
+    Examples
+    --------
+    >>> import torch
+    >>> cosine_rdm(torch.tensor([[1.0, 0.0], [0.0, 1.0]]))[0, 1].item()
+    1.0
+    """
+    return _cosine_from_centred(x, what="cosine")
+
+
+def _cosine_from_centred(xc: torch.Tensor, what: str) -> torch.Tensor:
+    norms = torch.linalg.vector_norm(xc, dim=-1, keepdim=True)
+    flat = (norms == 0).reshape(-1, xc.shape[-2])
+    if bool(flat.any()):
+        rows = torch.nonzero(flat.any(dim=0)).flatten().tolist()
+        kind = "constant across channels" if what == "correlation" else "all zero"
+        raise ValueError(
+            f"{what} distance is undefined for patterns that are {kind}: conditions {rows}; "
+            "drop them or use method='euclidean'"
+        )
+    xn = xc / norms
+    rdm = 1.0 - xn @ xn.transpose(-1, -2)
+    return _zero_diagonal(rdm)
+
+
+def mahalanobis_rdm(x: torch.Tensor, precision: torch.Tensor | None = None) -> torch.Tensor:
+    """Squared Mahalanobis distance per channel, (x_i − x_j)ᵀ P (x_i − x_j) / D.
+
+    ``precision`` is a (D, D) noise precision (e.g. from ``rsatoolbox.data.prec_from_residuals``)
+    or a (D,) diagonal; None gives the euclidean RDM.
+
+    Examples
+    --------
+    >>> import torch
+    >>> x = torch.randn(4, 3, dtype=torch.float64)
+    >>> torch.allclose(mahalanobis_rdm(x, torch.eye(3, dtype=x.dtype)), euclidean_rdm(x))
+    True
+    """
+    if precision is None:
+        return euclidean_rdm(x)
+    xc = x - x.mean(dim=-2, keepdim=True)
+    d = x.shape[-1]
+    precision = precision.to(dtype=x.dtype, device=x.device)
+    if precision.ndim == 1:
+        if precision.shape[0] != d:
+            raise ValueError(f"noise must have shape ({d},) or ({d}, {d}); got {tuple(precision.shape)}")
+        weighted = xc * precision
+    elif precision.shape[-2:] == (d, d):
+        weighted = xc @ precision
+    else:
+        raise ValueError(f"noise must have shape ({d},) or ({d}, {d}); got {tuple(precision.shape)}")
+    return _sq_dist_from_gram(weighted @ xc.transpose(-1, -2)) / d
+
+
+def poisson_rdm(
+    x: torch.Tensor, prior_lambda: float = 1.0, prior_weight: float = 0.1
+) -> torch.Tensor:
+    """Symmetrised KL divergence between Poisson rates (rsatoolbox's ``poisson``), per channel.
+
+    Rates are first shrunk toward ``prior_lambda``: r = (x + prior_lambda·prior_weight) /
+    (1 + prior_weight); then d_ij = Σ_c (r_ic − r_jc)(log r_ic − log r_jc) / D, which equals
+    Σ r_i log r_i + r_j log r_j − r_i log r_j − r_j log r_i: two Gram products.
+
+    Examples
+    --------
+    >>> import torch
+    >>> poisson_rdm(torch.tensor([[1.0, 2.0], [1.0, 2.0]]))[0, 1].item()
+    0.0
+    """
+    rates = (x + prior_lambda * prior_weight) / (1.0 + prior_weight)
+    if bool((rates <= 0).any()):
+        raise ValueError("poisson distance needs non-negative counts or rates; got negative values")
+    logs = torch.log(rates)
+    cross = rates @ logs.transpose(-1, -2)  # cross[i, j] = Σ r_i log r_j
+    self_term = torch.diagonal(cross, dim1=-2, dim2=-1)
+    rdm = self_term.unsqueeze(-1) + self_term.unsqueeze(-2) - cross - cross.transpose(-1, -2)
+    return _zero_diagonal(rdm.clamp_min(0.0)) / x.shape[-1]
+
+
+def pairwise_rdm(
+    x: torch.Tensor,
+    method: str = "euclidean",
+    *,
+    noise: torch.Tensor | None = None,
+    vector: bool = False,
+    prior_lambda: float = 1.0,
+    prior_weight: float = 0.1,
+) -> torch.Tensor:
+    """Differentiable RDM of patterns ``x`` (..., n_conditions, n_channels) on x's device and dtype.
+
+    Parameters
+    ----------
+    x
+        Patterns: rows are conditions (stimuli), columns channels (voxels, units, features).
+    method
+        One of ``"euclidean"``, ``"correlation"``, ``"cosine"``, ``"mahalanobis"``, ``"poisson"``.
+    noise
+        Noise precision for ``"mahalanobis"``: (D, D) or its (D,) diagonal.
+    vector
+        Return the upper triangle (k=1, row-major, as ``scipy.spatial.distance.squareform``)
+        of shape (..., n·(n−1)/2) instead of the square matrix.
+
+    Examples
+    --------
+    >>> import torch
+    >>> pairwise_rdm(torch.randn(2, 6, 10), "correlation", vector=True).shape
+    torch.Size([2, 15])
+    """
+    check_choice("method", method, TENSOR_METHODS)
+    check_patterns("data", x)
+    if method == "euclidean":
+        rdm = euclidean_rdm(x)
+    elif method == "correlation":
+        rdm = correlation_rdm(x)
+    elif method == "cosine":
+        rdm = cosine_rdm(x)
+    elif method == "mahalanobis":
+        rdm = mahalanobis_rdm(x, noise)
+    else:
+        rdm = poisson_rdm(x, prior_lambda, prior_weight)
+    return upper_tri(rdm) if vector else rdm
+
+
+def upper_tri(square: torch.Tensor) -> torch.Tensor:
+    """Upper triangle (diagonal excluded) of (..., n, n) as (..., n·(n−1)/2), row-major.
+
+    Examples
+    --------
+    >>> import torch
+    >>> upper_tri(torch.arange(9.0).reshape(3, 3)).tolist()
+    [1.0, 2.0, 5.0]
+    """
+    n = square.shape[-1]
+    rows, cols = torch.triu_indices(n, n, offset=1, device=square.device)
+    return square[..., rows, cols]
+
+
+def square_from_upper_tri(vector: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`upper_tri`: symmetric (..., n, n) with a zero diagonal.
+
+    Examples
+    --------
+    >>> import torch
+    >>> square_from_upper_tri(torch.tensor([1.0, 2.0, 5.0]))[2, 1].item()
+    5.0
+    """
+    k = vector.shape[-1]
+    n = int(round((1 + (1 + 8 * k) ** 0.5) / 2))
+    if n * (n - 1) // 2 != k:
+        raise ValueError(f"vector length {k} is not n(n-1)/2 for any n")
+    rows, cols = torch.triu_indices(n, n, offset=1, device=vector.device)
+    square = vector.new_zeros((*vector.shape[:-1], n, n))
+    square[..., rows, cols] = vector
+    square[..., cols, rows] = vector
+    return square
