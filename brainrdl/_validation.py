@@ -59,8 +59,10 @@ def check_patterns(
     return x
 
 
-def check_finite(name: str, x: torch.Tensor) -> torch.Tensor:
-    """Raise a ValueError naming the conditions/channels where ``x`` is NaN or infinite.
+def check_finite(name: str, x: torch.Tensor, rows: str = "conditions") -> torch.Tensor:
+    """Raise a ValueError naming the rows/channels where ``x`` is NaN or infinite.
+
+    ``rows`` says what a row is in the message (``"conditions"``, ``"observations"``).
 
     Examples
     --------
@@ -68,13 +70,17 @@ def check_finite(name: str, x: torch.Tensor) -> torch.Tensor:
     >>> check_finite("data", torch.ones(2, 2)).sum().item()
     4.0
     """
+    # One reduction, no boolean copy: NaN/inf propagate into the sum. A non-finite sum of
+    # finite values (overflow) falls through to the exact check below, which then passes.
+    if bool(torch.isfinite(x.sum())):
+        return x
     bad = ~torch.isfinite(x)
     if bool(bad.any()):
         flat = bad.reshape(-1, x.shape[-2], x.shape[-1]) if x.ndim >= 2 else bad.reshape(1, 1, -1)
         conditions = torch.nonzero(flat.any(dim=(0, 2))).flatten().tolist()
         channels = torch.nonzero(flat.any(dim=(0, 1))).flatten().tolist()
         raise ValueError(
-            f"{name} contains {int(bad.sum())} NaN or infinite values, in conditions (rows) "
+            f"{name} contains {int(bad.sum())} NaN or infinite values, in {rows} (rows) "
             f"{_short(conditions)} and channels (columns) {_short(channels)}; remove or impute "
             "them before computing RDMs"
         )
@@ -85,3 +91,20 @@ def _short(indices: list[int], limit: int = 10) -> str:
     if len(indices) <= limit:
         return str(indices)
     return f"{indices[:limit]} ... ({len(indices)} in all)"
+
+
+def check_descriptor(name: str, value: str, available: Iterable[str]) -> str:
+    """Return ``value`` if it names one of the ``available`` descriptors, else raise a KeyError-like
+    ValueError that lists them.
+
+    Examples
+    --------
+    >>> check_descriptor("descriptor", "stimulus", ["stimulus", "run"])
+    'stimulus'
+    """
+    available = list(available)
+    if not isinstance(value, str) or value not in available:
+        raise ValueError(
+            f"{name}={value!r} is not an obs_descriptor of the dataset; available: {available}"
+        )
+    return value

@@ -15,15 +15,42 @@ from brainrdl._validation import check_choice, check_patterns
 TENSOR_METHODS = ("euclidean", "correlation", "cosine", "mahalanobis", "poisson")
 
 
-def _sq_dist_from_gram(gram: torch.Tensor) -> torch.Tensor:
+def _tracks_grad(t: torch.Tensor) -> bool:
+    """Whether autograd records ops on ``t``; if not, the RDM is finished in place (no copies)."""
+    return torch.is_grad_enabled() and t.requires_grad
+
+
+def _sq_dist_from_gram(gram: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+    """(g_ii + g_jj − 2 g_ij) / scale, clamped at 0, exact zero diagonal; consumes ``gram``."""
     diag = torch.diagonal(gram, dim1=-2, dim2=-1)
-    dist = diag.unsqueeze(-1) + diag.unsqueeze(-2) - 2.0 * gram
-    # Cancellation can leave tiny negatives; the diagonal is exactly zero by definition.
-    dist = dist.clamp_min(0.0)
-    return _zero_diagonal(dist)
+    if _tracks_grad(gram):
+        dist = diag.unsqueeze(-1) + diag.unsqueeze(-2) - 2.0 * gram
+        # Cancellation can leave tiny negatives; the diagonal is exactly zero by definition.
+        return _zero_diagonal(dist.clamp_min(0.0)) / scale
+    diag = diag.clone()
+    dist = gram.mul_(-2.0).add_(diag.unsqueeze(-1)).add_(diag.unsqueeze(-2)).clamp_min_(0.0)
+    return _zero_diagonal(dist).div_(scale)
+
+
+def _gram(x: torch.Tensor) -> torch.Tensor:
+    """x @ xᵀ over the last two dimensions.
+
+    On CPU without autograd, a 2-D float Gram goes to NumPy's BLAS, which recognises ``a @ a.T``
+    and calls the symmetric rank-k update (syrk): half the multiply-adds of the general product
+    torch uses, same float arithmetic, zero-copy in and out.
+    """
+    if (x.ndim == 2 and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+            and not _tracks_grad(x)):
+        a = x.detach().contiguous().numpy()
+        return torch.from_numpy(a @ a.T)
+    return x @ x.transpose(-1, -2)
 
 
 def _zero_diagonal(rdm: torch.Tensor) -> torch.Tensor:
+    """``rdm`` with an exact zero diagonal (in place when autograd does not track it)."""
+    if not _tracks_grad(rdm):
+        torch.diagonal(rdm, dim1=-2, dim2=-1).zero_()
+        return rdm
     n = rdm.shape[-1]
     eye = torch.eye(n, dtype=torch.bool, device=rdm.device)
     return rdm.masked_fill(eye, 0.0)
@@ -40,7 +67,7 @@ def euclidean_rdm(x: torch.Tensor) -> torch.Tensor:
     """
     # Centring each channel leaves distances unchanged and avoids cancellation for large means.
     xc = x - x.mean(dim=-2, keepdim=True)
-    return _sq_dist_from_gram(xc @ xc.transpose(-1, -2)) / x.shape[-1]
+    return _sq_dist_from_gram(_gram(xc), x.shape[-1])
 
 
 def correlation_rdm(x: torch.Tensor) -> torch.Tensor:
@@ -77,11 +104,12 @@ def _cosine_from_centred(xc: torch.Tensor, what: str) -> torch.Tensor:
         rows = torch.nonzero(flat.any(dim=0)).flatten().tolist()
         kind = "constant across channels" if what == "correlation" else "all zero"
         raise ValueError(
-            f"{what} distance is undefined for patterns that are {kind}: conditions {rows}; "
+            f"data: {what} distance is undefined for patterns that are {kind}: conditions {rows}; "
             "drop them or use method='euclidean'"
         )
     xn = xc / norms
-    rdm = 1.0 - xn @ xn.transpose(-1, -2)
+    gram = _gram(xn)
+    rdm = 1.0 - gram if _tracks_grad(gram) else gram.neg_().add_(1.0)
     return _zero_diagonal(rdm)
 
 
@@ -103,15 +131,16 @@ def mahalanobis_rdm(x: torch.Tensor, precision: torch.Tensor | None = None) -> t
     xc = x - x.mean(dim=-2, keepdim=True)
     d = x.shape[-1]
     precision = precision.to(dtype=x.dtype, device=x.device)
-    if precision.ndim == 1:
-        if precision.shape[0] != d:
-            raise ValueError(f"noise must have shape ({d},) or ({d}, {d}); got {tuple(precision.shape)}")
+    if tuple(precision.shape) == (d,):
         weighted = xc * precision
-    elif precision.shape[-2:] == (d, d):
+    elif precision.ndim >= 2 and tuple(precision.shape[-2:]) == (d, d):
         weighted = xc @ precision
     else:
-        raise ValueError(f"noise must have shape ({d},) or ({d}, {d}); got {tuple(precision.shape)}")
-    return _sq_dist_from_gram(weighted @ xc.transpose(-1, -2)) / d
+        raise ValueError(
+            f"noise must have shape (D, D) = ({d}, {d}) or its diagonal ({d},); "
+            f"got {tuple(precision.shape)}"
+        )
+    return _sq_dist_from_gram(weighted @ xc.transpose(-1, -2), d)
 
 
 def poisson_rdm(
@@ -131,12 +160,19 @@ def poisson_rdm(
     """
     rates = (x + prior_lambda * prior_weight) / (1.0 + prior_weight)
     if bool((rates <= 0).any()):
-        raise ValueError("poisson distance needs non-negative counts or rates; got negative values")
+        raise ValueError(
+            "data: poisson distance needs rates > 0 after shrinkage, i.e. values > "
+            f"-prior_lambda*prior_weight = {-prior_lambda * prior_weight}"
+        )
     logs = torch.log(rates)
     cross = rates @ logs.transpose(-1, -2)  # cross[i, j] = Σ r_i log r_j
     self_term = torch.diagonal(cross, dim1=-2, dim2=-1)
-    rdm = self_term.unsqueeze(-1) + self_term.unsqueeze(-2) - cross - cross.transpose(-1, -2)
-    return _zero_diagonal(rdm.clamp_min(0.0)) / x.shape[-1]
+    if _tracks_grad(cross):
+        rdm = self_term.unsqueeze(-1) + self_term.unsqueeze(-2) - cross - cross.transpose(-1, -2)
+        return _zero_diagonal(rdm.clamp_min(0.0)) / x.shape[-1]
+    rdm = cross.transpose(-1, -2).add(cross).neg_()
+    rdm.add_(self_term.unsqueeze(-1)).add_(self_term.unsqueeze(-2)).clamp_min_(0.0)
+    return _zero_diagonal(rdm).div_(x.shape[-1])
 
 
 def pairwise_rdm(
@@ -193,8 +229,10 @@ def upper_tri(square: torch.Tensor) -> torch.Tensor:
     [1.0, 2.0, 5.0]
     """
     n = square.shape[-1]
-    rows, cols = torch.triu_indices(n, n, offset=1, device=square.device)
-    return square[..., rows, cols]
+    # a boolean mask (n² bytes) is far lighter than two int64 index vectors for large n;
+    # masked_select reads row-major, so the order is scipy's squareform order
+    mask = torch.ones(n, n, dtype=torch.bool, device=square.device).triu_(1)
+    return square.masked_select(mask).reshape(*square.shape[:-2], n * (n - 1) // 2)
 
 
 def square_from_upper_tri(vector: torch.Tensor) -> torch.Tensor:
@@ -207,7 +245,7 @@ def square_from_upper_tri(vector: torch.Tensor) -> torch.Tensor:
     5.0
     """
     k = vector.shape[-1]
-    n = int(round((1 + (1 + 8 * k) ** 0.5) / 2))
+    n = round((1 + (1 + 8 * k) ** 0.5) / 2)
     if n * (n - 1) // 2 != k:
         raise ValueError(f"vector length {k} is not n(n-1)/2 for any n")
     rows, cols = torch.triu_indices(n, n, offset=1, device=vector.device)

@@ -1,0 +1,135 @@
+"""Benchmark RDM comparisons: ``rsatoolbox.rdm.compare`` vs ``brainrdl.compare``.
+
+Run by hand from the repository root (not a test)::
+
+    python benchmarks/bench_compare.py            # writes docs/benchmarks-compare.md
+    python benchmarks/bench_compare.py --quick    # fewer RDMs/conditions, prints only
+
+Cases: 50 model RDMs × 20 data RDMs at 92 and 1,000 conditions, every method. Columns: the
+rsatoolbox time (float64 RDMs objects; for the slow methods at 1,000 conditions measured on a
+subset of pairs and scaled to 1,000 pairs, marked "≈"), and brainrdl on tensors in float64 and
+float32 (CPU; CUDA when present). Medians of several runs (benchmarks/_timing.py).
+
+Examples
+--------
+>>> # python benchmarks/bench_compare.py --quick --repeat 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script from anywhere
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks._timing import format_seconds, machine_info, median_time  # noqa: E402
+from brainrdl.comparison import METHODS, compare  # noqa: E402
+
+# rsatoolbox runs one Python-level call per pair for these: time a subset, scale up
+_PER_PAIR = ("tau-a",)
+
+
+def _rsa_time(v1: np.ndarray, v2: np.ndarray, method: str, repeat: int) -> tuple[float, bool]:
+    from rsatoolbox.rdm import RDMs
+    from rsatoolbox.rdm import compare as rsa_compare
+
+    n1, n2 = len(v1), len(v2)
+    scaled = method in _PER_PAIR and v1.shape[1] > 10_000
+    if scaled:  # 2 × 2 pairs at 1,000 conditions already take seconds
+        v1, v2 = v1[:2], v2[:2]
+    r1, r2 = RDMs(v1), RDMs(v2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t = median_time(lambda: rsa_compare(r1, r2, method), repeat, budget_s=30.0).seconds
+    if scaled:
+        t *= (n1 * n2) / (len(v1) * len(v2))
+    return t, scaled
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes; print, do not write")
+    parser.add_argument("--repeat", type=int, default=5, help="timed runs per cell (median)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch intra-op threads (default: torch's)"
+    )
+    parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks-compare.md"))
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    n1, n2 = (10, 5) if args.quick else (50, 20)
+    sizes = [40, 200] if args.quick else [92, 1_000]
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    rng = np.random.default_rng(0)
+    info = machine_info()
+    header = ["conditions", "method", "rsatoolbox f64"]
+    for dev in devices:
+        header += [f"brainrdl {dev} f64", f"brainrdl {dev} f32", f"speed-up {dev} f64"]
+    rows = []
+    for n_cond in sizes:
+        k = n_cond * (n_cond - 1) // 2
+        v1 = rng.random((n1, k))
+        v2 = rng.random((n2, k))
+        for method in METHODS:
+            t_rsa, scaled = _rsa_time(v1, v2, method, args.repeat)
+            row = [str(n_cond), method, ("≈ " if scaled else "") + format_seconds(t_rsa)]
+            for dev in devices:
+                times = {}
+                # O(k log k) per pair on CPU: 20 of the 1,000 pairs, scaled (marked ≈)
+                sub = method in _PER_PAIR and k > 10_000 and dev == "cpu"
+                s1, s2 = (5, 4) if sub else (n1, n2)
+                for dtype in (torch.float64, torch.float32):
+                    a = torch.tensor(v1[:s1], dtype=dtype, device=dev)
+                    b = torch.tensor(v2[:s2], dtype=dtype, device=dev)
+                    times[dtype] = median_time(
+                        lambda a=a, b=b, m=method: compare(a, b, m), args.repeat, device=dev
+                    ).seconds * (n1 * n2) / (s1 * s2)
+                mark = "≈ " if sub else ""
+                row += [
+                    mark + format_seconds(times[torch.float64]),
+                    mark + format_seconds(times[torch.float32]),
+                    f"{t_rsa / times[torch.float64]:.1f}×",
+                ]
+            rows.append(row)
+            print(" | ".join(row), flush=True)
+
+    table = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    table += ["| " + " | ".join(r) + " |" for r in rows]
+    text = "\n".join(
+        [
+            "# Benchmark: RDM comparisons",
+            "",
+            f"{n1} model RDMs × {n2} data RDMs (one many-vs-many call), random dissimilarities, "
+            "medians of several runs. rsatoolbox: `rsatoolbox.rdm.compare` on `RDMs` (float64). "
+            "brainrdl: `brainrdl.compare` on tensors (n, k). \"≈\": rsatoolbox timed on 2 × 2 "
+            "pairs and scaled to all pairs (it loops over pairs in Python); brainrdl's tau-a at "
+            "1,000 conditions on CPU timed on 5 × 4 pairs and scaled. torch threads: "
+            f"{torch.get_num_threads()}.",
+            "",
+            info,
+            "",
+            *table,
+            "",
+            "Written by `python benchmarks/bench_compare.py`.",
+            "",
+        ]
+    )
+    if args.quick:
+        print(text)
+    else:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text, encoding="utf-8")
+        print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

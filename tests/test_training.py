@@ -1,0 +1,175 @@
+"""fit(): one step equals the hand-written update; logs, mixing, warm-up, checkpoints, NaN guard."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import rsatoolbox
+import torch
+from torch import nn
+
+from brainrdl.checkpoint import load_checkpoint
+from brainrdl.functional import rdl_loss
+from brainrdl.losses import RDLLoss
+from brainrdl.teachers import BrainTeacher, NetworkTeacher
+from brainrdl.training import NonFiniteLossError, fit
+
+torch.set_num_threads(1)  # tiny nets: extra threads only spin on a shared machine
+
+
+def _student(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 3))
+
+
+def _data(n=32, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 5, generator=g), torch.randint(0, 3, (n,), generator=g)
+
+
+class Counting:
+    """Wraps a teacher and records the batches it was asked about."""
+
+    def __init__(self, inner):
+        self.inner, self.names, self.calls = inner, inner.names, []
+
+    def targets(self, inputs, ids=None):
+        self.calls.append(ids)
+        return self.inner.targets(inputs, ids)
+
+
+def _brain(n=12, seed=2):
+    rng = np.random.default_rng(seed)
+    ids = [f"im{i}" for i in range(n)]
+    rdms = rsatoolbox.rdm.RDMs(
+        rng.random((1, n * (n - 1) // 2)),
+        rdm_descriptors={"roi": ["IT"]},
+        pattern_descriptors={"stimulus": ids},
+    )
+    images = torch.as_tensor(rng.standard_normal((n, 5)), dtype=torch.float32)
+    return BrainTeacher(rdms), images, ids
+
+
+def test_one_step_equals_manual_update():
+    x, y = _data(16)
+    torch.manual_seed(5)
+    teacher_net = nn.Sequential(nn.Linear(5, 6), nn.Tanh())
+    teacher = NetworkTeacher(teacher_net, ["1"])
+    model, ref = _student(), _student()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    fit(model, [(x, y)], teacher=teacher, alignment={"1": ("1", 0.7)}, optimizer=opt,
+        epochs=1, progress=False)
+    # by hand: CE + 0.7 * paper RDL between ReLU features and the teacher's tanh features
+    h = ref[1](ref[0](x))
+    target = teacher_net(x).detach()
+    from brainrdl.distances import pairwise_rdm
+
+    loss = nn.functional.cross_entropy(ref(x), y) + 0.7 * rdl_loss(h, pairwise_rdm(target))
+    loss.backward()
+    with torch.no_grad():
+        for p in ref.parameters():
+            p -= 0.1 * p.grad
+    for a, b in zip(model.parameters(), ref.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_brain_mixing_warmup_and_log_columns():
+    teacher, images, ids = _brain(n=14)
+    counting = Counting(teacher)
+    x, y = _data(32)
+    loader = [(x[i : i + 8], y[i : i + 8]) for i in range(0, 32, 8)]  # 4 steps per epoch
+    held = (images[8:], ids[8:])
+    log = fit(_student(), loader, teacher=counting, alignment={"1": "IT"},
+              brain_loader=(images[:8], ids[:8]), brain_batch_size=4, mix_ratio=0.5,
+              warmup_epochs=1, epochs=2, heldout=held, val_loader=loader, progress=False)
+    train_calls = [c for c in counting.calls if len(c) == 4]
+    assert len(train_calls) == 2  # warm-up epoch: none; then 4 steps x 0.5
+    assert all(set(c) <= set(ids[:8]) and len(set(c)) == 4 for c in train_calls)
+    assert np.isnan(log.loc[0, "align/1"]) and log.loc[1, "align/1"] > 0
+    for col in ("task_loss", "task_accuracy", "val_accuracy", "heldout_rsa/1", "seconds"):
+        assert col in log
+    assert -1 <= log.loc[1, "heldout_rsa/1"] <= 1
+
+
+def test_heldout_rsa_is_pearson_of_upper_triangles():
+    teacher, images, ids = _brain(n=10)
+    model = _student()
+    x, y = _data(8)
+    log = fit(model, [(x, y)], teacher=teacher, alignment={"1": ("IT", 0.0)},
+              brain_loader=(images, ids), brain_batch_size=5, heldout=(images, ids),
+              optimizer=torch.optim.SGD(model.parameters(), lr=0.0), progress=False)
+    with torch.no_grad():
+        h = model[1](model[0](images)).double()
+    d = ((h[:, None] - h[None]) ** 2).sum(-1) / h.shape[1]
+    iu = np.triu_indices(10, 1)
+    r = np.corrcoef(d.numpy()[iu], teacher.rdms[0].numpy()[iu])[0, 1]
+    assert log.loc[0, "heldout_rsa/1"] == pytest.approx(r, rel=1e-6)
+
+
+def test_nonfinite_loss_names_the_term():
+    teacher, images, ids = _brain()
+    x, y = _data(8)
+    model = _student()
+    with torch.no_grad():
+        model[0].weight[0, 0] = float("nan")
+    with pytest.raises((NonFiniteLossError, ValueError), match=r"task_loss|1"):
+        fit(model, [(x, y)], teacher=teacher, alignment={"1": "IT"},
+            brain_loader=(images, ids), brain_batch_size=4, progress=False)
+    with pytest.raises(NonFiniteLossError, match="task_loss"):
+        fit(model, [(x, y)], progress=False)
+
+
+def test_checkpoint_resume_equals_uninterrupted(tmp_path):
+    teacher, images, ids = _brain()
+    x, y = _data(16)
+    loader = [(x[:8], y[:8]), (x[8:], y[8:])]
+    kw = dict(teacher=teacher, alignment={"1": "IT"}, brain_loader=(images, ids),
+              brain_batch_size=6, progress=False, lr=0.01)
+    straight = _student()
+    log_a = fit(straight, loader, epochs=3, **kw)
+    resumed = _student()
+    fit(resumed, loader, epochs=2, checkpoint_dir=tmp_path, **kw)
+    state = load_checkpoint(tmp_path / "last.pt")
+    assert state["epoch"] == 1 and not list(tmp_path.glob("*.tmp"))
+    log_b = fit(resumed, loader, epochs=3, checkpoint_dir=tmp_path, resume=True, **kw)
+    for a, b in zip(straight.parameters(), resumed.parameters()):
+        torch.testing.assert_close(a, b)
+    np.testing.assert_allclose(log_a["task_loss"], log_b["task_loss"], rtol=1e-6)
+
+
+def test_separate_bn_keeps_task_statistics():
+    teacher, images, ids = _brain()
+    x, y = _data(8)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 4), nn.BatchNorm1d(4), nn.ReLU(), nn.Linear(4, 3))
+    ref = copy.deepcopy(model)
+    fit(model, [(x, y)], teacher=teacher, alignment={"2": "IT"},
+        brain_loader=(images + 10.0, ids), brain_batch_size=6, separate_bn=True,
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.0), progress=False)
+    ref.train()
+    ref(x)  # the task batch alone
+    torch.testing.assert_close(model[1].running_mean, ref[1].running_mean)
+
+
+def test_argument_errors():
+    teacher, images, ids = _brain()
+    x, y = _data(8)
+    with pytest.raises(KeyError, match="IT"):
+        fit(_student(), [(x, y)], teacher=teacher, alignment={"1": "V4"}, progress=False)
+    with pytest.raises(ValueError, match="alignment"):
+        fit(_student(), [(x, y)], teacher=teacher, progress=False)
+    with pytest.raises(KeyError, match="valid names"):
+        fit(_student(), [(x, y)], teacher=teacher, alignment={"relu": "IT"}, progress=False)
+    with pytest.raises(ValueError, match="epochs"):
+        fit(_student(), [(x, y)], epochs=0)
+    with pytest.raises(TypeError, match="features"):
+        from brainrdl.losses import PKTLoss
+
+        fit(_student(), [(x, y)], teacher=teacher, alignment={"1": "IT"}, loss=PKTLoss(),
+            brain_loader=(images, ids), brain_batch_size=4, progress=False)
+
+
+def test_default_loss_is_rdl():
+    assert RDLLoss().comparison == "paper"
