@@ -56,12 +56,11 @@ def _cell(t: Timing | None) -> str:
     return "–" if t is None else f"{t} ({t.runs})"
 
 
-def bench_plain(shapes, repeat: int, rsa: bool) -> list[dict]:
+def bench_plain(shapes, repeat: int, rsa: bool, rows: list[dict], on_row=None) -> list[dict]:
     import rsatoolbox
 
     import brainrdl
 
-    rows = []
     rng = np.random.default_rng(0)
     for n, d in shapes:
         x64 = rng.normal(size=(n, d)) + rng.normal(size=(1, d))
@@ -87,6 +86,8 @@ def bench_plain(shapes, repeat: int, rsa: bool) -> list[dict]:
                         "tensor": t_eng, "gemm": t_mm,
                     })
                     print(_format_row(rows[-1]), flush=True)
+                    if on_row is not None:
+                        on_row()
     return rows
 
 
@@ -100,13 +101,12 @@ def _cv_dataset(n_cond, n_runs, d, rng):
     return rsatoolbox.data.Dataset(meas, obs_descriptors={"stimulus": conds, "run": runs})
 
 
-def bench_crossnobis(shapes, repeat: int, rsa: bool) -> list[dict]:
+def bench_crossnobis(shapes, repeat: int, rsa: bool, rows: list[dict], on_row=None) -> list[dict]:
     import rsatoolbox
 
     import brainrdl
     from brainrdl.crossnobis import crossnobis_from_fold_sums
 
-    rows = []
     rng = np.random.default_rng(1)
     for n_cond, n_runs, d in shapes:
         ds = _cv_dataset(n_cond, n_runs, d, rng)
@@ -142,6 +142,8 @@ def bench_crossnobis(shapes, repeat: int, rsa: bool) -> list[dict]:
                         "tensor": t_eng, "gemm": t_mm,
                     })
                     print(_format_row(rows[-1]), flush=True)
+                    if on_row is not None:
+                        on_row()
     return rows
 
 
@@ -201,10 +203,12 @@ def main(argv: list[str] | None = None) -> int:
     cvs = QUICK_CV if args.quick else FULL_CV
     print(machine_info())
     print(HEADER)
-    rows = bench_plain(plain, args.repeat, not args.no_rsatoolbox)
-    rows += bench_crossnobis(cvs, args.repeat, not args.no_rsatoolbox)
+    rows: list[dict] = []
+    # the table is rewritten after every case, so an interrupted run still leaves its rows
+    on_row = None if args.quick else lambda: write_markdown(rows, args.out, args.repeat)
+    bench_crossnobis(cvs, args.repeat, not args.no_rsatoolbox, rows, on_row)
+    bench_plain(plain, args.repeat, not args.no_rsatoolbox, rows, on_row)
     if not args.quick:
-        write_markdown(rows, args.out, args.repeat)
         print(f"wrote {args.out}")
     return 0
 

@@ -41,7 +41,7 @@ _LAZY: dict[str, str] = {
     # analysis
     "extract_rdms": "brainrdl.layer_rdms",
     "compare_layers": "brainrdl.layer_comparison",
-    "noise_ceiling": "brainrdl.noise_ceiling",
+    "noise_ceiling": "brainrdl.ceilings",
 }
 
 __all__ = ["__version__", *sorted(_LAZY)]
@@ -68,7 +68,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from brainrdl.layer_comparison import compare_layers
     from brainrdl.layer_rdms import extract_rdms
     from brainrdl.losses import CKALoss, KDLoss, KnowledgeProjection, PKTLoss, RDLLoss
-    from brainrdl.noise_ceiling import noise_ceiling
+    from brainrdl.ceilings import noise_ceiling
     from brainrdl.rdm import calc_rdm
     from brainrdl.taps import LayerTaps
     from brainrdl.teachers import BrainTeacher, NetworkTeacher, Teacher

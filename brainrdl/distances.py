@@ -8,6 +8,8 @@ euclidean, mahalanobis and poisson dissimilarities are divided by the number of 
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from brainrdl._validation import check_choice, check_patterns
@@ -229,10 +231,21 @@ def upper_tri(square: torch.Tensor) -> torch.Tensor:
     [1.0, 2.0, 5.0]
     """
     n = square.shape[-1]
-    # a boolean mask (n² bytes) is far lighter than two int64 index vectors for large n;
-    # masked_select reads row-major, so the order is scipy's squareform order
-    mask = torch.ones(n, n, dtype=torch.bool, device=square.device).triu_(1)
-    return square.masked_select(mask).reshape(*square.shape[:-2], n * (n - 1) // 2)
+    if n > _INDEX_LIMIT:
+        # large n: copying row slices beats gathering through 2·n²/2 int64 indices (or a
+        # masked_select), in time and memory; row-major, as scipy's squareform
+        return torch.cat([square[..., i, i + 1 :] for i in range(n - 1)], dim=-1)
+    rows, cols = _triu_indices(n, square.device)
+    return square[..., rows, cols]
+
+
+_INDEX_LIMIT = 2048
+
+
+@functools.lru_cache(maxsize=16)
+def _triu_indices(n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    rows, cols = torch.triu_indices(n, n, offset=1, device=device)
+    return rows, cols
 
 
 def square_from_upper_tri(vector: torch.Tensor) -> torch.Tensor:

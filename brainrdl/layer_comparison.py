@@ -33,7 +33,7 @@ from brainrdl.bootstrap import (
     bootstrap_compare,
     percentile_ci,
 )
-from brainrdl.noise_ceiling import noise_ceiling_vectors
+from brainrdl.ceilings import noise_ceiling_vectors
 
 METHODS = ("cosine", "corr", "spearman", "rho-a", "tau-a", "kendall", "corr_cov", "cosine_cov")
 
@@ -332,7 +332,7 @@ def _compare(
 
 
 def _subject_rows(entries, keys, sims, y, groups, method, region, res_samples, ci):
-    from brainrdl.noise_ceiling import pool_vectors
+    from brainrdl.ceilings import pool_vectors
 
     labels = np.arange(y.shape[0]) if groups is None else np.asarray(groups)
     pooled_all = pool_vectors(y, method)

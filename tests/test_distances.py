@@ -243,3 +243,15 @@ def test_cross_fold_rdm_in_place_path_equals_autograd_path():
     with torch.no_grad():
         fast = cross_fold_rdm(left, right)
     assert_close(fast, tracked.detach(), rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("n", [2, 5, 2049])
+def test_upper_tri_row_major_like_squareform(n):
+    from scipy.spatial.distance import squareform
+
+    a = torch.rand(n, n, dtype=torch.float64)
+    sym = a + a.T
+    sym.fill_diagonal_(0)
+    assert torch.equal(upper_tri(sym), torch.from_numpy(squareform(sym.numpy(), checks=False)))
+    batched = torch.stack([sym, 2 * sym])
+    assert torch.equal(upper_tri(batched)[1], 2 * upper_tri(sym))

@@ -580,7 +580,7 @@ def real_data() -> list[Cell]:
 
         import brainrdl
         from brainrdl import compare_layers, plot
-        from brainrdl.noise_ceiling import noise_ceiling
+        from brainrdl.ceilings import noise_ceiling
         from brainrdl.kriegeskorte2008 import find_folder, load_kriegeskorte2008
         """),
         code("""

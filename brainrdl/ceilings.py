@@ -19,8 +19,6 @@ True
 
 from __future__ import annotations
 
-import sys
-import types
 import warnings
 
 import numpy as np
@@ -193,18 +191,3 @@ def _as_vectors(rdms, rdm_descriptor: str | None, groups) -> tuple:
     raise TypeError(
         f"rdms must be rsatoolbox RDMs, an array or a tensor; got {type(rdms).__name__}"
     )
-
-
-class _CallableModule(types.ModuleType):
-    """Calling the module calls :func:`noise_ceiling`.
-
-    The public name ``brainrdl.noise_ceiling`` is this function, but once the submodule of the same
-    name has been imported, Python binds the *module* to that attribute of the package; making the
-    module callable keeps ``brainrdl.noise_ceiling(rdms, method)`` working either way.
-    """
-
-    def __call__(self, *args, **kwargs):
-        return noise_ceiling(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
