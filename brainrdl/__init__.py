@@ -27,6 +27,9 @@ _LAZY: dict[str, str] = {
     "square_from_upper_tri": "brainrdl.distances",
     # comparisons
     "compare": "brainrdl.comparison",
+    "compare_vectors": "brainrdl.comparison",
+    "rank_transform": "brainrdl.ranks",
+    "compare_models": "brainrdl.layer_comparison",
     # teachers, taps, losses, training
     "Teacher": "brainrdl.teachers",
     "BrainTeacher": "brainrdl.teachers",
@@ -44,7 +47,30 @@ _LAZY: dict[str, str] = {
     "noise_ceiling": "brainrdl.ceilings",
 }
 
-__all__ = ["__version__", *sorted(_LAZY)]
+__all__ = [
+    "BrainTeacher",
+    "CKALoss",
+    "KDLoss",
+    "KnowledgeProjection",
+    "LayerTaps",
+    "NetworkTeacher",
+    "PKTLoss",
+    "RDLLoss",
+    "Teacher",
+    "__version__",
+    "calc_rdm",
+    "compare",
+    "compare_layers",
+    "compare_models",
+    "compare_vectors",
+    "extract_rdms",
+    "fit",
+    "noise_ceiling",
+    "pairwise_rdm",
+    "rank_transform",
+    "square_from_upper_tri",
+    "upper_tri",
+]
 
 
 def __getattr__(name: str) -> Any:
@@ -63,12 +89,13 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from brainrdl.comparison import compare
+    from brainrdl.ceilings import noise_ceiling
+    from brainrdl.comparison import compare, compare_vectors
     from brainrdl.distances import pairwise_rdm, square_from_upper_tri, upper_tri
-    from brainrdl.layer_comparison import compare_layers
+    from brainrdl.layer_comparison import compare_layers, compare_models
     from brainrdl.layer_rdms import extract_rdms
     from brainrdl.losses import CKALoss, KDLoss, KnowledgeProjection, PKTLoss, RDLLoss
-    from brainrdl.ceilings import noise_ceiling
+    from brainrdl.ranks import rank_transform
     from brainrdl.rdm import calc_rdm
     from brainrdl.taps import LayerTaps
     from brainrdl.teachers import BrainTeacher, NetworkTeacher, Teacher
