@@ -127,7 +127,7 @@ def bench_crossnobis(shapes, repeat: int, rsa: bool, rows: list[dict], on_row=No
                     sums = torch.as_tensor(np.ascontiguousarray(per_fold), dtype=dtype,
                                            device=device)
                     counts = torch.ones(n_cond, n_runs, dtype=dtype, device=device)
-                    prec = torch.as_tensor(np.diag(noise), dtype=dtype, device=device)
+                    prec = torch.as_tensor(np.diag(noise).copy(), dtype=dtype, device=device)
                     flat = sums.reshape(n_cond, n_runs * d)
                     t_eng = median_time(
                         lambda: crossnobis_from_fold_sums(sums, counts, prec),  # noqa: B023
