@@ -258,6 +258,59 @@ def _confounds(conf: Any, n_scans: int, r: int) -> Any:
     return frame
 
 
+def precision_from_residuals(
+    residuals: np.ndarray, dof: int | None = None, method: str = "shrinkage_diag"
+) -> np.ndarray:
+    """Noise precision from residuals: rsatoolbox's ``prec_from_residuals``, faster.
+
+    For ``"shrinkage_diag"`` (Schäfer & Strimmer shrinkage towards the diagonal) the same
+    estimate as rsatoolbox is computed with two matrix products instead of rsatoolbox's loop of
+    outer products (which took ~20 s per 1,400-voxel ROI with 800 rows); other methods are
+    passed to rsatoolbox unchanged.
+
+    Parameters
+    ----------
+    residuals : numpy.ndarray
+        ``(n_rows, n_channels)``; demeaned over rows here, as rsatoolbox does.
+    dof : int, optional
+        Degrees of freedom (default ``n_rows - 1``); pass ``n_rows - n_regressors`` for GLM
+        residuals.
+    method : str, default "shrinkage_diag"
+        Any method of ``rsatoolbox.data.noise.prec_from_residuals``.
+
+    Examples
+    --------
+    >>> from rsatoolbox.data.noise import prec_from_residuals
+    >>> r = np.random.default_rng(0).normal(size=(50, 4))
+    >>> bool(np.allclose(precision_from_residuals(r), prec_from_residuals(r)))
+    True
+    """
+    residuals = np.asarray(residuals, dtype=np.float64)
+    if residuals.ndim != 2:
+        raise ValueError(f"residuals must be 2D (rows, channels); got shape {residuals.shape}")
+    if method != "shrinkage_diag":
+        from rsatoolbox.data.noise import prec_from_residuals
+
+        return np.asarray(prec_from_residuals(residuals, dof=dof, method=method))
+    x = residuals - residuals.mean(axis=0, keepdims=True)
+    n = x.shape[0]
+    dof = n - 1 if dof is None else dof
+    s_sum = x.T @ x
+    x2 = x * x
+    s2_sum = x2.T @ x2
+    s = s_sum / dof
+    var = np.diag(s)
+    std = np.sqrt(var)
+    s_mean = s_sum / std[None, :] / std[:, None] / (n - 1)
+    s2_mean = s2_sum / var[None, :] / var[:, None] / (n - 1)
+    var_hat = n / dof**2 * (s2_mean - s_mean**2)
+    off = ~np.eye(s.shape[0], dtype=bool)
+    lamb = float(np.clip(var_hat[off].sum() / (s_mean[off] ** 2).sum(), 0.0, 1.0))
+    shrunk = s * (1.0 - lamb)
+    shrunk[np.diag_indices_from(shrunk)] = var
+    return np.linalg.inv(shrunk)
+
+
 def datasets_from_bold(
     bold: ImageLike | Sequence[ImageLike],
     events: Any,
@@ -300,7 +353,6 @@ def datasets_from_bold(
     (20, (125, 125))
     """
     from rsatoolbox.data import Dataset
-    from rsatoolbox.data.noise import prec_from_residuals
 
     res = first_level_glm(bold, events, t_r=t_r, atlas=atlas, labels=labels, masks=masks,
                           **glm_kwargs)
@@ -315,7 +367,7 @@ def datasets_from_bold(
             channel_descriptors={"i": ijk[:, 0], "j": ijk[:, 1], "k": ijk[:, 2]},
         )
         precisions[name] = np.asarray(
-            prec_from_residuals(res.residuals[name], dof=res.dof, method=shrinkage)
+            precision_from_residuals(res.residuals[name], dof=res.dof, method=shrinkage)
         )
     return datasets, precisions
 

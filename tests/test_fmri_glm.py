@@ -141,3 +141,16 @@ def test_demo_bold_round_trip(tmp_path):
     # identity-noise crossnobis on GLM betas is unbiased for the ground truth scale
     est, true = ident["IT"].get_vectors().mean(), s.ground_truth["IT"].get_vectors().mean()
     assert abs(est - true) < 0.1 * true
+
+
+@pytest.mark.parametrize("dof", [None, 20])
+def test_fast_shrinkage_precision_equals_rsatoolbox(dof):
+    rng = np.random.default_rng(5)
+    resid = rng.normal(size=(30, 12)) @ rng.normal(size=(12, 12)) + 3.0
+    got = fmri.precision_from_residuals(resid, dof=dof)
+    expected = prec_from_residuals(resid, dof=dof, method="shrinkage_diag")
+    np.testing.assert_allclose(got, expected, rtol=1e-8, atol=1e-12)
+    diag = fmri.precision_from_residuals(resid, dof=dof, method="diag")
+    np.testing.assert_allclose(diag, prec_from_residuals(resid, dof=dof, method="diag"))
+    with pytest.raises(ValueError, match="residuals must be 2D"):
+        fmri.precision_from_residuals(resid[0])
