@@ -1,7 +1,7 @@
 """Command line interface: ``brainrdl demo``, ``brainrdl compare``, ``brainrdl make-demo-data``.
 
-Each sub-command lives in the module that does the work; this file only wires argparse to them,
-importing lazily so that ``brainrdl --help`` answers at once.
+Each sub-command lives in the module that does the work; this file only wires argparse to them.
+Each module provides ``add_arguments(parser)`` and ``run(args) -> int``.
 
 Examples
 --------
@@ -47,13 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (module_name, help_text) in _COMMANDS.items():
         sub_parser = sub.add_parser(name, help=help_text, description=help_text)
         sub_parser.set_defaults(_module=module_name)
-        _lazy_arguments(sub_parser, module_name)
+        importlib.import_module(module_name).add_arguments(sub_parser)
     return parser
-
-
-def _lazy_arguments(parser: argparse.ArgumentParser, module_name: str) -> None:
-    module = importlib.import_module(module_name)
-    module.add_arguments(parser)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

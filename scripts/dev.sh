@@ -40,6 +40,10 @@ case "$cmd" in
         ;;
     test)
         setup
+        # Two pytest workers on two cores: one BLAS/OpenMP thread each avoids oversubscription,
+        # which made small matrix work tens of times slower on a loaded machine.
+        export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-1}"
+        export MKL_NUM_THREADS="${MKL_NUM_THREADS:-1}"
         ruff check .
         python -m pytest -n 2 --dist loadfile "$@"
         ;;
