@@ -166,6 +166,13 @@ def rdl_loss(
     retrieved while writing this; the code above is the source of the scaling.
     ``paper_scale="none"`` compares raw entries (:math:`\beta = 1`).
 
+    Because :math:`\beta` follows the student's own scale, nothing anchors that scale: with
+    adaptive optimisers (Adam) the student's distances and :math:`\beta` can push each other up
+    until the loss diverges (seen in ``benchmarks/replicate_distillation.py``, documented in
+    ``docs/replication.md``); under plain SGD, as the authors trained, the drift is slow. For
+    training toward brains or with Adam prefer a scale-free comparison (``"pearson"``,
+    ``"mse"``) or ``paper_scale="none"`` with a target on the student's scale.
+
     Scale-free variants (``comparison``), with :math:`s, t` the valid student / target entries:
 
     - ``"mse"``: each vector z-scored over the valid pairs (population s.d.), then the mean of
