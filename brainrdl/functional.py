@@ -446,6 +446,10 @@ def pkt_loss(
     mask = _item_mask("item_mask", item_mask, s.shape[0], s.device)
     if mask is not None:
         t = torch.where(mask[:, None], t, 0.0)
+    if check_finite:
+        # The reference silently zeroes NaN after normalising; a non-finite teacher row is a
+        # broken target, not something to train toward.
+        _raise_if_teacher_nonfinite(name, t)
     ps = _pkt_probabilities(s, eps, mask)
     pt = _pkt_probabilities(t, eps, mask)
     entries = pt * torch.log((pt + eps) / (ps + eps))
@@ -458,6 +462,17 @@ def pkt_loss(
     if check_finite:
         _raise_if_nonfinite(name, s, value)
     return value
+
+
+def _raise_if_teacher_nonfinite(name: str, teacher: torch.Tensor) -> None:
+    bad = ~torch.isfinite(teacher).all(dim=1)
+    if bool(bad.any()):
+        rows = torch.nonzero(bad).flatten().tolist()
+        raise ValueError(
+            f"layer {name!r}: teacher features are NaN or infinite for items {rows[:10]}"
+            f"{' ...' if len(rows) > 10 else ''}; mask those items out (item_mask) or fix the "
+            "teacher"
+        )
 
 
 def _pkt_probabilities(x: torch.Tensor, eps: float, mask: torch.Tensor | None) -> torch.Tensor:

@@ -72,10 +72,7 @@ class RDLLoss(nn.Module):
         self.distance = check_choice("distance", distance, BF.RDL_DISTANCES)
         self.comparison = check_choice("comparison", comparison, BF.RDL_COMPARISONS)
         self.reduction = check_choice("reduction", reduction, BF.REDUCTIONS)
-        self.weights = dict(weights or {})
-        for key, w in self.weights.items():
-            if not isinstance(w, (int, float)) or w < 0:
-                raise ValueError(f"weights[{key!r}] must be a non-negative number; got {w!r}")
+        self.weights = {key: _non_negative_weight(key, w) for key, w in (weights or {}).items()}
         unknown = set(options) - {"paper_scale", "check_finite"}
         if unknown:
             raise TypeError(f"RDLLoss got unexpected options {sorted(unknown)}")
@@ -282,6 +279,12 @@ class KnowledgeProjection(nn.Module):
         if student_feat.ndim != teacher_feat.ndim:
             raise ValueError(f"student_feat {tuple(student_feat.shape)} and teacher_feat "
                              f"{tuple(teacher_feat.shape)} must have the same number of dims")
+        if item_mask is not None:
+            keep = item_mask.to(device=teacher_feat.device, dtype=torch.bool)
+            teacher_feat = torch.where(
+                keep.reshape(-1, *([1] * (teacher_feat.ndim - 1))), teacher_feat, 0.0
+            )
+        BF._raise_if_teacher_nonfinite(name, teacher_feat.flatten(1))
         projected = self.project(teacher_feat, tuple(student_feat.shape[2:]))
         return BF.knowledge_projection_loss(student_feat, projected, item_mask=item_mask,
                                             name=name)
@@ -360,3 +363,14 @@ def _resize(x: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
         return pool[len(size)](x, size)
     mode = {1: "linear", 2: "bilinear", 3: "trilinear"}[len(size)]
     return F.interpolate(x, size=size, mode=mode, align_corners=False)
+
+
+def _non_negative_weight(key: str, weight: object) -> float:
+    """``float(weight)`` for any real number (NumPy scalars, 0-d tensors too), else a ValueError."""
+    try:
+        value = float(weight)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not value >= 0 or value == float("inf"):
+        raise ValueError(f"weights[{key!r}] must be a finite non-negative number; got {weight!r}")
+    return value

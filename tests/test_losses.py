@@ -511,3 +511,39 @@ def test_no_b_by_b_by_d_tensor_is_formed():
         loss = BF.rdl_loss(x, target, comparison="pearson") + BF.pkt_loss(x, x.detach())
     loss.backward()
     assert largest <= b * d
+
+
+# ----------------------------------------------------------------- review fixes: bad teachers
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_pkt_refuses_non_finite_teacher(bad):
+    teacher = torch.randn(4, 5)
+    teacher[2, 1] = bad
+    with pytest.raises(ValueError, match=r"layer 'fc1'.*teacher.*\[2\]"):
+        BF.pkt_loss(torch.randn(4, 6), teacher, name="fc1")
+
+
+def test_pkt_ignores_non_finite_teacher_rows_that_are_masked_out():
+    teacher = torch.randn(4, 5)
+    teacher[3] = float("nan")
+    mask = torch.tensor([True, True, True, False])
+    student = torch.randn(4, 6)
+    got = BF.pkt_loss(student, teacher, item_mask=mask)
+    assert torch.allclose(got, BF.pkt_loss(student[:3], teacher[:3]))
+
+
+def test_knowledge_projection_names_non_finite_teacher():
+    kp = KnowledgeProjection(5, 3)
+    teacher = torch.randn(4, 5)
+    teacher[0, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"layer 'block2'.*teacher"):
+        kp(torch.randn(4, 3), teacher, name="block2")
+
+
+def test_rdl_weights_accept_numpy_and_tensor_scalars():
+    loss = RDLLoss(weights={"a": np.float32(0.5), "b": torch.tensor(2.0)})
+    assert loss.weights == {"a": 0.5, "b": 2.0}
+    for bad in (-1.0, float("nan"), "x"):
+        with pytest.raises(ValueError, match=r"weights\['a'\]"):
+            RDLLoss(weights={"a": bad})
