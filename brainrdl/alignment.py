@@ -141,7 +141,11 @@ def global_targets(
                         "positions into the stimulus set) so they can be gathered"
                     )
                 global_ids = all_gather_nograd(ids.to(inputs.device))
-                all_targets = teacher.targets(inputs, to_ids(global_ids) if to_ids else global_ids)
+                # a stand-in with the global batch's length, device and dtype (no data)
+                stand_in = inputs.new_empty((global_ids.shape[0], 0))
+                all_targets = teacher.targets(
+                    stand_in, to_ids(global_ids) if to_ids else global_ids
+                )
             out[name] = all_targets[name]
     return out
 

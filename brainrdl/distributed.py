@@ -45,16 +45,24 @@ def _sizes(n: int, device: torch.device) -> list[int]:
     return [int(s) for s in sizes]
 
 
+def _padded_all_gather(x: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+    """Concatenate ``x`` of all processes along dim 0, given every process's length ``sizes``.
+
+    ``all_gather`` needs equal shapes, so each process pads to the longest and the padding is
+    trimmed after the collective.
+    """
+    padded = x.new_zeros((max(sizes), *x.shape[1:]))
+    padded[: x.shape[0]] = x
+    parts = [torch.empty_like(padded) for _ in sizes]
+    dist.all_gather(parts, padded.contiguous())
+    return torch.cat([p[:s] for p, s in zip(parts, sizes)])
+
+
 class _AllGather(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, sizes: list[int]) -> torch.Tensor:
         ctx.sizes, ctx.rank = sizes, dist.get_rank()
-        biggest = max(sizes)
-        padded = x.new_zeros((biggest, *x.shape[1:]))
-        padded[: x.shape[0]] = x
-        parts = [torch.empty_like(padded) for _ in sizes]
-        dist.all_gather(parts, padded.contiguous())
-        return torch.cat([p[:s] for p, s in zip(parts, sizes)])
+        return _padded_all_gather(x, sizes)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
@@ -95,13 +103,7 @@ def all_gather_nograd(x: torch.Tensor) -> torch.Tensor:
     """
     if not is_distributed():
         return x
-    sizes = _sizes(x.shape[0], x.device)
-    biggest = max(sizes)
-    padded = x.new_zeros((biggest, *x.shape[1:]))
-    padded[: x.shape[0]] = x
-    parts = [torch.empty_like(padded) for _ in sizes]
-    dist.all_gather(parts, padded.contiguous())
-    return torch.cat([p[:s] for p, s in zip(parts, sizes)])
+    return _padded_all_gather(x, _sizes(x.shape[0], x.device))
 
 
 def global_batch_rdm(features: torch.Tensor, method: str = "euclidean") -> torch.Tensor:

@@ -37,6 +37,9 @@ class Target:
         (B, D) teacher features (NetworkTeacher only) for feature-based losses (PKT, CKA, KP, KD).
     distance
         Dissimilarity measure of ``rdm`` when it is computed from ``features``, else None.
+    covered
+        (B,) bool, True for items whose stimulus the target covers (BrainTeacher), else None
+        (every item counts).
 
     Examples
     --------
@@ -50,6 +53,7 @@ class Target:
     pair_mask: torch.Tensor
     features: torch.Tensor | None = None
     distance: str | None = None
+    covered: torch.Tensor | None = None
 
 
 @runtime_checkable
@@ -75,11 +79,14 @@ class BrainTeacher:
     Parameters
     ----------
     rdms
-        ``rsatoolbox.rdm.RDMs`` (one or several RDMs over the same stimuli), a list of them, or a
-        dict ``{target_name: RDMs}``.
+        ``rsatoolbox.rdm.RDMs`` (one or several RDMs), a list of them, or a dict
+        ``{target_name: RDMs}``. Each RDM is read in its own stimulus order; RDMs may list
+        different stimuli (pairs an RDM lacks are NaN for it; averaging skips them, and pairs no
+        RDM of a target covers are masked). Every RDM must be symmetric.
     stimulus_ids
-        The id of each RDM condition, in order (ints or strings). Default: the RDMs' pattern
-        descriptor ``pattern_descriptor`` (``"stimulus"``), else their ``"index"``.
+        The id of each RDM condition, in order (ints or strings), shared by every RDM. Default:
+        each RDM's own pattern descriptor ``pattern_descriptor`` (``"stimulus"``), else its
+        ``"index"``; the teacher's ids are their union, in first-seen order.
     target_names
         How RDMs are named: an rdm-descriptor key (e.g. ``"roi"``), or one name per RDM.
         Default: ``"roi"`` when present, else ``"brain"`` (all RDMs one target). Ignored for a dict.
@@ -118,48 +125,72 @@ class BrainTeacher:
                 "combine='per_subject' needs subject_descriptor (an rdm descriptor key)"
             )
         groups = _as_groups(rdms, target_names)
-        first = next(iter(groups.values()))[0][0]
-        n_cond = int(first.n_cond)
-        if stimulus_ids is None:
-            pd_ = first.pattern_descriptors
-            stimulus_ids = pd_.get(pattern_descriptor, pd_.get("index", list(range(n_cond))))
-        ids = [_plain(i) for i in stimulus_ids]
-        if len(ids) != n_cond:
-            raise ValueError(
-                f"stimulus_ids has {len(ids)} ids but the RDMs cover {n_cond} conditions"
-            )
-        if len(set(ids)) != len(ids):
-            raise ValueError("stimulus_ids must be distinct; got repeated ids")
+        members = [(name, m) for name, group in groups.items() for m, _ in group]
+        if stimulus_ids is not None:
+            ids = [_plain(i) for i in stimulus_ids]
+            if len(set(ids)) != len(ids):
+                raise ValueError("stimulus_ids must be distinct; got repeated ids")
+            for name, m in members:
+                if int(m.n_cond) != len(ids):
+                    raise ValueError(
+                        f"stimulus_ids has {len(ids)} ids but the RDMs of target {name!r} cover "
+                        f"{m.n_cond} conditions (explicit ids apply to every RDM, in order)"
+                    )
+            own = [ids] * len(members)
+        else:
+            has = [pattern_descriptor in m.pattern_descriptors for _, m in members]
+            if any(has) and not all(has):
+                name = members[has.index(False)][0]
+                raise ValueError(
+                    f"rdms: target {name!r} has no pattern descriptor {pattern_descriptor!r} "
+                    "while other RDMs do, so its stimuli cannot be matched to theirs; give every "
+                    "RDM that descriptor or pass stimulus_ids"
+                )
+            own = [_own_ids(m, name, pattern_descriptor) for name, m in members]
+            ids = list(dict.fromkeys(i for row in own for i in row))  # union, first-seen order
+        n = len(ids)
         self.stimulus_ids: list[Hashable] = ids
         self._index = {sid: i for i, sid in enumerate(ids)}
         # integer ids get a lookup table, so a batch maps to rows with one gather on device
         self._int_ids = all(isinstance(i, int) and 0 <= i < 10_000_000 for i in ids)
         lut = torch.full((max(ids) + 1 if self._int_ids else 0,), -1, dtype=torch.long)
         if self._int_ids:
-            lut[torch.tensor(ids)] = torch.arange(n_cond)
+            lut[torch.tensor(ids)] = torch.arange(n)
         self._lut = lut
 
-        names, mats = [], []
-        for name, members in groups.items():
-            for rdm_obj, _ in members:
-                if int(rdm_obj.n_cond) != n_cond:
-                    raise ValueError(
-                        f"rdms: target {name!r} covers {rdm_obj.n_cond} conditions, expected "
-                        f"{n_cond} (all targets must share the stimulus order)"
-                    )
-            stack = np.concatenate([m.get_matrices() for m, _ in members], axis=0)
-            if combine == "mean":
-                names.append(name)
-                mats.append(_nanmean(stack))
-            else:
-                subjects = [s for m, _ in members for s in _descriptor(m, subject_descriptor, name)]
-                for subj in dict.fromkeys(subjects):
-                    rows = [k for k, s in enumerate(subjects) if s == subj]
-                    names.append(f"{name}/{subj}")
-                    mats.append(_nanmean(stack[rows]))
+        # every RDM is placed into the teacher's id order once (NaN where it has no stimulus),
+        # so RDMs listing stimuli in different orders or sets average pair by pair
+        placed: dict[str, list[tuple[np.ndarray, np.ndarray, Any]]] = {}
+        for (name, m), row in zip(members, own):
+            mat = np.asarray(m.get_matrices(), dtype=np.float64)[0]
+            if not np.allclose(mat, mat.T, equal_nan=True):
+                raise ValueError(
+                    f"rdms: the RDM of target {name!r} is not symmetric; a target RDM must be "
+                    "(make it symmetric, e.g. (D + D.T) / 2, before building the teacher)"
+                )
+            pos = np.array([self._index[i] for i in row], dtype=np.intp)
+            full = np.full((n, n), np.nan)
+            full[np.ix_(pos, pos)] = mat
+            covers = np.zeros(n, dtype=bool)
+            covers[pos] = True
+            subj = _descriptor(m, subject_descriptor, name)[0] if combine != "mean" else None
+            placed.setdefault(name, []).append((full, covers, subj))
+
+        names, mats, cover_rows = [], [], []
+        for name, group in placed.items():
+            subjects = [None] if combine == "mean" else list(dict.fromkeys(g[2] for g in group))
+            for subj in subjects:
+                chosen = [g for g in group if combine == "mean" or g[2] == subj]
+                names.append(name if combine == "mean" else f"{name}/{subj}")
+                mats.append(_nanmean(np.stack([g[0] for g in chosen])))
+                cover_rows.append(np.any([g[1] for g in chosen], axis=0))
         self.names: list[str] = names
         self.rdms = torch.as_tensor(np.stack(mats), dtype=torch.float64)  # (T, N, N)
-        self._cache: dict[tuple[torch.device, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}
+        # which stimuli each target covers (T, N): targets may cover different sets
+        self.covers = torch.as_tensor(np.stack(cover_rows))
+        self._cache: dict[
+            tuple[torch.device, torch.dtype], tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+        ] = {}
 
     def indices(self, stimulus_ids: Any, device: torch.device | None = None) -> torch.Tensor:
         """Row of each batch id in the RDMs, -1 where an id is not covered (a LongTensor).
@@ -201,25 +232,57 @@ class BrainTeacher:
             if isinstance(inputs, torch.Tensor) and torch.is_floating_point(inputs)
             else torch.get_default_dtype()
         )
-        rdms, finite = self._on(device, dtype)
         idx = self.indices(stimulus_ids, device).to(device)
+        b = idx.numel()
+        if isinstance(inputs, torch.Tensor) and inputs.ndim > 0 and inputs.shape[0] != b:
+            raise ValueError(
+                f"stimulus_ids has {b} ids but inputs hold {inputs.shape[0]} items; "
+                "give one id per item"
+            )
         covered = idx >= 0
+        n_covered = int(covered.sum())
+        if n_covered < min(2, b):
+            raise ValueError(self._uncovered_message(stimulus_ids, covered, n_covered))
+        rdms, finite, covers = self._on(device, dtype)
         safe = idx.clamp_min(0)
         sub = rdms[:, safe[:, None], safe[None, :]]  # (T, B, B): one gather, no Python loop
         ok = finite[:, safe[:, None], safe[None, :]]
         pair = covered[:, None] & covered[None, :]
-        pair &= ~torch.eye(idx.numel(), dtype=torch.bool, device=device)
+        pair &= ~torch.eye(b, dtype=torch.bool, device=device)
         mask = ok & pair
         sub = sub.masked_fill(~mask, 0.0)
-        return {name: Target(sub[k], mask[k]) for k, name in enumerate(self.names)}
+        items = covers[:, safe] & covered  # (T, B): the stimuli each target covers
+        return {
+            name: Target(sub[k], mask[k], covered=items[k]) for k, name in enumerate(self.names)
+        }
 
-    def _on(self, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    def _uncovered_message(self, stimulus_ids: Any, covered: torch.Tensor, n_covered: int) -> str:
+        b = covered.numel()
+        first = int((~covered).nonzero()[0, 0])
+        example = stimulus_ids[first]
+        example = _plain(example.reshape(-1)[0] if isinstance(example, torch.Tensor) else example)
+        ours = self.stimulus_ids[0]
+        head = (
+            f"none of the batch's {b} ids are covered"
+            if n_covered == 0
+            else f"only {n_covered} of the batch's {b} ids is covered (a pair needs 2)"
+        )
+        return (
+            f"stimulus_ids: {head} by the teacher; e.g. "
+            f"{example!r} ({type(example).__name__}) vs teacher ids {ours!r} "
+            f"({type(ours).__name__}). Pass the ids the teacher's RDMs list, not positions"
+        )
+
+    def _on(
+        self, device: torch.device, dtype: torch.dtype
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         key = (device, dtype)
         if key not in self._cache:
             finite = torch.isfinite(self.rdms)
             self._cache[key] = (
                 self.rdms.nan_to_num(0.0).to(device=device, dtype=dtype),
                 finite.to(device),
+                self.covers.to(device),
             )
         return self._cache[key]
 
@@ -347,6 +410,21 @@ def _descriptor(rdm_obj: Any, key: str, where: str) -> list:
             f"{sorted(rdm_obj.rdm_descriptors)}"
         )
     return list(rdm_obj.rdm_descriptors[key])
+
+
+def _own_ids(rdm_obj: Any, name: str, pattern_descriptor: str) -> list[Hashable]:
+    """The stimulus id of each condition of one RDM, checked: one per condition, distinct."""
+    n_cond = int(rdm_obj.n_cond)
+    pd_ = rdm_obj.pattern_descriptors
+    raw = pd_.get(pattern_descriptor, pd_.get("index", list(range(n_cond))))
+    ids = [_plain(i) for i in raw]
+    if len(ids) != n_cond:
+        raise ValueError(
+            f"rdms: target {name!r} lists {len(ids)} stimulus ids for {n_cond} conditions"
+        )
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"rdms: target {name!r} lists repeated stimulus ids; ids must be distinct")
+    return ids
 
 
 def _nanmean(stack: np.ndarray) -> np.ndarray:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -101,7 +102,10 @@ def fit(
         Brain batches use their own BatchNorm running statistics.
     heldout
         ``(images, stimulus_ids)`` of stimuli never trained on; each epoch logs
-        ``heldout_rsa/<layer>``: Pearson r of the layer's RDM with its target on these.
+        ``heldout_rsa/<layer>``: Pearson r of the layer's RDM with its target on these. Every
+        held-out id must be covered by the aligned targets (else a ValueError before training).
+        Alignment batches need at least 2 covered ids (else a ValueError); items some target
+        does not cover are masked out of its term, with one warning per fit.
     val_loader
         Labelled batches for ``val_loss`` / ``val_accuracy`` per epoch.
     reduction, projection_dim
@@ -181,6 +185,8 @@ def fit(
         brain_ids = getattr(getattr(brain_loader, "dataset", None), "stimulus_ids", None)
         brain_iter = endless(brain_loader)
     distance = getattr(loss, "distance", "euclidean")
+    if heldout is not None and teacher is not None:
+        _heldout_targets(teacher, pairs, heldout[0], heldout[1], device)  # fail before training
 
     state = _State()
     ckpt = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
@@ -225,6 +231,7 @@ class _State:
     def __init__(self) -> None:
         # brain batches drawn so far: a resumed run fast-forwards the stream to the same place
         self.epoch, self.log, self.credit, self.drawn = -1, [], 0.0, 0
+        self.warned_uncovered = False  # the uncovered-ids warning is given once per fit
 
     def snapshot(self, model, optimizer, pairs, bn) -> dict[str, Any]:
         return {
@@ -287,7 +294,7 @@ def _train_epoch(
                     correct += int((out.argmax(1) == y).sum())
                     seen += y.numel()
             if on_task:
-                total = total + _align(teacher, pairs, taps, x, ids, sums, epoch, steps)
+                total = total + _align(teacher, pairs, taps, x, ids, sums, epoch, steps, state)
             if total.requires_grad:
                 total.backward()
         for k in range(brain_due):
@@ -300,7 +307,9 @@ def _train_epoch(
             with bn.brain_mode() if bn is not None else _null():
                 with model.no_sync() if not last and hasattr(model, "no_sync") else _null():
                     model(bx)
-                    term = _align(teacher, pairs, taps, bx, bpos, sums, epoch, steps, brain_ids)
+                    term = _align(
+                        teacher, pairs, taps, bx, bpos, sums, epoch, steps, state, brain_ids
+                    )
                     term.backward()
         if taps is not None:
             taps.clear()
@@ -319,10 +328,13 @@ def _train_epoch(
     return row
 
 
-def _align(teacher, pairs, taps, x, ids, sums, epoch, step, id_map=None) -> torch.Tensor:
+def _align(
+    teacher, pairs, taps, x, ids, sums, epoch, step, state=None, id_map=None
+) -> torch.Tensor:
     """Weighted sum of the alignment terms for the batch whose activations ``taps`` holds.
 
     ``id_map`` (the stimulus set's ids) turns positions from a brain loader into stimulus ids.
+    Items a target does not cover are masked out of its term, with one warning per fit.
     """
 
     def to_ids(pos: Any) -> Any:
@@ -332,7 +344,10 @@ def _align(teacher, pairs, taps, x, ids, sums, epoch, step, id_map=None) -> torc
 
     if isinstance(ids, torch.Tensor):
         ids = ids.to(x.device)
-    local = teacher.targets(x, to_ids(ids))
+    batch_ids = to_ids(ids)
+    local = teacher.targets(x, batch_ids)
+    if state is not None and not state.warned_uncovered:
+        state.warned_uncovered = _warn_uncovered(local, pairs, batch_ids)
     targets = global_targets(teacher, x, ids, local, to_ids)
     total = None
     for p in pairs:
@@ -407,13 +422,57 @@ def heldout_rsa(
         taps.capture = previous
         taps.clear()
         model.train(was)
-    id_arg = ids if not isinstance(ids, torch.Tensor) else ids.to(device)
-    targets = teacher.targets(images, id_arg)
+    targets = _heldout_targets(teacher, pairs, images, ids, device)
     return {
         p.layer: rsa_pearson(pairwise_rdm(torch.cat(feats[p.layer]).double(), distance),
                              targets[p.target])
         for p in pairs
     }  # fmt: skip
+
+
+def _heldout_targets(
+    teacher: Any, pairs: list[AlignmentPair], images: Any, ids: Any, device: Any
+) -> dict[str, Any]:
+    """The teacher's targets on the held-out stimuli; a ValueError if a target misses any."""
+    images = torch.as_tensor(images, dtype=torch.float32).to(device)
+    id_arg = ids if not isinstance(ids, torch.Tensor) else ids.to(device)
+    try:
+        targets = teacher.targets(images, id_arg)
+    except ValueError as err:
+        raise ValueError(f"heldout: {err}") from err
+    for name in dict.fromkeys(p.target for p in pairs):
+        covered = targets[name].covered
+        if covered is not None and not bool(covered.all()):
+            missing = (~covered).nonzero().reshape(-1).tolist()
+            raise ValueError(
+                f"heldout: {len(missing)} of the {covered.numel()} held-out stimulus ids are not "
+                f"covered by target {name!r} (e.g. {_id_at(ids, missing[0])!r}); held-out RSA "
+                "needs every held-out stimulus in the target RDMs"
+            )
+    return targets
+
+
+def _warn_uncovered(targets: Mapping[str, Any], pairs: list[AlignmentPair], ids: Any) -> bool:
+    """Warn when some items of the batch are not covered by an aligned target; True if warned."""
+    for name in dict.fromkeys(p.target for p in pairs):
+        covered = targets[name].covered
+        if covered is None or bool(covered.all()):
+            continue
+        missing = (~covered).nonzero().reshape(-1).tolist()
+        warnings.warn(
+            f"{len(missing)} of the batch's {covered.numel()} stimulus ids are not covered by "
+            f"target {name!r} (e.g. {_id_at(ids, missing[0])!r}) and are masked out of its "
+            "alignment term; this warning is shown once per fit",
+            UserWarning,
+            stacklevel=4,
+        )
+        return True
+    return False
+
+
+def _id_at(ids: Any, i: int) -> Any:
+    value = ids[i]
+    return value.item() if isinstance(value, torch.Tensor) else value
 
 
 def plot_log(log: pd.DataFrame, path: str | Path | None = None):

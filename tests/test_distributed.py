@@ -7,14 +7,17 @@ import socket
 import tempfile
 
 import pytest
+import rsatoolbox
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
+from brainrdl.alignment import global_targets
 from brainrdl.distributed import all_gather_nograd, all_gather_with_grad, global_batch_rdm
 from brainrdl.functional import rdl_loss
 from brainrdl.taps import LayerTaps
+from brainrdl.teachers import BrainTeacher
 
 
 def _model() -> nn.Module:
@@ -52,10 +55,16 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         start = sum(sizes[:rank])
         ids = all_gather_nograd(torch.arange(start, start + sizes[rank]))
         rdm = global_batch_rdm(x[start : start + sizes[rank]])
+        # a brain target over the global batch: asked again with the gathered ids
+        teacher = BrainTeacher(
+            rsatoolbox.rdm.RDMs(target.double().numpy()[None], rdm_descriptors={"roi": ["IT"]})
+        )
+        shard, shard_ids = x[start : start + sizes[rank]], torch.arange(start, start + sizes[rank])
+        brain = global_targets(teacher, shard, shard_ids, teacher.targets(shard, shard_ids))["IT"]
         loss = rdl_loss(glob, target)
         torch.save(
             {"loss": loss.detach(), "grads": [p.grad for p in inner.parameters()], "ids": ids,
-             "rdm": rdm.detach()},
+             "rdm": rdm.detach(), "brain": brain.rdm, "brain_mask": brain.pair_mask},
             os.path.join(out, f"rank{rank}.pt"),
         )
     finally:
@@ -83,6 +92,8 @@ def test_two_process_gradients_equal_single_process():
         torch.testing.assert_close(res["loss"], loss.detach())
         assert res["ids"].tolist() == list(range(10))
         torch.testing.assert_close(res["rdm"], pairwise_rdm(x))
+        torch.testing.assert_close(res["brain"], target)
+        assert res["brain_mask"].sum() == 90
         # DDP averaged the gradients: each rank now holds the single-process gradient
         for g, p in zip(res["grads"], model.parameters()):
             torch.testing.assert_close(g, p.grad, rtol=1e-5, atol=1e-6)

@@ -173,3 +173,30 @@ def test_argument_errors():
 
 def test_default_loss_is_rdl():
     assert RDLLoss().comparison == "paper"
+
+
+def test_uncovered_ids_raise_or_warn_once_and_heldout_must_be_covered():
+    import warnings
+
+    teacher, images, ids = _brain(n=12)
+    x, y = _data(16)
+    # integer positions against string ids: every id uncovered -> an error, not a zero loss
+    loader = [(images[:6], y[:6], torch.arange(6))]
+    with pytest.raises(ValueError, match=r"none of the batch's 6 ids .* 0 \(int\) .* 'im0'"):
+        fit(_student(), loader, teacher=teacher, alignment={"1": "IT"}, progress=False)
+    loader = [(images[:6], y[:6], [*ids[:4], "x1", "x2"])] * 3
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        log = fit(_student(), loader, teacher=teacher, alignment={"1": "IT"}, epochs=2,
+                  progress=False)
+    msgs = [str(w.message) for w in caught if "not covered" in str(w.message)]
+    assert len(msgs) == 1 and "2 of the batch's 6" in msgs[0] and "'x1'" in msgs[0]
+    assert (log["align/1"] > 0).all()
+    with pytest.raises(ValueError, match="heldout"):
+        fit(_student(), [(x, y)], teacher=teacher, alignment={"1": "IT"},
+            brain_loader=(images, ids), brain_batch_size=4, heldout=(images[:3], [0, 1, 2]),
+            progress=False)
+    with pytest.raises(ValueError, match=r"heldout.*1 of the 3"):
+        fit(_student(), [(x, y)], teacher=teacher, alignment={"1": "IT"},
+            brain_loader=(images, ids), brain_batch_size=4,
+            heldout=(images[:3], [*ids[:2], "zz"]), progress=False)
