@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import sys
 import warnings
 from pathlib import Path
 
@@ -145,6 +146,10 @@ def _layers(args):
 def load_model(checkpoint: str, factory: str | None = None):
     """Load a model from a pickled module, TorchScript file, or state dict + factory.
 
+    A state dict is read with ``torch.load(weights_only=True)``, which runs no code from the
+    file. A pickled module needs ``weights_only=False``, which executes the pickle: that is done
+    only when the safe read fails, with a warning on stderr that the file is trusted as code.
+
     Examples
     --------
     >>> import tempfile, torch
@@ -164,7 +169,7 @@ def load_model(checkpoint: str, factory: str | None = None):
             return torch.jit.load(str(path), map_location="cpu")
     except (RuntimeError, ValueError):
         pass  # not TorchScript
-    obj = torch.load(str(path), map_location="cpu", weights_only=False)
+    obj = _torch_load(path)
     if isinstance(obj, torch.nn.Module):
         return obj
     if isinstance(obj, dict):
@@ -181,3 +186,22 @@ def load_model(checkpoint: str, factory: str | None = None):
         model.load_state_dict(state)
         return model
     raise ValueError(f"--checkpoint: {checkpoint!r} holds a {type(obj).__name__}, not a model")
+
+
+def _torch_load(path: Path):
+    """``torch.load`` running pickled code only when the weights-only read fails (warns)."""
+    import pickle
+
+    import torch
+
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # holds objects other than tensors, e.g. a whole module
+        pass
+    print(
+        f"warning: --checkpoint {str(path)!r} is not a plain weights file; loading it with "
+        "torch.load(weights_only=False), which runs the code pickled in it: only use "
+        "checkpoints you trust (a state dict + --model-factory avoids this)",
+        file=sys.stderr,
+    )
+    return torch.load(str(path), map_location="cpu", weights_only=False)

@@ -1,7 +1,8 @@
 """``brainrdl demo``: train a digit CNN with and without RDL toward the demo study's IT-like region.
 
 1. Write the embedded demo study (``data_adapters.demo``: NIfTI betas, atlas) and build the
-   teacher RDMs per region from the NIfTI files (crossnobis over runs).
+   teacher RDMs per region from the NIfTI files with the fMRI adapter
+   (``data_adapters.fmri.rdms_from_betas``, crossnobis over runs).
 2. Split the brain stimuli into training and held-out halves; the task digits exclude all of them.
 3. Train the same seeded ``DigitCNN`` twice: baseline (alignment weight 0, so the same batches
    flow but nothing pulls) and RDL (``fc1`` toward IT).
@@ -69,50 +70,27 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def region_rdms_from_nifti(study: Any) -> Any:
-    """Crossnobis RDMs per region (rsatoolbox ``RDMs``, ``roi`` descriptor) from NIfTI betas.
+def _brain_rdms(study: Any) -> dict[str, Any]:
+    """Crossnobis RDMs per region (``{roi: rsatoolbox RDMs}``) from the study's NIfTI betas.
 
-    Local stand-in for ``data_adapters.fmri.rdms_from_betas``: atlas masks select each region's
-    voxels in the 4D betas, the design TSV gives stimulus and run per volume, and rsatoolbox's
-    crossnobis over runs (identity noise) estimates the squared distances without noise bias.
+    The fMRI adapter (:func:`data_adapters.fmri.rdms_from_betas`) reads the atlas and its label
+    table, the design TSV gives stimulus and run per volume, and crossnobis over runs (identity
+    noise) estimates the squared distances without noise bias.
+
+    Parameters
+    ----------
+    study : data_adapters.demo.DemoStudy
+        The demo study written by :func:`data_adapters.demo.make_demo_study`.
+
+    Returns
+    -------
+    dict
+        Region name -> ``rsatoolbox.rdm.RDMs`` (pattern descriptor ``stimulus``).
     """
-    import nibabel as nib
-    import pandas as pd
-    import rsatoolbox
+    from data_adapters.fmri import rdms_from_betas
 
-    betas = np.asarray(nib.load(study.betas[0]).dataobj, dtype=np.float64)  # (x, y, z, vols)
-    atlas = np.asarray(nib.load(study.atlas).dataobj)
-    design = pd.read_csv(study.design[0], sep="\t")
-    out = []
-    for roi, value in study.labels.items():
-        data = betas[atlas == value].T  # (vols, voxels)
-        ds = rsatoolbox.data.Dataset(
-            data,
-            descriptors={"roi": roi},
-            obs_descriptors={
-                "stimulus": design["condition"].to_numpy(),
-                "run": design["run"].to_numpy(),
-            },
-        )
-        rdm = rsatoolbox.rdm.calc_rdm(ds, method="crossnobis", descriptor="stimulus",
-                                      cv_descriptor="run")  # fmt: skip
-        rdm.rdm_descriptors["roi"] = [roi]
-        out.append(rdm)
-    return rsatoolbox.rdm.concat(out)
-
-
-def _brain_rdms(study: Any) -> Any:
-    try:  # the adapters' reader when present; same numbers, shared code
-        from data_adapters.fmri import rdms_from_betas  # type: ignore[attr-defined]
-    except ImportError:
-        return region_rdms_from_nifti(study)
-    try:
-        return rdms_from_betas(
-            study.betas[0], study.atlas, design=study.design[0], labels=study.labels,
-            method="crossnobis",
-        )  # fmt: skip
-    except TypeError:  # signature differs from what this module expects: use the local reader
-        return region_rdms_from_nifti(study)
+    return rdms_from_betas(study.betas[0], study.design[0], atlas=study.atlas,
+                           labels=study.atlas_labels, method="crossnobis")  # fmt: skip
 
 
 def run_demo(
@@ -171,7 +149,7 @@ def _run_demo(
     study = make_demo_study(out / "data", seed=seed, n_stimuli=n_stimuli, n_runs=6,
                             with_bold=False, with_nwb=False)  # fmt: skip
     rdms = _brain_rdms(study)
-    teacher = BrainTeacher(rdms, target_names="roi")
+    teacher = BrainTeacher(rdms)
 
     ids = list(study.stimulus_ids)
     images = torch.as_tensor(study.images, dtype=torch.float32)
@@ -212,7 +190,7 @@ def _run_demo(
         logs[name], models[name] = log, model
         log.to_csv(out / f"log_{name}.csv", index=False)
 
-    table = layer_region_table(models, teacher, heldout, device)
+    table = layer_region_table(models, rdms, heldout, device)
     table.to_csv(out / "layer_region_rsa.csv", index=False)
     summary: dict[str, Any] = {
         **results,
@@ -238,28 +216,46 @@ def _run_demo(
     return summary
 
 
-def layer_region_table(models: dict[str, Any], teacher: Any, heldout: Any, device: str):
-    """Held-out RSA of every layer of each model with every region (a long DataFrame)."""
+def layer_region_table(
+    models: dict[str, Any], brain_rdms: dict[str, Any], heldout: Any, device: str
+) -> Any:
+    """Held-out RSA of every layer of each model with every region (a long DataFrame).
+
+    Each layer's euclidean RDM over the held-out stimuli is compared with each region's RDM
+    restricted to those stimuli by :func:`brainrdl.compare_layers` (Pearson r, ``"corr"``).
+
+    Parameters
+    ----------
+    models : dict
+        Model name -> trained ``torch.nn.Module`` with the layers in ``LAYERS``.
+    brain_rdms : dict
+        Region name -> ``rsatoolbox.rdm.RDMs`` with a ``stimulus`` pattern descriptor.
+    heldout : tuple
+        ``(images, stimulus_ids)`` of the held-out stimuli.
+    device : str
+        Device of the forward passes.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``model``, ``layer``, ``region``, ``rsa``.
+    """
     import pandas as pd
     import torch
 
-    from brainrdl.alignment import rsa_pearson
-    from brainrdl.distances import pairwise_rdm
-    from brainrdl.taps import LayerTaps
+    from brainrdl.layer_comparison import compare_layers
 
     images, ids = heldout
-    targets = teacher.targets(images.to(device), ids)
-    rows = []
+    brain = {r: brain_rdms[r].subset_pattern("stimulus", list(ids)) for r in REGIONS}
+    tables = []
     for name, model in models.items():
-        model.eval()
-        with torch.no_grad(), LayerTaps(model, LAYERS, detach=True) as taps:
-            feats = taps.extract(images.to(device))
-        for layer in LAYERS:
-            rdm = pairwise_rdm(feats[layer].double())
-            for region in REGIONS:
-                r = rsa_pearson(rdm, targets[region])
-                rows.append({"model": name, "layer": layer, "region": region, "rsa": r})
-    return pd.DataFrame(rows)
+        table = compare_layers(
+            model, brain, stimuli=images, layer_names=list(LAYERS), stimulus_ids=list(ids),
+            method="corr", device=device,
+            extract_kwargs={"method": "euclidean", "dtype": torch.float64},
+        )  # fmt: skip
+        tables.append(table.assign(model=name).rename(columns={"similarity": "rsa"}))
+    return pd.concat(tables, ignore_index=True)[["model", "layer", "region", "rsa"]]
 
 
 def _figure(logs: dict[str, Any], table: Any, out: Path) -> None:

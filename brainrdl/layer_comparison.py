@@ -20,6 +20,7 @@ Examples
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -43,7 +44,8 @@ def compare_layers(
     brain_rdms,
     *,
     stimuli=None,
-    layer_names: Sequence[str] | None = None,
+    layer_names: str | Sequence[str] | None = None,
+    stimulus_ids: Sequence | None = None,
     method: str = "corr",
     subject_descriptor: str | None = None,
     n_bootstrap: int = 0,
@@ -70,7 +72,13 @@ def compare_layers(
     stimuli
         The stimuli (tensor, Dataset, DataLoader or image folder) when ``layers`` is a model.
     layer_names
-        Module paths of the layers to tap when ``layers`` is a model.
+        Module paths of the layers to tap when ``layers`` is a model (one path may be a str).
+    stimulus_ids
+        Stimulus labels of ``stimuli``, in their order, when ``layers`` is a model: they become
+        the layer RDMs' ``stimulus`` pattern descriptor (default 0..N-1, or the file names of an
+        image folder), so that layer RDMs align with brain RDMs labelled by stimulus (e.g. the
+        adapters' RDMs). For precomputed layer ``RDMs`` they replace the ``stimulus`` pattern
+        descriptor.
     method
         Comparison method (``brainrdl.compare`` names; ``corr`` by default).
     subject_descriptor
@@ -112,7 +120,8 @@ def compare_layers(
     >>> int(t["best"].sum()), bool((t["ci_low"] <= t["ci_high"]).all())
     (1, True)
     """
-    names, x, ids = layer_vectors(layers, stimuli, layer_names, device, extract_kwargs)
+    names, x, ids = layer_vectors(layers, stimuli, layer_names, device, extract_kwargs,
+                                  stimulus_ids=stimulus_ids)  # fmt: skip
     table, _ = _compare(
         {"": (names, x, ids)},
         brain_rdms,
@@ -134,7 +143,8 @@ def compare_models(
     brain_rdms,
     *,
     stimuli=None,
-    layer_names: Sequence[str] | None = None,
+    layer_names: str | Sequence[str] | None = None,
+    stimulus_ids: Sequence | None = None,
     method: str = "corr",
     subject_descriptor: str | None = None,
     n_bootstrap: int = 1000,
@@ -158,8 +168,8 @@ def compare_models(
     models
         Mapping name → model or layer ``RDMs`` (as ``layers`` of :func:`compare_layers`); the first
         entry is the reference.
-    brain_rdms, stimuli, layer_names, method, subject_descriptor, n_bootstrap, bootstrap, ci, seed,
-    device, pattern_descriptor, extract_kwargs
+    brain_rdms, stimuli, layer_names, stimulus_ids, method, subject_descriptor, n_bootstrap,
+    bootstrap, ci, seed, device, pattern_descriptor, extract_kwargs
         As for :func:`compare_layers`.
 
     Returns
@@ -182,7 +192,9 @@ def compare_models(
     if not isinstance(models, Mapping) or len(models) < 2:
         raise ValueError("models must map at least two names to models or layer RDMs")
     entries = {
-        str(name): layer_vectors(m, stimuli, layer_names, device, extract_kwargs)
+        str(name): layer_vectors(
+            m, stimuli, layer_names, device, extract_kwargs, stimulus_ids=stimulus_ids
+        )
         for name, m in models.items()
     }
     table, boot = _compare(
@@ -228,8 +240,11 @@ def compare_models(
     return table
 
 
-def layer_vectors(layers, stimuli=None, layer_names=None, device=None, extract_kwargs=None):
+def layer_vectors(layers, stimuli=None, layer_names=None, device=None, extract_kwargs=None, *,
+                  stimulus_ids=None):  # fmt: skip
     """(layer names, (L, K) float64 RDM vectors, stimulus ids or None) from a model or RDMs.
+
+    ``stimulus_ids`` labels the stimuli (see :func:`compare_layers`).
 
     Examples
     --------
@@ -248,9 +263,16 @@ def layer_vectors(layers, stimuli=None, layer_names=None, device=None, extract_k
             )
         from brainrdl.layer_rdms import extract_rdms
 
+        if isinstance(layer_names, str):
+            layer_names = [layer_names]
         kwargs = dict(extract_kwargs or {})
         kwargs.setdefault("progress", False)
+        if stimulus_ids is not None:
+            if kwargs.get("stimulus_ids") is not None:
+                raise ValueError("give stimulus_ids= or extract_kwargs['stimulus_ids'], not both")
+            kwargs["stimulus_ids"] = stimulus_ids
         layers = extract_rdms(layers, stimuli, list(layer_names), device=device, **kwargs)
+        stimulus_ids = None  # already the pattern descriptor
     if not isinstance(layers, RDMs):
         raise TypeError(
             "layers must be a torch.nn.Module or rsatoolbox RDMs with a 'layer' rdm descriptor; "
@@ -263,6 +285,11 @@ def layer_vectors(layers, stimuli=None, layer_names=None, device=None, extract_k
     if len(set(names)) != len(names):
         raise ValueError(f"layers: the 'layer' rdm descriptor must be unique; got {names}")
     ids = layers.pattern_descriptors.get("stimulus")
+    if stimulus_ids is not None:
+        ids = list(stimulus_ids)
+        if len(ids) != layers.n_cond:
+            raise ValueError(f"stimulus_ids has {len(ids)} labels but the layer RDMs have "
+                             f"{layers.n_cond} conditions")  # fmt: skip
     return names, layers.get_vectors().astype(np.float64), ids
 
 
@@ -273,8 +300,13 @@ def _compare(
     """Shared engine: the table, and per region (keys, mean similarities, bootstrap samples)."""
     check_choice("method", method, METHODS)
     check_choice("bootstrap", bootstrap, BOOTSTRAP_KINDS)
-    if not isinstance(n_bootstrap, int) or n_bootstrap < 0:
+    if (
+        not isinstance(n_bootstrap, numbers.Integral)
+        or isinstance(n_bootstrap, bool)
+        or n_bootstrap < 0
+    ):
         raise ValueError(f"n_bootstrap must be a non-negative int; got {n_bootstrap!r}")
+    n_bootstrap = int(n_bootstrap)
     if not 0.0 < ci < 1.0:
         raise ValueError(f"ci must be in (0, 1); got {ci!r}")
     regions = _regions(brain_rdms)
@@ -417,7 +449,9 @@ def _align(x: np.ndarray, ids, brain, region: str) -> np.ndarray:
     if missing:
         raise ValueError(
             f"region {region!r} has stimuli that the layer RDMs lack: {missing[:10]}"
-            f"{' ...' if len(missing) > 10 else ''}"
+            f"{' ...' if len(missing) > 10 else ''} (layer RDMs have {ids[:5]}"
+            f"{' ...' if len(ids) > 5 else ''}); pass stimulus_ids= (the labels of the stimuli, "
+            "in their order) so that the layer RDMs carry the brain RDMs' stimulus labels"
         )
     from scipy.spatial.distance import squareform
 

@@ -81,26 +81,6 @@ _PROGRESS_MIN_WINDOWS = 20
 
 
 # ---------------------------------------------------------------------------------------------
-# RDM engine: the one place to switch to brainrdl.calc_rdm
-# ---------------------------------------------------------------------------------------------
-def _calc_rdm(
-    dataset: Dataset,
-    method: str,
-    descriptor: str | None,
-    noise: np.ndarray | None = None,
-    cv_descriptor: str | None = None,
-) -> RDMs:
-    """Compute one RDMs object with brainrdl's engine, or rsatoolbox's while that is missing."""
-    try:
-        from brainrdl.rdm import calc_rdm
-    except ImportError:  # engine not written yet: same arguments, same numbers
-        from rsatoolbox.rdm import calc_rdm
-    return calc_rdm(
-        dataset, method=method, descriptor=descriptor, noise=noise, cv_descriptor=cv_descriptor
-    )
-
-
-# ---------------------------------------------------------------------------------------------
 # input normalisation
 # ---------------------------------------------------------------------------------------------
 def as_spike_trains(
@@ -621,9 +601,16 @@ def _rdms_over_windows(
         from tqdm.auto import tqdm
 
         iterator = tqdm(dss, desc=f"{method} RDMs", unit="window")
+    # brainrdl's engine, never rsatoolbox's: a broken import must fail loudly, since the
+    # numbers differ (e.g. poisson_cv)
+    from brainrdl.rdm import calc_rdm
+
     cv = cv_descriptor if method in CV_METHODS else None
     use_noise = noise if method == "crossnobis" else None
-    rdms = [_calc_rdm(ds, method, descriptor, use_noise, cv) for ds in iterator]
+    rdms = [
+        calc_rdm(ds, method=method, descriptor=descriptor, noise=use_noise, cv_descriptor=cv)
+        for ds in iterator
+    ]
     if len(rdms) == 1:
         return rdms[0]
     with warnings.catch_warnings():

@@ -55,15 +55,6 @@ __all__ = [
 _METHODS = ("euclidean", "correlation", "mahalanobis", "crossnobis", "poisson")
 
 
-def _calc_rdm(dataset: Any, **kwargs: Any) -> Any:
-    """The one place that picks the RDM engine (brainrdl's; rsatoolbox's if it is missing)."""
-    try:
-        from brainrdl.rdm import calc_rdm
-    except ImportError:  # pragma: no cover - during development of brainrdl.rdm
-        from rsatoolbox.rdm import calc_rdm
-    return calc_rdm(dataset, **kwargs)
-
-
 def extract_roi_voxels(
     betas: ImageLike | Sequence[ImageLike],
     masks: Mapping[str, np.ndarray],
@@ -287,6 +278,9 @@ def calc_rdms(
     >>> calc_rdms({"r": ds}, "crossnobis")["r"].n_cond
     3
     """
+    # brainrdl's engine, never rsatoolbox's: a broken import must fail loudly
+    from brainrdl.rdm import calc_rdm
+
     if method not in _METHODS:
         raise ValueError(f"method={method!r} is not supported; expected one of {list(_METHODS)}")
     out = {}
@@ -305,7 +299,7 @@ def calc_rdms(
             if len(np.unique(ds.obs_descriptors[cv_descriptor])) < 2:
                 raise ValueError(f"crossnobis needs at least 2 runs; ROI {name!r} has one")
             kwargs["cv_descriptor"] = cv_descriptor
-        rdm = _calc_rdm(ds, **kwargs)
+        rdm = calc_rdm(ds, **kwargs)
         for key in ("roi", "subject"):
             if key in ds.descriptors:
                 rdm.rdm_descriptors[key] = [ds.descriptors[key]]

@@ -103,6 +103,19 @@ def _on_grid(img: Any, shape: tuple[int, ...], affine: np.ndarray, name: str,
     return np.asarray(out.dataobj)
 
 
+def _no_labels_message(atlas: Any, resample: bool) -> str:
+    """Why an atlas has no labelled voxel on the data grid (empty atlas, or off the grid)."""
+    if not isinstance(atlas, np.ndarray) and resample:
+        original = np.asarray(load_image(atlas, "atlas").dataobj)
+        if np.any(np.nan_to_num(original) != 0):
+            return (
+                "no atlas voxel overlaps the data grid: after resampling the atlas onto the "
+                "data grid (nearest neighbour) every voxel is background (0); check that the "
+                "atlas and the data are in the same space (their affines)"
+            )
+    return "atlas has no labelled (non-zero) voxel; expected integer ROI labels"
+
+
 def roi_masks(
     shape: tuple[int, int, int],
     affine: np.ndarray,
@@ -154,6 +167,8 @@ def roi_masks(
             raise ValueError("atlas contains NaN or infinite values; expected integer labels")
         data = np.rint(data).astype(np.int64)
         present = np.unique(data[data != 0])
+        if present.size == 0:
+            raise ValueError(_no_labels_message(atlas, resample))
         if labels is None:
             table = {str(v): [int(v)] for v in present}
         else:

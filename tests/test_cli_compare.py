@@ -67,3 +67,35 @@ def test_bad_arguments_return_2(tmp_path, capsys):
     assert "--layers" in capsys.readouterr().out
     assert main(["compare", "--layers", "x.pkl", "--brain", "nofile"]) == 2
     assert "REGION=FILE" in capsys.readouterr().out
+
+
+def test_checkpoint_loads_weights_only_first(tmp_path, monkeypatch, capsys):
+    from brainrdl.cli_compare import load_model
+
+    (tmp_path / "factory_mod.py").write_text(
+        "import torch\n\ndef build():\n    return torch.nn.Linear(2, 3)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    torch.manual_seed(0)
+    net = nn.Linear(2, 3)
+    calls = []
+    real_load = torch.load
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("weights_only"))
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", spy)
+    # a state dict: read safely, no pickled code run, no warning
+    torch.save(net.state_dict(), tmp_path / "state.pt")
+    model = load_model(str(tmp_path / "state.pt"), "factory_mod:build")
+    assert calls == [True]
+    torch.testing.assert_close(model.weight, net.weight)
+    assert "warning" not in capsys.readouterr().err
+    # a pickled module: the safe read fails, the fallback warns that the file is trusted code
+    calls.clear()
+    torch.save(net, tmp_path / "module.pt")
+    model = load_model(str(tmp_path / "module.pt"))
+    assert calls == [True, False]
+    torch.testing.assert_close(model.weight, net.weight)
+    assert "runs the code pickled in it" in capsys.readouterr().err

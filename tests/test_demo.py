@@ -13,17 +13,54 @@ from brainrdl import demo
 
 
 @pytest.mark.slow
-def test_region_rdms_from_nifti_recover_ground_truth(tmp_path):
+def test_brain_rdms_come_from_fmri_adapter_and_recover_ground_truth(tmp_path, monkeypatch):
+    import warnings
+
+    from data_adapters import fmri
     from data_adapters.demo import make_demo_study
 
     study = make_demo_study(tmp_path, n_stimuli=30, n_runs=4, with_bold=False, with_nwb=False)
-    rdms = demo.region_rdms_from_nifti(study)
-    assert list(rdms.rdm_descriptors["roi"]) == ["EVC", "IT"]
-    assert list(rdms.pattern_descriptors["stimulus"]) == study.stimulus_ids
-    for k, roi in enumerate(["EVC", "IT"]):
-        est = rdms.dissimilarities[k]
+    calls = []
+    real = fmri.rdms_from_betas
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(fmri, "rdms_from_betas", spy)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # e.g. "invalid value encountered in cast"
+        rdms = demo._brain_rdms(study)
+    assert len(calls) == 1 and calls[0]["method"] == "crossnobis"
+    assert list(rdms) == ["EVC", "IT"]
+    for roi in ("EVC", "IT"):
+        assert rdms[roi].dissimilarity_measure == "crossnobis"
+        assert list(rdms[roi].pattern_descriptors["stimulus"]) == study.stimulus_ids
+        est = rdms[roi].dissimilarities[0]
         truth = study.ground_truth[roi].dissimilarities[0]
         assert np.corrcoef(est, truth)[0, 1] > 0.5
+
+
+def test_layer_region_table_is_compare_layers():
+    from rsatoolbox.rdm import RDMs
+
+    from brainrdl.layer_comparison import compare_layers
+    from brainrdl.models import DigitCNN
+
+    torch.manual_seed(0)
+    n = 10
+    images = torch.rand(n + 2, 1, 8, 8)
+    ids = [f"s{i:02d}" for i in range(n + 2)]
+    rng = np.random.default_rng(0)
+    brain = {r: RDMs(rng.random((1, (n + 2) * (n + 1) // 2)),
+                     pattern_descriptors={"stimulus": ids}) for r in demo.REGIONS}  # fmt: skip
+    model = DigitCNN()
+    table = demo.layer_region_table({"m": model}, brain, (images[:n], ids[:n]), "cpu")
+    assert list(table.columns) == ["model", "layer", "region", "rsa"] and len(table) == 8
+    sub = {r: b.subset_pattern("stimulus", ids[:n]) for r, b in brain.items()}
+    ref = compare_layers(model, sub, stimuli=images[:n], layer_names=list(demo.LAYERS),
+                         stimulus_ids=ids[:n], extract_kwargs={"method": "euclidean"})  # fmt: skip
+    np.testing.assert_allclose(table["rsa"], ref["similarity"], rtol=1e-5)
 
 
 def test_arguments():

@@ -430,3 +430,17 @@ def test_bad_input_raises_named_error(kwargs, match):
 def test_flat_spikes_with_unknown_unit_ids():
     with pytest.raises(ValueError, match="not in unit_ids"):
         ephys.as_spike_trains(np.array([0.1, 0.2]), spike_units=[0, 5], unit_ids=[0, 1])
+
+
+def test_rdms_use_brainrdl_engine_without_rsatoolbox_fallback(monkeypatch):
+    import sys
+
+    spikes = {0: np.array([0.1, 0.2, 2.1]), 1: np.array([1.1, 1.2, 1.3, 3.1])}
+    trials = {"onset": [0.0, 1.0, 2.0, 3.0], "stimulus": ["a", "b", "a", "b"]}
+    kw = dict(method="euclidean", recording=(0, 4))
+    ours = ephys.rdms_from_spikes(spikes, trials, (0.0, 0.5), **kw)
+    # a broken brainrdl.rdm must fail loudly, not silently switch to rsatoolbox's numbers
+    monkeypatch.setitem(sys.modules, "brainrdl.rdm", None)
+    with pytest.raises(ImportError):
+        ephys.rdms_from_spikes(spikes, trials, (0.0, 0.5), **kw)
+    assert ours.n_cond == 2

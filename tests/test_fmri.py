@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import warnings
 
 import nibabel as nib
@@ -224,3 +225,27 @@ def test_bad_inputs_raise_named_errors():
         fmri.rdms_from_betas(img, list("abcabc"))
     with pytest.raises(FileNotFoundError, match="betas: no such file"):
         fmri.rdms_from_betas("/nonexistent/betas.nii", list("abcabc"), masks=mask)
+
+
+def test_atlas_off_the_data_grid_says_no_voxel_overlaps():
+    img, _ = _tiny(6)
+    atlas = np.zeros((3, 3, 2), dtype=np.int16)
+    atlas[0] = 1
+    far = img.affine.copy()
+    far[:3, 3] += 100.0  # 100 mm away: nothing overlaps after resampling
+    with pytest.raises(ValueError, match="no atlas voxel overlaps the data grid"), \
+            warnings.catch_warnings():  # fmt: skip
+        warnings.simplefilter("ignore", UserWarning)
+        fmri.rdms_from_betas(img, list("abcabc"), atlas=nib.Nifti1Image(atlas, far),
+                             labels={"V1": 1}, resample=True)
+    with pytest.raises(ValueError, match="atlas has no labelled"):
+        fmri.rdms_from_betas(img, list("abcabc"), atlas=np.zeros((3, 3, 2), dtype=np.int16))
+
+
+def test_rdms_use_brainrdl_engine_without_rsatoolbox_fallback(monkeypatch):
+    img, _ = _tiny(6)
+    mask = np.ones((3, 3, 2))
+    # a broken brainrdl.rdm must fail loudly, not fall back to rsatoolbox's numbers
+    monkeypatch.setitem(sys.modules, "brainrdl.rdm", None)
+    with pytest.raises(ImportError):
+        fmri.rdms_from_betas(img, list("abcabc"), masks=mask, method="euclidean")

@@ -134,3 +134,51 @@ def test_errors_name_the_argument():
     small = RDMs(np.random.default_rng(0).random((2, 10)))
     with pytest.raises(ValueError, match="conditions"):
         brainrdl.compare_layers(RDMs(np.ones((1, K)) + np.arange(K)), {"X": small})
+
+
+def test_model_with_stimulus_ids_matches_labelled_brain_rdms():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 10), nn.ReLU(), nn.Linear(10, 6))
+    stimuli = torch.randn(N, 1, 4, 4)
+    _, brain = _setup(5)
+    names = [f"stim-{i:02d}" for i in range(N)]  # as the adapters label stimuli
+    labelled = {r: RDMs(b.dissimilarities, rdm_descriptors=b.rdm_descriptors,
+                        pattern_descriptors={"stimulus": names})
+                for r, b in brain.items()}  # fmt: skip
+    with pytest.raises(ValueError, match="stimulus_ids="):
+        brainrdl.compare_layers(net, labelled, stimuli=stimuli, layer_names=["1"])
+    got = brainrdl.compare_layers(net, labelled, stimuli=stimuli, layer_names="1",
+                                  stimulus_ids=names)  # fmt: skip
+    ref = brainrdl.compare_layers(net, brain, stimuli=stimuli, layer_names=["1"])
+    assert list(got["layer"]) == ["1", "1"]
+    np.testing.assert_allclose(got["similarity"], ref["similarity"], rtol=1e-12)
+    models = compare_models({"a": net, "b": net}, labelled, stimuli=stimuli, layer_names=["1"],
+                            stimulus_ids=names, n_bootstrap=np.int64(5), seed=0)  # fmt: skip
+    assert set(models["model"]) == {"a", "b", "b - a"}
+
+
+def test_layer_names_str_and_numpy_n_bootstrap():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 10), nn.ReLU(), nn.Linear(10, 6))
+    stimuli = torch.randn(N, 1, 4, 4)
+    _, brain = _setup(6)
+    a = brainrdl.compare_layers(net, brain, stimuli=stimuli, layer_names="3",
+                                n_bootstrap=np.int64(20), seed=0)  # fmt: skip
+    b = brainrdl.compare_layers(net, brain, stimuli=stimuli, layer_names=["3"], n_bootstrap=20,
+                                seed=0)  # fmt: skip
+    pd.testing.assert_frame_equal(a, b)
+    with pytest.raises(ValueError, match="n_bootstrap"):
+        brainrdl.compare_layers(net, brain, stimuli=stimuli, layer_names="3", n_bootstrap=2.5)
+
+
+def test_stimulus_ids_for_precomputed_layer_rdms():
+    layers, brain = _setup(7)
+    names = [f"s{i}" for i in range(N)]
+    labelled = {r: RDMs(b.dissimilarities, rdm_descriptors=b.rdm_descriptors,
+                        pattern_descriptors={"stimulus": names})
+                for r, b in brain.items()}  # fmt: skip
+    got = brainrdl.compare_layers(layers, labelled, stimulus_ids=names)
+    np.testing.assert_allclose(got["similarity"], brainrdl.compare_layers(layers, brain)
+                               ["similarity"], rtol=1e-12)  # fmt: skip
+    with pytest.raises(ValueError, match="stimulus_ids has 3 labels"):
+        brainrdl.compare_layers(layers, labelled, stimulus_ids=names[:3])
