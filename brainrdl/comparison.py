@@ -27,7 +27,7 @@ import torch
 
 from brainrdl._validation import check_choice
 from brainrdl.distances import square_from_upper_tri
-from brainrdl.ranks import rank_transform, tau_a
+from brainrdl.ranks import centred_ranks, rank_transform, tau_a
 
 __all__ = ["DIFFERENTIABLE_METHODS", "METHODS", "compare", "compare_vectors", "rank_transform"]
 
@@ -204,7 +204,7 @@ def compare_vectors(
     if method == "corr":
         return _cosine(_centre(a), _centre(b))
     if method in ("spearman", "rho-a"):
-        ra, rb = _centre(rank_transform(a)), _centre(rank_transform(b))
+        ra, rb = centred_ranks(a), centred_ranks(b)
         if method == "spearman":
             return _cosine(ra, rb)
         return ra @ rb.transpose(-1, -2) * (12.0 / (k**3 - k))
@@ -215,6 +215,8 @@ def compare_vectors(
     sigma = _check_sigma(sigma_k, n_conditions, a)
     if sigma is not None and sigma.ndim == 2:
         return _cosine_full_sigma(a, b, sigma, valid, n_conditions)
+    if sigma is None and valid is None:
+        return _cosine_cov_identity(a, b, n_conditions, centred=method == "corr_cov")
     return _cosine(_whiten(a, valid, n_conditions, sigma), _whiten(b, valid, n_conditions, sigma))
 
 
@@ -254,8 +256,7 @@ def _rsa_vectors(name: str, rdm: Any) -> tuple[np.ndarray, int | None]:
         vectors = np.atleast_2d(np.asarray(rdm, dtype=np.float64))
         return vectors, _n_from_k(vectors.shape[1])
     raise TypeError(
-        f"{name} must be rsatoolbox RDMs, a NumPy array or a torch.Tensor; got "
-        f"{type(rdm).__name__}"
+        f"{name} must be rsatoolbox RDMs, a NumPy array or a torch.Tensor; got {type(rdm).__name__}"
     )
 
 
@@ -315,6 +316,9 @@ def _drop_nan(
     a: torch.Tensor, b: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """rsatoolbox's rule: drop positions NaN in any RDM of ``a``; ``b`` must agree."""
+    # One reduction each (NaN propagates; an inf − inf NaN just takes the exact path below).
+    if not bool(torch.isnan(a.detach().sum() + b.detach().sum())):
+        return a, b, None
     nan_a = torch.isnan(a.detach()).reshape(-1, a.shape[-1]).any(0)
     nan_b = torch.isnan(b.detach()).reshape(-1, b.shape[-1]).any(0)
     if not (bool(nan_a.any()) or bool(nan_b.any())):
@@ -413,6 +417,50 @@ def _whiten(
     return torch.cat((_upper(g) * math.sqrt(2.0), torch.diagonal(g, dim1=-2, dim2=-1)), -1)
 
 
+def _cosine_cov_identity(
+    a: torch.Tensor, b: torch.Tensor, n: int, centred: bool = False
+) -> torch.Tensor:
+    """``_whiten`` + ``_cosine`` for sigma_k None and no NaN, on the vectors: O(n_rdms·k).
+
+    The whitened vector w of an RDM v holds the double-centred G = H(−½V)H (off-diagonal
+    entries × √2, then the diagonal), so w_a·w_b = ⟨G_a, G_b⟩_F. Splitting v = c + δ (its mean
+    c and the rest) the cross terms vanish (G(1) = ½H and ⟨H, G(δ)⟩ ∝ Σδ = 0), leaving
+
+        ⟨G_a, G_b⟩ = ¼(n − 1)·c_a·c_b + ½(δ_a·δ_b − R_a·R_b / n),
+
+    with R the row sums of the square RDM of δ. No (n, n) matrix is formed, and splitting off
+    the mean first avoids the cancellation of the raw expansion.
+    """
+    if centred:  # corr_cov: the means are already zero
+        da, db, ca, cb = a, b, a.new_zeros(*a.shape[:-1], 1), b.new_zeros(*b.shape[:-1], 1)
+    else:
+        ca, cb = a.mean(dim=-1, keepdim=True), b.mean(dim=-1, keepdim=True)
+        da, db = a - ca, b - cb
+    ra, rb = _row_sums(da, n), _row_sums(db, n)
+    scale = 0.25 * (n - 1)
+    gram = 0.5 * (da @ db.transpose(-1, -2) - (ra @ rb.transpose(-1, -2)) / n)
+    gram = gram + scale * ca * cb.transpose(-1, -2)
+
+    def sq_norm(d: torch.Tensor, r: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        dd = torch.linalg.vector_norm(d, dim=-1) ** 2
+        n2 = 0.5 * (dd - (r * r).sum(-1) / n) + scale * c.squeeze(-1) ** 2
+        return n2.clamp_min(0.0)
+
+    na, nb = sq_norm(da, ra, ca), sq_norm(db, rb, cb)
+    # zero-length whitened vectors give 0, as rsatoolbox's _cosine (gradients stay finite)
+    na = torch.sqrt(torch.where(na > 0, na, torch.ones_like(na)))
+    nb = torch.sqrt(torch.where(nb > 0, nb, torch.ones_like(nb)))
+    return gram / na.unsqueeze(-1) / nb.unsqueeze(-2)
+
+
+def _row_sums(x: torch.Tensor, n: int) -> torch.Tensor:
+    """Row sums (..., n) of the symmetric zero-diagonal squares of upper-triangle vectors."""
+    rows, cols = torch.triu_indices(n, n, offset=1, device=x.device)
+    flat = x.reshape(-1, x.shape[-1])
+    out = flat.new_zeros(flat.shape[0], n).index_add(1, rows, flat).index_add(1, cols, flat)
+    return out.reshape(*x.shape[:-1], n)
+
+
 def _rdm_covariance(sigma: torch.Tensor, valid: torch.Tensor | None, n: int) -> torch.Tensor:
     """V = ξ∘ξ with ξ = CΣCᵀ over the (valid) pairs: rsatoolbox's ``_get_v`` made dense."""
     rows, cols = torch.triu_indices(n, n, offset=1, device=sigma.device)
@@ -445,4 +493,9 @@ def _cosine_full_sigma(
         w = torch.linalg.solve_triangular(chol, flat, upper=False)
         return w.transpose(0, 1).reshape(x.shape)
 
-    return _cosine(whiten(a), whiten(b))
+    wa, wb = whiten(a), whiten(b)
+    # rsatoolbox divides by the V-norms without a zero check: a zero vector gives NaN (0/0)
+    zero_a = (torch.linalg.vector_norm(wa.detach(), dim=-1) == 0).unsqueeze(-1)
+    zero_b = (torch.linalg.vector_norm(wb.detach(), dim=-1) == 0).unsqueeze(-2)
+    out = _cosine(wa, wb)
+    return out.masked_fill(zero_a | zero_b, float("nan"))

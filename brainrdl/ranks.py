@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
-__all__ = ["rank_transform", "tau_a", "tau_a_fenwick", "tau_a_gemm"]
+__all__ = ["centred_ranks", "rank_transform", "sort_rows", "tau_a", "tau_a_fenwick", "tau_a_gemm"]
 
 # Above this many entries per vector the O(k²) sign product loses to the O(k log k) count on CPU
 # (measured on a 2-core machine; see docs/benchmarks-compare.md).
@@ -76,8 +76,42 @@ def rank_transform(x: torch.Tensor) -> torch.Tensor:
     return ranks
 
 
-def _rank_numpy(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """CPU ranks via NumPy's vectorised sort (several times faster than torch.sort on CPU)."""
+def centred_ranks(x: torch.Tensor) -> torch.Tensor:
+    """Average ranks minus their mean (k + 1)/2 along the last dimension (NaN-free input).
+
+    What the rank correlations (``spearman``, ``rho-a``) need; on CPU the centring is folded
+    into the scatter of :func:`rank_transform`, saving a pass over the data.
+
+    Examples
+    --------
+    >>> import torch
+    >>> centred_ranks(torch.tensor([10.0, 30.0, 20.0, 20.0])).tolist()
+    [-1.5, 1.5, 0.0, 0.0]
+    """
+    k = x.shape[-1]
+    dtype = x.dtype if torch.is_floating_point(x) else torch.float64
+    if x.device.type == "cpu" and k > 0:
+        return _rank_numpy(x, dtype, centred=True)
+    return rank_transform(x) - (k + 1) * 0.5
+
+
+def _rank_numpy(x: torch.Tensor, dtype: torch.dtype, centred: bool = False) -> torch.Tensor:
+    """CPU ranks: one SIMD sort of packed (value, position) keys, then one scatter."""
+    arr = x.detach().numpy()
+    k = arr.shape[-1]
+    flat = arr.reshape(-1, k)
+    if flat.dtype.kind == "f" and np.isnan(flat.sum()):  # one reduction; NaN propagates
+        out = _rank_numpy_nan(x, dtype)
+        return out - (k + 1) * 0.5 if centred else out
+    order, starts = sort_rows(flat)
+    ranks = np.empty(flat.shape, dtype=np.float64)
+    avg = _average_ranks(starts, flat.shape)
+    _scatter_rows(ranks, order, avg - (k + 1) * 0.5 if centred else avg)
+    return torch.from_numpy(ranks.reshape(arr.shape)).to(dtype)
+
+
+def _rank_numpy_nan(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Ranks of inputs holding NaN (they sort last and get NaN ranks): argsort, run lengths."""
     arr = x.detach().numpy()
     order = np.argsort(arr, axis=-1)
     values = np.take_along_axis(arr, order, axis=-1)
@@ -96,9 +130,117 @@ def _rank_numpy(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     ranks = np.empty(arr.shape, dtype=np.float64)
     np.put_along_axis(ranks, order, avg, axis=-1)
     out = torch.from_numpy(ranks).to(dtype)
-    if torch.is_floating_point(x):
-        out = out.masked_fill(torch.isnan(x.detach()), float("nan"))
-    return out
+    return out.masked_fill(torch.isnan(x.detach()), float("nan"))
+
+
+def _argsort_rows(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    order = np.argsort(flat, axis=-1, kind="stable")
+    values = np.take_along_axis(flat, order, axis=-1)
+    starts = np.ones(flat.shape, dtype=bool)
+    starts[:, 1:] = values[:, 1:] != values[:, :-1]
+    return order, starts
+
+
+def sort_rows(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """Ascending order of every row of a NaN-free (m, k) array, and where ties start.
+
+    Returns ``order`` (m, k) intp (ties in index order) and ``starts`` (m, k) bool, True where
+    the sorted value differs from the one before (and at 0), or None when no row has ties.
+
+    How: the float64 bit pattern of each value (−0.0 made +0.0) with its lowest bits replaced
+    by its position is one sort key; one SIMD ``np.sort`` of these keys gives the order
+    (several times faster than ``argsort``). Non-negative finite values (dissimilarities) are
+    sorted as float64 keys (the fastest SIMD sort here), others through the sign-flipped int64
+    bit pattern. Keys that agree but for the truncated bits are ties or values within
+    2**-(52 - log2 k) relative of each other: the values decide, and rows where truncation
+    merged distinct values fall back to a stable argsort. float32 input converts exactly (its
+    low mantissa bits are zero), so nothing is lost there. Integer input uses argsort.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> order, starts = sort_rows(np.array([[0.5, -1.0, 0.5]]))
+    >>> order.tolist(), starts.tolist()
+    ([[1, 0, 2]], [[True, True, False]])
+    """
+    m, k = flat.shape
+    if flat.dtype.kind != "f" or k == 0 or k > 2**31:
+        return _argsort_rows(flat)
+    nbits = max(1, int(k - 1).bit_length())
+    low = (1 << nbits) - 1
+    values = flat if flat.dtype == np.float64 else flat.astype(np.float64)
+    keys = np.add(values, 0.0).view(np.int64)  # a fresh array; −0.0 → +0.0
+    positive = bool(values.min() >= 0) and bool(np.isfinite(values.max()))
+    if not positive:  # sign-flip: int64 order = float order
+        keys ^= (keys >> 63) & 0x7FFFFFFFFFFFFFFF
+    keys &= ~low
+    keys |= np.arange(k, dtype=np.int64)
+    # positive finite keys stay positive finite floats, ordered as their bit patterns
+    (keys.view(np.float64) if positive else keys).sort(axis=-1)
+    order = keys & low
+    keys >>= nbits
+    same = keys[:, 1:] == keys[:, :-1]
+    if not same.any():
+        return order, None
+    starts = np.ones((m, k), dtype=bool)
+    np.logical_not(same, out=starts[:, 1:])
+    if flat.dtype.itemsize <= 4 and nbits <= 29:  # float32/16: the truncated bits were zero
+        return order, starts
+    rows, cols = np.nonzero(same)
+    left = values[rows, order[rows, cols]]
+    right = values[rows, order[rows, cols + 1]]
+    if bool((left == right).all()):  # all true ties
+        return order, starts
+    _resolve_merged(values, order, starts, same)
+    return order, starts
+
+
+def _resolve_merged(
+    values: np.ndarray, order: np.ndarray, starts: np.ndarray, same: np.ndarray
+) -> None:
+    """Sort, in place, the runs of equal truncated keys that hold distinct values.
+
+    Such runs (values within 2**-(52 - log2 k) relative) are few and short: their entries
+    are sorted by (run, value, position) with one lexsort and written back, and their tie
+    starts recomputed from the values.
+    """
+    m, k = order.shape
+    member = np.zeros((m, k), dtype=bool)
+    member[:, 1:] |= same
+    member[:, :-1] |= same
+    rows, cols = np.nonzero(member)  # row-major: the entries of a run are consecutive
+    run = np.cumsum(starts[rows, cols])
+    pos = order[rows, cols]
+    vals = values[rows, pos]
+    # keep only runs that hold distinct values (pure tie runs are already right)
+    differs = np.zeros(run[-1] + 1, dtype=bool)
+    step = (run[1:] == run[:-1]) & (vals[1:] != vals[:-1])
+    differs[run[1:][step]] = True
+    keep = differs[run]
+    rows, cols, run, pos, vals = rows[keep], cols[keep], run[keep], pos[keep], vals[keep]
+    perm = np.lexsort((pos, vals, run))
+    order[rows, cols] = pos[perm]
+    sorted_vals = vals[perm]
+    new = np.ones(len(perm), dtype=bool)
+    new[1:] = (run[1:] != run[:-1]) | (sorted_vals[1:] != sorted_vals[:-1])
+    starts[rows, cols] = new
+
+
+def _average_ranks(starts: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray:
+    """1-based average ranks in sorted order from the tie-start mask (m, k) (None: no ties)."""
+    m, k = shape
+    if starts is None or starts.all():
+        return np.broadcast_to(np.arange(1.0, k + 1.0), (m, k))
+    begin = np.flatnonzero(starts.ravel())
+    length = np.diff(np.append(begin, m * k))
+    avg = (begin % k) + (length - 1) * 0.5 + 1.0
+    return np.repeat(avg, length).reshape(m, k)
+
+
+def _scatter_rows(out: np.ndarray, order: np.ndarray, values: np.ndarray) -> None:
+    """out[r, order[r, p]] = values[r, p] for every row (row by row: cache-friendly)."""
+    for r in range(order.shape[0]):
+        out[r, order[r]] = values[r]
 
 
 def tau_a(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -163,30 +305,36 @@ def _float_dtype(a: torch.Tensor, b: torch.Tensor) -> torch.dtype:
     return dtype if dtype.is_floating_point else torch.float64
 
 
-def _dense_ranks(v: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
-    """Stable sort order, 1-based dense ranks (intp) and the number of tied pairs of a vector."""
-    order = np.argsort(v, kind="stable")
-    sorted_v = v[order]
-    new = np.r_[True, sorted_v[1:] != sorted_v[:-1]]
-    dense_sorted = np.cumsum(new, dtype=np.intp)
-    ranks = np.empty_like(dense_sorted)
-    ranks[order] = dense_sorted
-    counts = np.bincount(dense_sorted).astype(np.int64)
-    ties = int((counts * (counts - 1) // 2).sum())
-    return order, ranks, ties
+def _tie_prep(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per row: sort order (int32), dense ranks sorted (intp) and in place (int32), tied pairs."""
+    m, k = flat.shape
+    order, starts = sort_rows(flat)
+    if starts is None:
+        dense_sorted = np.tile(np.arange(1, k + 1, dtype=np.intp), (m, 1))  # writable
+        dense = np.empty((m, k), dtype=np.int32)
+        _scatter_rows(dense, order, dense_sorted)
+        return order.astype(np.int32), dense_sorted, dense, np.zeros(m, dtype=np.int64)
+    dense_sorted = np.cumsum(starts, axis=-1, dtype=np.intp)
+    dense = np.empty((m, k), dtype=np.int32)
+    _scatter_rows(dense, order, dense_sorted)
+    begin = np.flatnonzero(starts.ravel())
+    length = np.diff(np.append(begin, m * k)).astype(np.int64)
+    ties = np.zeros(m, dtype=np.int64)
+    np.add.at(ties, begin // k, length * (length - 1) // 2)
+    return order.astype(np.int32), dense_sorted, dense, ties
 
 
-def tau_a_fenwick(
-    a: torch.Tensor, b: torch.Tensor, n_threads: int | None = None
-) -> torch.Tensor:
+def tau_a_fenwick(a: torch.Tensor, b: torch.Tensor, n_threads: int | None = None) -> torch.Tensor:
     """Kendall's tau-a by O(k log k) discordant-pair counts (exact; computed on the CPU).
 
-    Each vector is sorted and ranked once. For a pair, the entries are laid out in the order of
-    whichever vector has fewer ties, and scipy's compiled Fenwick-tree kernel counts discordant
-    pairs (tie groups of the ordering vector are handled as blocks, so no per-pair sort is
-    needed). Joint ties, needed only when both vectors have ties, are counted by one unique
-    pass. Pairs run on ``n_threads`` threads (default: ``torch.get_num_threads()``); the
-    kernel releases the GIL. The result returns to the inputs' device.
+    Each vector is sorted and densely ranked once (one packed-key sort for all of them). For
+    every vector x of the smaller side, the dense ranks of all vectors y of the other side are
+    laid out in x's order by one gather, and scipy's compiled Fenwick-tree kernel (the one
+    rsatoolbox's tau-a uses) counts the discordant pairs of each (x, y); tie groups of x are
+    handled as blocks by the kernel, ties of y are not counted as discordant. Joint ties,
+    needed only when both vectors have ties, are counted by one unique pass. Vectors x run on
+    ``n_threads`` threads (default: ``torch.get_num_threads()``); the kernel releases the GIL.
+    The result returns to the inputs' device.
 
     Examples
     --------
@@ -199,37 +347,50 @@ def tau_a_fenwick(
 
     batch = torch.broadcast_shapes(a.shape[:-2], b.shape[:-2])
     n1, n2, k = a.shape[-2], b.shape[-2], a.shape[-1]
-    a_np = a.detach().expand(*batch, n1, k).reshape(-1, n1, k).cpu().double().numpy()
-    b_np = b.detach().expand(*batch, n2, k).reshape(-1, n2, k).cpu().double().numpy()
+    a_np = a.detach().cpu().double().numpy()
+    b_np = b.detach().cpu().double().numpy()
+    a_np = np.broadcast_to(a_np, (*batch, n1, k)).reshape(-1, n1, k)
+    b_np = np.broadcast_to(b_np, (*batch, n2, k)).reshape(-1, n2, k)
     n_batch = a_np.shape[0]
-    # Sort and rank every distinct vector once (batch broadcasting may repeat them).
-    prep_a = [[_dense_ranks(a_np[t, i]) for i in range(n1)] for t in range(n_batch)]
-    prep_b = [[_dense_ranks(b_np[t, j]) for j in range(n2)] for t in range(n_batch)]
+    swap = n2 < n1  # loop over the side with fewer vectors; gather the other
+    x_np, y_np = (b_np, a_np) if swap else (a_np, b_np)
+    nx, ny = x_np.shape[1], y_np.shape[1]
     tot = _pair_count(k)
+    out = np.empty((n_batch, nx, ny), dtype=np.float64)
+    preps: dict[tuple[int, int], tuple] = {}
 
-    def one(t: int, i: int, j: int) -> float:
-        order_x, rank_x, tie_x = prep_a[t][i]
-        order_y, rank_y, tie_y = prep_b[t][j]
-        # Lay the entries out along the vector with fewer ties (the Fenwick kernel needs its
-        # first argument sorted; tie groups there are processed as blocks).
-        if tie_y <= tie_x:
-            first, second = rank_y[order_y], rank_x[order_y]
-        else:
-            first, second = rank_x[order_x], rank_y[order_x]
-        dis = int(_kendall_dis(first, second))
-        joint = 0
-        if tie_x and tie_y:
-            _, counts = np.unique(first.astype(np.int64) * (k + 1) + second, return_counts=True)
-            joint = int((counts * (counts - 1) // 2).sum())
-        return (tot - tie_x - tie_y + joint - 2 * dis) / tot if tot else float("nan")
+    def prep(side: np.ndarray, t: int, which: int) -> tuple:
+        # broadcast batches repeat the same memory: prepare each distinct block once
+        key = (which, side[t].__array_interface__["data"][0])
+        if key not in preps:
+            preps[key] = _tie_prep(np.ascontiguousarray(side[t]))
+        return preps[key]
 
-    jobs = [(t, i, j) for t in range(n_batch) for i in range(n1) for j in range(n2)]
-    workers = max(1, n_threads or torch.get_num_threads())
-    if workers == 1 or len(jobs) < 4:
-        values = [one(*job) for job in jobs]
+    blocks = [(prep(x_np, t, 0), prep(y_np, t, 1)) for t in range(n_batch)]
+
+    def run(t: int, i: int) -> None:
+        (order_x, sorted_x, _, ties_x), (_, _, dense_y, ties_y) = blocks[t]
+        first = sorted_x[i]
+        second = np.take(dense_y, order_x[i], axis=1).astype(np.intp)
+        for j in range(ny):
+            dis = int(_kendall_dis(first, second[j]))
+            joint = 0
+            if ties_x[i] and ties_y[j]:
+                _, counts = np.unique(first * (k + 1) + second[j], return_counts=True)
+                joint = int((counts * (counts - 1) // 2).sum())
+            num = tot - int(ties_x[i]) - int(ties_y[j]) + joint - 2 * dis
+            out[t, i, j] = num / tot if tot else float("nan")
+
+    jobs = [(t, i) for t in range(n_batch) for i in range(nx)]
+    workers = max(1, min(n_threads or torch.get_num_threads(), len(jobs)))
+    if workers == 1 or nx * ny < 4:
+        for job in jobs:
+            run(*job)
     else:
         with ThreadPoolExecutor(workers) as pool:
-            values = list(pool.map(lambda job: one(*job), jobs))
-    out = torch.tensor(values, dtype=torch.float64).clamp(-1.0, 1.0)
-    return out.reshape(*batch, n1, n2).to(device=a.device, dtype=_float_dtype(a, b))
-
+            list(pool.map(lambda job: run(*job), jobs))
+    res = torch.from_numpy(out).clamp(-1.0, 1.0)
+    if swap:
+        res = res.transpose(-1, -2)
+    res = res.reshape(*batch, n1, n2)
+    return res.to(device=a.device, dtype=_float_dtype(a, b))

@@ -214,8 +214,11 @@ def test_compare_vectors_valid_mask_equals_nan_path():
     for method in METHODS:
         expected = _reference(v1, v2, method)
         got = compare_vectors(
-            torch.from_numpy(v1[:, valid]), torch.from_numpy(v2[:, valid]), method,
-            n_conditions=7, valid=torch.from_numpy(valid),
+            torch.from_numpy(v1[:, valid]),
+            torch.from_numpy(v2[:, valid]),
+            method,
+            n_conditions=7,
+            valid=torch.from_numpy(valid),
         )
         np.testing.assert_allclose(got.numpy(), expected, rtol=RTOL, atol=ATOL)
 
@@ -331,3 +334,91 @@ def test_public_name_and_cuda(device):
 
 def compare_vectors_input(squares: torch.Tensor) -> np.ndarray:
     return brainrdl.upper_tri(squares).cpu().numpy()
+
+
+# ------------------------------------------- fast paths (packed-key sort, closed forms)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_sort_rows_and_ranks_with_merged_keys_ties_signs_and_zeros(dtype):
+    from brainrdl.ranks import sort_rows
+
+    rng = np.random.default_rng(7)
+    # values 2**-45 apart share their truncated float64 keys (distinct values merged), plus
+    # exact ties, negative values and both zeros (-0.0 == 0.0 must tie)
+    near = 1.0 + rng.integers(0, 40, (3, 500)) * 2.0**-45
+    signed = np.where(rng.random((3, 500)) < 0.2, -0.0, rng.standard_normal((3, 500)))
+    signed[:, ::7] = 0.0
+    tied = np.round(rng.random((3, 500)) * 4)
+    for x in (near, signed, tied, rng.random((3, 500))):
+        x = x.astype(dtype)
+        order, starts = sort_rows(x)
+        np.testing.assert_array_equal(np.take_along_axis(x, order, -1), np.sort(x, -1))
+        ref_starts = np.ones(x.shape, bool)
+        srt = np.sort(x, -1)
+        ref_starts[:, 1:] = srt[:, 1:] != srt[:, :-1]
+        np.testing.assert_array_equal(ref_starts if starts is None else starts, ref_starts)
+        np.testing.assert_array_equal(
+            rank_transform(torch.from_numpy(x)).numpy(), scipy.stats.rankdata(x, axis=-1)
+        )
+
+
+def test_rank_methods_long_vectors_match_rsatoolbox():
+    # 200 conditions: long vectors, where float64 key truncation merges some distinct values
+    rng = np.random.default_rng(8)
+    k = 200 * 199 // 2
+    v1, v2 = rng.random((3, k)), rng.random((2, k))
+    v1[1] = np.round(v1[1] * 7)  # a categorical model RDM
+    for method in ("spearman", "rho-a", "tau-a"):
+        np.testing.assert_allclose(
+            compare(RDMs(v1), RDMs(v2), method), _reference(v1, v2, method), rtol=RTOL, atol=ATOL
+        )
+
+
+@pytest.mark.parametrize("method", COV)
+def test_cov_closed_form_equals_whitened_vectors(method):
+    from brainrdl.comparison import _cosine, _whiten
+
+    rng = np.random.default_rng(9)
+    n = 30
+    k = n * (n - 1) // 2
+    a = torch.from_numpy(rng.random((4, k)) * 3 + 5)  # a large mean: no cancellation
+    b = torch.from_numpy(rng.random((3, k)))
+    a[0] = 2.0  # a constant RDM: its whitened vector is ½·c·H, not zero
+    expected = _reference(a.numpy(), b.numpy(), method)
+    got = compare_vectors(a, b, method)
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-9, atol=1e-12)
+    if method == "cosine_cov":
+        slow = _cosine(_whiten(a, None, n, None), _whiten(b, None, n, None))
+        np.testing.assert_allclose(got.numpy(), slow.numpy(), rtol=1e-9, atol=1e-12)
+    # float32 stays close too
+    got32 = compare_vectors(a.float(), b.float(), method)
+    np.testing.assert_allclose(got32.numpy(), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_full_sigma_zero_vector_gives_nan_like_rsatoolbox():
+    # rsatoolbox divides by the V-norm without a zero check: 0/0
+    v1 = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]])
+    v2 = np.array([[1.0, 1.0, 1.0]])
+    sigma_k = np.eye(3) + 0.1
+    expected = _reference(v1, v2, "corr_cov", sigma_k)
+    got = compare(RDMs(v1), RDMs(v2), "corr_cov", sigma_k=sigma_k)
+    assert np.isnan(expected).all() and np.isnan(got).all()
+
+
+def test_tau_a_fenwick_batched_and_swapped_sides():
+    rng = np.random.default_rng(10)
+    k = 400
+    a = torch.from_numpy(np.round(rng.random((2, 4, k)) * 9))  # ties on both sides
+    b = torch.from_numpy(rng.random((1, 2, k)))
+    b[0, 1] = torch.from_numpy(np.round(rng.random(k) * 3))
+    for x, y in ((a, b), (b, a[:1])):  # more rows left, then more rows right
+        out = tau_a_fenwick(x, y)
+        gemm = tau_a_gemm(x, y)
+        torch.testing.assert_close(out, gemm, rtol=1e-12, atol=1e-12)
+        for t in range(out.shape[0]):
+            xt = x[min(t, x.shape[0] - 1)].numpy()
+            yt = y[min(t, y.shape[0] - 1)].numpy()
+            np.testing.assert_allclose(
+                out[t].numpy(), _reference(xt, yt, "tau-a"), rtol=RTOL, atol=ATOL
+            )
