@@ -247,8 +247,9 @@ def _calc_cv(ds, x, method, descriptor, noise, cv_descriptor, prior_lambda, prio
             "such as the run or session, with every condition measured in at least two of its "
             "values"
         )
-    sums, counts = groups.fold_sums(x, fold_index, n_folds)
-    missing = (counts == 0).nonzero().tolist()
+    cells = np.bincount(groups.inverse * n_folds + fold_index,
+                        minlength=groups.n * n_folds).reshape(groups.n, n_folds)
+    missing = np.argwhere(cells == 0).tolist()
     if missing:
         cond, fold = missing[0]
         raise ValueError(
@@ -258,24 +259,48 @@ def _calc_cv(ds, x, method, descriptor, noise, cv_descriptor, prior_lambda, prio
         )
     n_chan = x.shape[1]
     descriptors: dict[str, Any] = {}
-    if method == "poisson_cv":
-        square = cv.poisson_cv_from_fold_sums(sums, counts, prior_lambda, prior_weight)
-    elif noise is not None and not (_is_array_like(noise) and np.ndim(noise) in (1, 2)):
-        precisions = _as_precision_list(noise, n_chan, n_folds, x.device, cv_name)
-        means = sums / counts.unsqueeze(-1).to(sums.dtype)
-        square = cv.crossnobis_fold_pairs(means, precisions, remove_mean=remove_mean)
-        descriptors = {"noise": _stored_noise(noise), "cv_descriptor": cv_name}
-    else:
+    per_fold_noise = noise is not None and not (_is_array_like(noise) and np.ndim(noise) in (1, 2))
+    if method == "crossnobis" and not per_fold_noise:
         precision = None
         if noise is not None:
             precision = _diagonal_if_diagonal(
                 _as_precision(noise, n_chan, dtype=torch.float64, device=x.device))
-        square = cv.crossnobis_from_fold_sums(sums, counts, precision, remove_mean=remove_mean)
+        if np.all(cells == 1):
+            # one observation per condition and fold (the usual design): the fold-major
+            # (F, n, D) means are the rows of x themselves, a view when x is stored run by run
+            square = cv.crossnobis_fold_major(
+                _fold_major_rows(x, groups.inverse, fold_index, groups.n, n_folds),
+                precision, remove_mean=remove_mean)
+        else:
+            sums, counts = groups.fold_sums(x, fold_index, n_folds)
+            square = cv.crossnobis_from_fold_sums(sums, counts, precision,
+                                                  remove_mean=remove_mean)
         # rsatoolbox records the identity it used when no noise was given
         stored = np.eye(n_chan) if noise is None else _stored_noise(noise)
         descriptors = {"noise": stored, "cv_descriptor": cv_name}
+    else:
+        sums, counts = groups.fold_sums(x, fold_index, n_folds)
+        if method == "poisson_cv":
+            square = cv.poisson_cv_from_fold_sums(sums, counts, prior_lambda, prior_weight)
+        else:
+            precisions = _as_precision_list(noise, n_chan, n_folds, x.device, cv_name)
+            means = sums / counts.unsqueeze(-1).to(sums.dtype)
+            square = cv.crossnobis_fold_pairs(means, precisions, remove_mean=remove_mean)
+            descriptors = {"noise": _stored_noise(noise), "cv_descriptor": cv_name}
     return groups.build_rdms(upper_tri(square), _MEASURE[method], descriptors,
                              extra_obs=groups.extra_obs)
+
+
+def _fold_major_rows(x: torch.Tensor, inverse: np.ndarray, fold_index: np.ndarray, n: int,
+                     n_folds: int) -> torch.Tensor:
+    """(F, n, D) rows of x, fold f and (sorted) condition i at [f, i], when every condition has
+    exactly one observation per fold: a view if x is already stored fold by fold, else one
+    gather."""
+    position = fold_index * n + inverse
+    if np.array_equal(position, np.arange(len(position))):
+        return x.reshape(n_folds, n, x.shape[1])
+    order = torch.as_tensor(np.argsort(position), device=x.device)
+    return x[order].view(n_folds, n, x.shape[1])
 
 
 def _folds(ds, descriptor, cv_descriptor, groups):

@@ -299,6 +299,81 @@ def test_crossnobis_is_unbiased_for_pure_noise():
     assert abs(cross.mean()) < 0.1 * eucl.mean()
 
 
+def _run_major_dataset(rng, n_cond, n_runs, d, *, per_cell=1, offset=0.0, shuffle=False):
+    conds = np.tile(np.repeat(np.arange(n_cond), per_cell), n_runs)
+    runs = np.repeat(np.arange(n_runs), n_cond * per_cell)
+    order = rng.permutation(len(conds)) if shuffle else np.arange(len(conds))
+    conds, runs = conds[order], runs[order]
+    meas = (rng.normal(size=(len(conds), d)) + rng.normal(size=(n_cond, d))[conds]
+            + offset * rng.normal(size=(n_runs, d))[runs] + offset)
+    return Dataset(meas, obs_descriptors={"stimulus": conds * 2 + 1, "run": runs})
+
+
+@pytest.mark.parametrize("noise_kind", ["none", "identity", "diag", "neg_diag", "full"])
+@pytest.mark.parametrize("layout", ["run_major", "shuffled", "two_per_cell"])
+@pytest.mark.parametrize("remove_mean", [False, True])
+def test_crossnobis_balanced_fast_paths_match_rsatoolbox(noise_kind, layout, remove_mean):
+    # one observation per condition and run: fold-major rows (a view when stored run by run,
+    # a gather when shuffled); two per cell: the balanced rotation on fold sums
+    rng = np.random.default_rng(21)
+    d = 9
+    ds = _run_major_dataset(rng, 7, 4, d, per_cell=2 if layout == "two_per_cell" else 1,
+                            shuffle=layout != "run_major")
+    noise = {"none": None, "identity": np.eye(d), "diag": np.diag(rng.random(d) + 0.5),
+             "neg_diag": np.diag(rng.random(d) - 0.5), "full": spd(rng, d)}[noise_kind]
+    kw = {"descriptor": "stimulus", "cv_descriptor": "run", "noise": noise,
+          "remove_mean": remove_mean}
+    assert_same_rdms(calc_rdm(ds, "crossnobis", **kw), rsa_calc(ds, "crossnobis", **kw))
+
+
+def test_crossnobis_with_large_shared_pattern_matches_rsatoolbox():
+    # a large pattern shared by all conditions (and a run-wise drift) cancels out of every
+    # distance; removing it before the Grams keeps the 1e-6 agreement
+    rng = np.random.default_rng(22)
+    ds = _run_major_dataset(rng, 12, 5, 30, offset=1e3)
+    kw = {"descriptor": "stimulus", "cv_descriptor": "run"}
+    assert_close(calc_rdm(ds, "crossnobis", **kw).dissimilarities,
+                 rsa_calc(ds, "crossnobis", **kw).dissimilarities)
+
+
+def test_crossnobis_balanced_does_not_modify_the_dataset():
+    rng = np.random.default_rng(23)
+    ds = _run_major_dataset(rng, 5, 3, 6)
+    before = ds.measurements.copy()
+    calc_rdm(ds, "crossnobis", descriptor="stimulus", cv_descriptor="run",
+             noise=np.diag(rng.random(6) + 0.5))
+    np.testing.assert_array_equal(ds.measurements, before)
+
+
+def test_crossnobis_fast_paths_equal_fold_loop_and_gradcheck():
+    from brainrdl.crossnobis import (
+        cross_fold_rdm,
+        crossnobis_fold_major,
+        crossnobis_from_fold_sums,
+        leave_one_out_means,
+    )
+
+    gen = torch.Generator().manual_seed(24)
+    means = torch.randn(4, 5, 6, dtype=torch.float64, generator=gen)  # (F, n, D)
+    prec = torch.rand(6, dtype=torch.float64, generator=gen) + 0.5
+    counts = torch.full((5, 4), 3.0, dtype=torch.float64)
+    counts[0] = 2.0  # balanced across folds, unequal across conditions
+    sums = means.transpose(0, 1) * counts.unsqueeze(-1)
+    train, test = leave_one_out_means(sums, counts)
+    loop = cross_fold_rdm(train, test * prec)
+    torch.testing.assert_close(crossnobis_from_fold_sums(sums, counts, prec), loop)
+    train1, test1 = leave_one_out_means(means.transpose(0, 1), torch.ones(5, 4))
+    torch.testing.assert_close(crossnobis_fold_major(means, prec),
+                               cross_fold_rdm(train1, test1 * prec))
+    m = means[:, :4, :3].clone().requires_grad_(True)
+    p = prec[:3].clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(
+        lambda m, p: crossnobis_fold_major(m, p, remove_mean=True), (m, p))
+    s = sums[:4, :, :3].clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(
+        lambda s, p: crossnobis_from_fold_sums(s, counts[:4], p), (s, p))
+
+
 # --------------------------------------------------------------------------- poisson_cv
 
 
