@@ -1,13 +1,34 @@
-"""Training-step time with RDL on three layers vs without, ResNet-18-like net, batch 128.
+"""Training-step time and peak memory with RDL on three layers vs without, ResNet-18-like net.
 
-Run by hand: ``python benchmarks/bench_training_step.py [--device cuda] [--size 64] [--repeats 5]``.
-Writes (appends) a Markdown table to docs/benchmarks-training.md.
+Run by hand::
+
+    python benchmarks/bench_training_step.py [--device cuda] [--size 64] [--repeats 10]
+        [--rounds 1] [--threads auto|N]
+
+Time: one process alternates steps with and without RDL on the same model in ABBA order (the
+layer hooks stay registered; without RDL their capture flag is off), so drifting machine load hits
+both settings alike; reported are the medians of each setting's step times, the median of the
+per-pair ratios, and the medians of the process CPU time per step (steadier than wall time on a
+shared machine: with a fixed thread count it hardly depends on other jobs).
+
+Memory: each setting runs two steps in its own fresh process, so the peak resident set size
+(``resource.getrusage(...).ru_maxrss``; on CUDA ``torch.cuda.max_memory_allocated``) is the peak
+of that setting alone.
+
+``--threads auto`` uses 2 torch (and BLAS) threads when the 1-minute load average is below 1 and
+1 thread otherwise (on a busy 2-core machine two threads wait on each other at every parallel
+op). The row is printed and appended to docs/benchmarks-training.md (or ``--out``).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import resource
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -20,6 +41,13 @@ from brainrdl.models import ResNet18Like
 from brainrdl.taps import LayerTaps
 
 LAYERS = ("layer2", "layer3", "layer4")
+HEADER = (
+    "| device | code | torch threads | load avg (start-end) | input | batch "
+    "| step w/o RDL (ms) | step with RDL (ms) | ratio (median of pair ratios) "
+    "| CPU time w/o / with (ms) = ratio | peak MiB w/o / with (RSS; CUDA: allocated) "
+    "| overhead MiB | RDL tensors MiB (B·ΣD + 3B²) | steps timed |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+)
 
 
 def _sync(device: torch.device) -> None:
@@ -27,34 +55,84 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def time_steps(rdl: bool, args: argparse.Namespace, device: torch.device) -> tuple[list, float]:
+def _setup(args: argparse.Namespace, device: torch.device):
     torch.manual_seed(0)
     model = ResNet18Like(num_classes=100).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     x = torch.randn(args.batch, 3, args.size, args.size, device=device)
     y = torch.randint(0, 100, (args.batch,), device=device)
-    loss_fn = RDLLoss()
-    taps = LayerTaps(model, LAYERS, reduction=args.reduction) if rdl else None
+    taps = LayerTaps(model, LAYERS, reduction=args.reduction)
     # teacher RDMs stand in for brain targets: fixed random features, one Gram each
     targets = {n: pairwise_rdm(torch.randn(args.batch, 64, device=device)) for n in LAYERS}
-    times = []
+    return model, opt, x, y, taps, targets
+
+
+def _step(rdl: bool, model, opt, x, y, taps, targets, loss_fn, device) -> tuple[float, float]:
+    """One SGD step; RDL (paper form) on the tapped layers when ``rdl``.
+
+    Returns (wall seconds, CPU seconds of this process). With a fixed thread count the CPU time
+    hardly depends on what else the machine runs, so on a shared CPU it is the steadier figure.
+    """
+    taps.capture = rdl  # hooks stay registered; a disabled hook returns at once
+    _sync(device)
+    t0, c0 = time.perf_counter(), time.process_time()
+    opt.zero_grad(set_to_none=True)
+    loss = nn.functional.cross_entropy(model(x), y)
+    if rdl:
+        loss = loss + loss_fn(taps.activations, targets)
+    loss.backward()
+    opt.step()
+    _sync(device)
+    taps.clear()
+    return time.perf_counter() - t0, time.process_time() - c0
+
+
+def paired_times(args: argparse.Namespace, device: torch.device) -> dict:
+    """Step times with and without RDL alternating on one model (ABBA order) in this process.
+
+    Alternating steps within one process is what makes a 10 % question answerable on a shared
+    machine: load drifts over seconds, and both settings see the same drift.
+    """
+    model, opt, x, y, taps, targets = _setup(args, device)
+    loss_fn = RDLLoss()
+    for i in range(args.warmup):
+        _step(i % 2 == 1, model, opt, x, y, taps, targets, loss_fn, device)
+    times: dict[str, list[float]] = {"base": [], "rdl": [], "base_cpu": [], "rdl_cpu": []}
+    for i in range(args.repeats):
+        for rdl in (False, True) if i % 2 == 0 else (True, False):
+            wall, cpu = _step(rdl, model, opt, x, y, taps, targets, loss_fn, device)
+            times["rdl" if rdl else "base"].append(wall)
+            times["rdl_cpu" if rdl else "base_cpu"].append(cpu)
+    return times
+
+
+def peak_memory(rdl: bool, args: argparse.Namespace, device: torch.device) -> dict:
+    """Peak memory of two steps of one setting (run in a fresh process)."""
+    model, opt, x, y, taps, targets = _setup(args, device)
+    loss_fn = RDLLoss()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    for i in range(args.warmup + args.repeats):
-        _sync(device)
-        t0 = time.perf_counter()
-        opt.zero_grad(set_to_none=True)
-        out = model(x)
-        loss = nn.functional.cross_entropy(out, y)
-        if taps is not None:
-            loss = loss + loss_fn(taps.activations, targets)
-        loss.backward()
-        opt.step()
-        _sync(device)
-        if i >= args.warmup:
-            times.append(time.perf_counter() - t0)
-    peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else float("nan")
-    return times, peak
+    for _ in range(2):
+        _step(rdl, model, opt, x, y, taps, targets, loss_fn, device)
+    widths = {}
+    if rdl:
+        taps.capture = True
+        model.eval()  # probe the tapped widths (after the measured steps)
+        with torch.no_grad():
+            model(x[:1])
+        widths = {n: a[0].numel() for n, a in taps.activations.items()}
+    return {
+        "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # KiB on Linux
+        "cuda_mib": (torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda"
+                     else None),
+        "widths": widths,
+    }
+
+
+def _threads(choice: str) -> int:
+    if choice != "auto":
+        return int(choice)
+    return 2 if os.getloadavg()[0] < 1.0 else 1
 
 
 def main() -> None:
@@ -62,37 +140,80 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--size", type=int, default=64, help="input side (224 is the ImageNet size)")
     p.add_argument("--batch", type=int, default=128)
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=10, help="timed steps per setting")
     p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=1, help="memory processes per setting")
+    p.add_argument("--threads", default="auto", help="torch threads: a number or 'auto'")
     p.add_argument("--reduction", default="flatten")
+    p.add_argument("--label", default="this version", help="the table's 'code' column")
+    p.add_argument("--worker", choices=("time", "rdl", "base"), help=argparse.SUPPRESS)
     p.add_argument(
         "--out", default=str(Path(__file__).parents[1] / "docs" / "benchmarks-training.md")
     )
     args = p.parse_args()
     device = torch.device(args.device)
-    rows = {}
-    for rdl in (False, True, False, True):  # interleaved: drifting machine load hits both
-        times, peak = time_steps(rdl, args, device)
-        rows.setdefault(rdl, ([], peak))[0].extend(times)
-    base, with_rdl = statistics.median(rows[False][0]), statistics.median(rows[True][0])
+
+    if args.worker:  # one job in this process; results as JSON on the last stdout line
+        torch.set_num_threads(int(args.threads))
+        if args.worker == "time":
+            result = paired_times(args, device)
+        else:
+            result = peak_memory(args.worker == "rdl", args, device)
+        print(json.dumps(result))
+        return
+
+    threads = _threads(args.threads)
+    load_start = os.getloadavg()[0]
+
+    def worker(job: str) -> dict:
+        cmd = [sys.executable, __file__, "--worker", job, "--threads", str(threads)]
+        for key in ("device", "size", "batch", "repeats", "warmup", "reduction"):
+            cmd += [f"--{key}", str(getattr(args, key))]
+        # BLAS pools too (NumPy's OpenBLAS serves the no-grad Gram): same thread count as torch
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads),
+               "OPENBLAS_NUM_THREADS": str(threads)}
+        done = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    times = worker("time")
+    for key in ("base", "rdl", "base_cpu", "rdl_cpu"):
+        print(f"{key}: " + ", ".join(f"{t * 1e3:.0f}" for t in times[key]) + " ms", flush=True)
+    runs: dict[bool, list[dict]] = {False: [], True: []}
+    order = [(False, True) if r % 2 == 0 else (True, False) for r in range(args.rounds)]
+    for rdl in (setting for pair in order for setting in pair):
+        runs[rdl].append(worker("rdl" if rdl else "base"))
+        print(f"{'with' if rdl else 'w/o '} RDL: peak RSS {runs[rdl][-1]['rss_mib']:.0f} MiB",
+              flush=True)
+    load_end = os.getloadavg()[0]
+
+    def peak(rdl: bool) -> float:
+        key = "cuda_mib" if device.type == "cuda" else "rss_mib"
+        return statistics.median(r[key] for r in runs[rdl])
+
+    base, with_rdl = statistics.median(times["base"]), statistics.median(times["rdl"])
+    ratios = [r / b for b, r in zip(times["base"], times["rdl"])]
+    cpu = "n/a (GPU)"
+    if device.type == "cpu":
+        b_cpu, r_cpu = statistics.median(times["base_cpu"]), statistics.median(times["rdl_cpu"])
+        cpu = f"{b_cpu * 1e3:.0f} / {r_cpu * 1e3:.0f} = {r_cpu / b_cpu:.3f}"
+    widths = runs[True][0]["widths"]
+    itemsize = torch.finfo(torch.get_default_dtype()).bits // 8
+    analytic = (args.batch * sum(widths.values()) + 3 * args.batch**2) * itemsize / 2**20
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     line = (
-        f"| {name} | {args.size}x{args.size} | {args.batch} | {args.reduction} | "
-        f"{base * 1e3:.1f} | {with_rdl * 1e3:.1f} | {with_rdl / base:.3f} | "
-        f"{rows[False][1]:.0f} / {rows[True][1]:.0f} | {2 * args.repeats} |"
+        f"| {name} | {args.label} | {threads} | {load_start:.1f}-{load_end:.1f} "
+        f"| {args.size}x{args.size} | {args.batch} | {base * 1e3:.0f} | {with_rdl * 1e3:.0f} "
+        f"| {with_rdl / base:.3f} ({statistics.median(ratios):.3f}) | {cpu} "
+        f"| {peak(False):.0f} / {peak(True):.0f} "
+        f"| {peak(True) - peak(False):+.0f} | {analytic:.1f} "
+        f"| {len(times['base'])} + {len(times['rdl'])} |"
     )
     print(line)
     out = Path(args.out)
     if not out.exists():
         out.write_text(
             "# Training-step benchmark: RDL on three layers vs none\n\n"
-            "ResNet-18-like net (`brainrdl.models.ResNet18Like`, 11.2M parameters, 100 classes),"
-            " SGD step, RDL (paper form) on layer2, layer3, layer4 toward fixed target RDMs.\n"
-            "Median step time over interleaved runs; written by "
-            "`benchmarks/bench_training_step.py`.\n\n"
-            "| device | input | batch | reduction | step w/o RDL (ms) | step with RDL (ms) |"
-            " ratio | peak MiB w/o / with | steps timed |\n"
-            "|---|---|---|---|---|---|---|---|---|\n"
+            "Written by `benchmarks/bench_training_step.py`.\n\n" + HEADER
         )
     with out.open("a") as f:
         f.write(line + "\n")

@@ -2,7 +2,9 @@
 
 Each function maps patterns of shape ``(..., n_conditions, n_channels)`` to a square RDM of shape
 ``(..., n_conditions, n_conditions)``. Every measure is computed from one Gram matrix (one GEMM);
-no ``(n, n, n_channels)`` difference tensor is ever formed. Scalings follow rsatoolbox: the
+no ``(n, n, n_channels)`` difference tensor is ever formed. Under autograd, the euclidean,
+correlation and cosine Grams use a symmetric-Gram backward (one GEMM, centring folded in; see
+``_SymmetricGram``) instead of autograd's two. Scalings follow rsatoolbox: the
 euclidean, mahalanobis and poisson dissimilarities are divided by the number of channels.
 """
 
@@ -48,6 +50,56 @@ def _gram(x: torch.Tensor) -> torch.Tensor:
     return x @ x.transpose(-1, -2)
 
 
+def _centre(x: torch.Tensor, dim: int | None) -> torch.Tensor:
+    """``x`` minus its mean along ``dim`` (-2: over conditions, per channel; -1: over channels)."""
+    return x if dim is None else x - x.mean(dim=dim, keepdim=True)
+
+
+class _SymmetricGram(torch.autograd.Function):
+    """Differentiable Gram ``Xc Xcᵀ`` of ``Xc = centre(X)``: one GEMM forward, one backward.
+
+    Autograd's ``x @ x.T`` runs two GEMMs in backward (one per operand) and then back-propagates
+    through the centring pass. Here the Gram is symmetric, so with ``S = dG + dGᵀ``:
+
+    - no centring: ``dX = S X``;
+    - centring over conditions (``Xc = H X``, H the B×B centring matrix): ``dX = H S H X``; the
+      double centring is done on the B×B matrix, so the gradient costs one (B,B)@(B,D) product;
+    - centring over channels (``Xc = X Hᴰ``): ``dX = S X Hᴰ``, i.e. ``S X`` with each row centred.
+
+    The centred ``Xc`` is a forward-only temporary (the Gram of the explicitly centred patterns
+    keeps large common offsets from cancelling); only ``X`` itself is saved, which the producing
+    layer's graph usually holds already. Peak extra memory: one (…, B, D) temporary and the
+    (…, B, B) Gram; no (B, B, D) tensor. The backward is written in differentiable ops, so
+    double backward works.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, dim: int | None) -> torch.Tensor:  # type: ignore[override]
+        ctx.dim = dim
+        ctx.save_for_backward(x)
+        return _gram(_centre(x, dim))
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        s = grad + grad.transpose(-1, -2)
+        if ctx.dim == -2:
+            # H S H for symmetric S: subtract row and column means, add back the grand mean
+            row = s.mean(dim=-1, keepdim=True)
+            s = s - row - row.transpose(-1, -2) + row.mean(dim=-2, keepdim=True)
+        dx = s @ x
+        if ctx.dim == -1:
+            dx = dx - dx.mean(dim=-1, keepdim=True)
+        return dx, None
+
+
+def _centred_gram(x: torch.Tensor, dim: int | None) -> torch.Tensor:
+    """Gram of ``x`` centred along ``dim``: the custom-backward route when autograd tracks x."""
+    if _tracks_grad(x):
+        return _SymmetricGram.apply(x, dim)
+    return _gram(_centre(x, dim))
+
+
 def _zero_diagonal(rdm: torch.Tensor) -> torch.Tensor:
     """``rdm`` with an exact zero diagonal (in place when autograd does not track it)."""
     if not _tracks_grad(rdm):
@@ -68,8 +120,7 @@ def euclidean_rdm(x: torch.Tensor) -> torch.Tensor:
     1.0
     """
     # Centring each channel leaves distances unchanged and avoids cancellation for large means.
-    xc = x - x.mean(dim=-2, keepdim=True)
-    return _sq_dist_from_gram(_gram(xc), x.shape[-1])
+    return _sq_dist_from_gram(_centred_gram(x, -2), x.shape[-1])
 
 
 def correlation_rdm(x: torch.Tensor) -> torch.Tensor:
@@ -83,8 +134,7 @@ def correlation_rdm(x: torch.Tensor) -> torch.Tensor:
     >>> round(correlation_rdm(torch.tensor([[1.0, 2.0, 3.0], [3.0, 2.0, 1.0]]))[0, 1].item(), 6)
     2.0
     """
-    xc = x - x.mean(dim=-1, keepdim=True)
-    return _cosine_from_centred(xc, what="correlation")
+    return _cosine_from_gram(_centred_gram(x, -1), what="correlation")
 
 
 def cosine_rdm(x: torch.Tensor) -> torch.Tensor:
@@ -96,12 +146,17 @@ def cosine_rdm(x: torch.Tensor) -> torch.Tensor:
     >>> cosine_rdm(torch.tensor([[1.0, 0.0], [0.0, 1.0]]))[0, 1].item()
     1.0
     """
-    return _cosine_from_centred(x, what="cosine")
+    return _cosine_from_gram(_centred_gram(x, None), what="cosine")
 
 
-def _cosine_from_centred(xc: torch.Tensor, what: str) -> torch.Tensor:
-    norms = torch.linalg.vector_norm(xc, dim=-1, keepdim=True)
-    flat = (norms == 0).reshape(-1, xc.shape[-2])
+def _cosine_from_gram(gram: torch.Tensor, what: str) -> torch.Tensor:
+    """1 − g_ij / (‖x_i‖ ‖x_j‖) from the Gram of the (centred) patterns; consumes ``gram``.
+
+    The norms are the square roots of the Gram's diagonal, so normalising costs B² operations
+    instead of a pass (and its backward) over the (B, D) patterns.
+    """
+    sq_norms = torch.diagonal(gram, dim1=-2, dim2=-1)
+    flat = (sq_norms == 0).reshape(-1, gram.shape[-1])
     if bool(flat.any()):
         rows = torch.nonzero(flat.any(dim=0)).flatten().tolist()
         kind = "constant across channels" if what == "correlation" else "all zero"
@@ -109,9 +164,11 @@ def _cosine_from_centred(xc: torch.Tensor, what: str) -> torch.Tensor:
             f"data: {what} distance is undefined for patterns that are {kind}: conditions {rows}; "
             "drop them or use method='euclidean'"
         )
-    xn = xc / norms
-    gram = _gram(xn)
-    rdm = 1.0 - gram if _tracks_grad(gram) else gram.neg_().add_(1.0)
+    norms = torch.sqrt(sq_norms)
+    if _tracks_grad(gram):
+        rdm = 1.0 - gram / norms.unsqueeze(-1) / norms.unsqueeze(-2)
+        return _zero_diagonal(rdm)
+    rdm = gram.div_(norms.unsqueeze(-1)).div_(norms.unsqueeze(-2)).neg_().add_(1.0)
     return _zero_diagonal(rdm)
 
 

@@ -255,3 +255,55 @@ def test_upper_tri_row_major_like_squareform(n):
     assert torch.equal(upper_tri(sym), torch.from_numpy(squareform(sym.numpy(), checks=False)))
     batched = torch.stack([sym, 2 * sym])
     assert torch.equal(upper_tri(batched)[1], 2 * upper_tri(sym))
+
+
+def _reference_rdm(x: torch.Tensor, method: str) -> torch.Tensor:
+    # plain autograd formulation (centre the patterns, x @ x.T): the custom Gram backward must agree
+    if method == "euclidean":
+        xc = x - x.mean(dim=-2, keepdim=True)
+        g = xc @ xc.transpose(-1, -2)
+        d = torch.diagonal(g, dim1=-2, dim2=-1)
+        return (d.unsqueeze(-1) + d.unsqueeze(-2) - 2 * g).clamp_min(0.0) / x.shape[-1]
+    xc = x - x.mean(dim=-1, keepdim=True) if method == "correlation" else x
+    xn = xc / torch.linalg.vector_norm(xc, dim=-1, keepdim=True)
+    return 1.0 - xn @ xn.transpose(-1, -2)
+
+
+@pytest.mark.parametrize("method", ["euclidean", "correlation", "cosine"])
+@pytest.mark.parametrize("batch", [(), (2, 3)])
+def test_symmetric_gram_backward_matches_plain_autograd(method, batch):
+    x = (_patterns(12, 6, 11, batch=batch) + 3.0).requires_grad_(True)
+    upstream = torch.randn((*batch, 6, 6), generator=torch.Generator().manual_seed(13),
+                           dtype=torch.float64)
+    off = ~torch.eye(6, dtype=torch.bool)  # the diagonal is zero by definition (no gradient)
+    (grad,) = torch.autograd.grad((calc_rdm(x, method) * upstream).sum(), x)
+    (ref,) = torch.autograd.grad((_reference_rdm(x, method) * upstream * off).sum(), x)
+    assert_close(grad, ref, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("method", ["euclidean", "correlation", "cosine"])
+def test_gradgradcheck_tracked_methods(method):
+    x = _patterns(14, 4, 5).requires_grad_(True)
+    assert torch.autograd.gradgradcheck(lambda t: calc_rdm(t, method, vector=True), (x,))
+
+
+@pytest.mark.parametrize("method", ["euclidean", "correlation", "cosine"])
+def test_no_b_by_b_by_d_tensor_in_forward_or_backward(method):
+    # every op result, forward and backward, stays at most (B, D): the Gram route, never (B, B, D)
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    b, d = 48, 300
+    largest = []
+
+    class Largest(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            for t in out if isinstance(out, (tuple, list)) else (out,):
+                if isinstance(t, torch.Tensor):
+                    largest.append(t.numel())
+            return out
+
+    x = torch.randn(b, d, requires_grad=True)
+    with Largest():
+        calc_rdm(x, method).sum().backward()
+    assert largest and max(largest) <= b * d
