@@ -5,6 +5,8 @@ teacher target, a weight and optionally its own loss. One dispatch (:func:`align
 any brainrdl loss with what a :class:`brainrdl.teachers.Target` holds, so the training helper never
 asks which kind of teacher it has: RDM losses get the target RDM and pair mask; feature losses
 (PKT, KP, KD) get the teacher's features; CKA gets features when there are some, else the RDM.
+A knowledge projection (KP) whose student activation keeps its shape (B, C, H, W) gets the
+teacher's unreduced maps (``Target.maps``) instead.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import torch
 
 from brainrdl.distances import pairwise_rdm, upper_tri
 from brainrdl.distributed import all_gather_nograd, is_distributed
+from brainrdl.losses import KnowledgeProjection
 from brainrdl.teachers import Target
 
 
@@ -76,10 +79,25 @@ def _accepts(fn: Callable[..., Any], name: str) -> bool:
         return False
 
 
+def is_projection(loss: Any) -> bool:
+    """True for a :class:`brainrdl.losses.KnowledgeProjection` (a loss with its own parameters).
+
+    Examples
+    --------
+    >>> from brainrdl.losses import KnowledgeProjection, RDLLoss
+    >>> is_projection(KnowledgeProjection(4, 2)), is_projection(RDLLoss())
+    (True, False)
+    """
+    return isinstance(loss, KnowledgeProjection)
+
+
 def alignment_value(
     loss: Callable[..., torch.Tensor], features: torch.Tensor, target: Target, name: str
 ) -> torch.Tensor:
     """Value of one alignment term for student ``features`` (B, D) and a ``target``.
+
+    A :class:`brainrdl.losses.KnowledgeProjection` given student ``features`` of more than two
+    dims (reduction ``"none"``) is compared with the teacher's unreduced ``target.maps``.
 
     Examples
     --------
@@ -99,7 +117,10 @@ def alignment_value(
     if _accepts(loss, "item_mask") and not bool(items.all()):
         kwargs["item_mask"] = items
     if target.features is not None:
-        return loss(features, target.features, **kwargs)
+        teacher_feats = target.features
+        if is_projection(loss) and features.ndim > 2 and target.maps is not None:
+            teacher_feats = target.maps
+        return loss(features, teacher_feats, **kwargs)
     if _accepts(loss, "target_rdm"):
         return loss(features, target_rdm=target.rdm, **kwargs)
     raise TypeError(
@@ -128,11 +149,11 @@ def global_targets(
     for name, t in local.items():
         if t.features is not None:
             feats = all_gather_nograd(t.features)
+            maps = all_gather_nograd(t.maps) if t.maps is not None else None
             b = feats.shape[0]
             mask = ~torch.eye(b, dtype=torch.bool, device=feats.device)
-            out[name] = Target(
-                pairwise_rdm(feats, t.distance or "euclidean"), mask, feats, t.distance
-            )
+            rdm = pairwise_rdm(feats.reshape(b, -1), t.distance or "euclidean")
+            out[name] = Target(rdm, mask, feats, t.distance, maps=maps)
         else:
             if global_ids is None:
                 if not isinstance(ids, torch.Tensor):

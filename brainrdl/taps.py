@@ -1,5 +1,8 @@
 """Layer taps: capture named layers' activations with forward hooks, as (B, D) feature matrices.
 
+Reduction ``"none"`` keeps an activation's own shape (B, ...), e.g. a conv map (B, C, H, W), for
+losses that need the layout (:class:`brainrdl.losses.KnowledgeProjection`).
+
 Hooks are registered once, at construction, and stay until :meth:`LayerTaps.close` (or the end of a
 ``with`` block); recording is switched with the :attr:`LayerTaps.capture` flag instead of adding and
 removing hooks, so a ``torch.compile``-d model is not re-traced each step. Layers are named by
@@ -19,7 +22,7 @@ from torch import nn
 
 from brainrdl._validation import check_choice
 
-REDUCTIONS = ("flatten", "avgpool", "random_projection")
+REDUCTIONS = ("flatten", "avgpool", "random_projection", "none")
 DEFAULT_PROJECTION_DIM = 1024
 
 # attributes under which common wrappers keep the wrapped model (DDP / DataParallel, torch.compile)
@@ -100,8 +103,10 @@ class LayerTaps:
     reduction
         ``"flatten"`` (default): all non-batch dims flattened; ``"avgpool"``: global average over
         spatial dims (dims ≥ 2), giving (B, C); ``"random_projection"``: flatten, then multiply by
-        a fixed Gaussian matrix (D, k) / √k, seeded, for layers too large for a Gram product. A
-        dict maps layer name to reduction (layers not in it use ``"flatten"``).
+        a fixed Gaussian matrix (D, k) / √k, seeded, for layers too large for a Gram product;
+        ``"none"``: the activation unchanged, (B, ...) (a 1-D output becomes (B, 1)), e.g. a conv
+        map (B, C, H, W) for a :class:`brainrdl.losses.KnowledgeProjection`. A dict maps layer
+        name to reduction (layers not in it use ``"flatten"``).
     projection_dim
         k for ``"random_projection"`` (default 1024).
     seed
@@ -109,11 +114,17 @@ class LayerTaps:
     detach
         Store detached activations (no autograd graph): for frozen teachers and analysis. Keep
         False for a student whose alignment loss must backpropagate.
+    keep_raw
+        Also store each layer's unreduced activation (B, ...) in :attr:`raw` (a teacher whose
+        conv maps feed a :class:`brainrdl.losses.KnowledgeProjection`).
 
     Attributes
     ----------
     activations : dict[str, torch.Tensor]
-        Layer name -> (B, D) tensor from the most recent forward pass with ``capture`` on.
+        Layer name -> (B, D) tensor from the most recent forward pass with ``capture`` on
+        ((B, ...) for reduction ``"none"``).
+    raw : dict[str, torch.Tensor]
+        Layer name -> unreduced (B, ...) activation of that pass; filled only with ``keep_raw``.
     capture : bool
         While False the hooks return at once and record nothing.
 
@@ -137,6 +148,7 @@ class LayerTaps:
         projection_dim: int | None = None,
         seed: int = 0,
         detach: bool = False,
+        keep_raw: bool = False,
     ) -> None:
         if isinstance(layers, str):
             layers = [layers]
@@ -151,8 +163,10 @@ class LayerTaps:
         self.projection_dim = projection_dim or DEFAULT_PROJECTION_DIM
         self.seed = int(seed)
         self.detach = bool(detach)
+        self.keep_raw = bool(keep_raw)
         self.capture = True
         self.activations: dict[str, torch.Tensor] = {}
+        self.raw: dict[str, torch.Tensor] = {}
         self.output: Any = None
         self._projections: dict[tuple[str, torch.device, torch.dtype], torch.Tensor] = {}
         self._handles = [
@@ -181,6 +195,8 @@ class LayerTaps:
             out = _first_tensor(output, name)
             if self.detach:
                 out = out.detach()
+            if self.keep_raw:
+                self.raw[name] = out if out.ndim > 1 else out.unsqueeze(1)
             self.activations[name] = self.reduce(name, out)
 
         return hook
@@ -190,6 +206,8 @@ class LayerTaps:
         how = self.reductions[name]
         if x.ndim == 1:
             x = x.unsqueeze(1)
+        if how == "none":
+            return x
         if how == "avgpool" and x.ndim > 2:
             return x.mean(dim=tuple(range(2, x.ndim)))
         flat = x.reshape(x.shape[0], -1)
@@ -222,7 +240,7 @@ class LayerTaps:
         """
         previous, self.capture = self.capture, True
         try:
-            self.activations = {}
+            self.activations, self.raw = {}, {}
             self.output = self.model(*args, **kwargs)
         finally:
             self.capture = previous
@@ -233,7 +251,7 @@ class LayerTaps:
 
     def clear(self) -> None:
         """Drop the stored activations (and their graphs)."""
-        self.activations = {}
+        self.activations, self.raw = {}, {}
 
     def close(self) -> None:
         """Remove the hooks; the taps record nothing afterwards."""

@@ -34,12 +34,16 @@ class Target:
         (B, B) bool, True for pairs that enter the loss (off-diagonal, both stimuli covered,
         target finite).
     features
-        (B, D) teacher features (NetworkTeacher only) for feature-based losses (PKT, CKA, KP, KD).
+        (B, D) teacher features (NetworkTeacher only) for feature-based losses (PKT, CKA, KP, KD);
+        (B, ...) in the layer's own shape when the teacher's reduction is ``"none"``.
     distance
         Dissimilarity measure of ``rdm`` when it is computed from ``features``, else None.
     covered
         (B,) bool, True for items whose stimulus the target covers (BrainTeacher), else None
         (every item counts).
+    maps
+        (B, ...) unreduced teacher activations (NetworkTeacher only), e.g. conv maps
+        (B, C, H, W) for a :class:`brainrdl.losses.KnowledgeProjection`; else None.
 
     Examples
     --------
@@ -54,6 +58,7 @@ class Target:
     features: torch.Tensor | None = None
     distance: str | None = None
     covered: torch.Tensor | None = None
+    maps: torch.Tensor | None = None
 
 
 @runtime_checkable
@@ -303,7 +308,10 @@ class NetworkTeacher:
     distance
         RDM measure for the targets (see :func:`brainrdl.pairwise_rdm`).
     reduction, projection_dim, seed
-        Passed to :class:`brainrdl.taps.LayerTaps`.
+        Passed to :class:`brainrdl.taps.LayerTaps`; they shape ``Target.features``. With
+        ``"none"`` the features keep the layer's shape (B, ...) and the RDM is computed from them
+        flattened. Either way ``Target.maps`` holds the unreduced activations (B, ...), which
+        :func:`brainrdl.fit` gives to a :class:`brainrdl.losses.KnowledgeProjection`.
 
     Examples
     --------
@@ -335,6 +343,7 @@ class NetworkTeacher:
             projection_dim=projection_dim,
             seed=seed,
             detach=True,
+            keep_raw=True,
         )
         target_names = dict(target_names or {})
         unknown = sorted(set(target_names) - set(self.taps.layers))
@@ -354,13 +363,16 @@ class NetworkTeacher:
         param = next(self.model.parameters(), None)
         x = inputs if param is None else inputs.to(param.device)
         feats = self.taps.extract(x)
+        raw = dict(self.taps.raw)
         self.output = self.taps.output
         b = inputs.shape[0]
         mask = ~torch.eye(b, dtype=torch.bool, device=inputs.device)
         out = {}
         for layer, name in self._name_of.items():
             f = feats[layer].to(inputs.device)
-            out[name] = Target(pairwise_rdm(f, self.distance), mask, f, self.distance)
+            rdm = pairwise_rdm(f.reshape(b, -1), self.distance)
+            maps = raw[layer].to(inputs.device)
+            out[name] = Target(rdm, mask, f, self.distance, maps=maps)
         return out
 
     def close(self) -> None:

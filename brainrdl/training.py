@@ -25,6 +25,7 @@ from brainrdl.alignment import (
     AlignmentPair,
     alignment_value,
     global_targets,
+    is_projection,
     parse_alignment,
     rsa_pearson,
 )
@@ -82,7 +83,12 @@ def fit(
         A :class:`brainrdl.teachers.Teacher` (brain or network); None trains the task only.
     alignment
         ``{student_layer: target}``, ``{student_layer: (target, weight)}`` or
-        ``{student_layer: (target, weight, loss)}``.
+        ``{student_layer: (target, weight, loss)}``. A
+        :class:`brainrdl.losses.KnowledgeProjection` as a layer's loss works on conv maps: that
+        student layer is tapped with reduction ``"none"`` (unless ``reduction`` maps the layer
+        itself), and a network teacher's unreduced activations (``Target.maps``) are projected
+        into it, e.g. ``{"1": ("1", 1.0, KnowledgeProjection(16, 8))}`` for a teacher map
+        (B, 16, H, W) and a student map (B, 8, H', W'). The projection is trained with the student.
     loss
         Default alignment loss (``brainrdl.RDLLoss()``); any brainrdl loss works (see
         :func:`brainrdl.alignment.alignment_value`).
@@ -91,7 +97,9 @@ def fit(
         ``(images, stimulus_ids)`` from which a loader of distinct stimuli is built
         (``brain_batch_size`` each). None: alignment runs on the task batches.
     optimizer, lr
-        Any optimizer; default Adam(lr) over the model's and the loss's parameters.
+        Any optimizer; default Adam(lr) over the model's and the losses' parameters. A given
+        optimizer must also hold the parameters of every KnowledgeProjection in ``alignment``
+        (e.g. ``Adam([*model.parameters(), *kp.parameters()])``), else a ValueError.
     task_loss
         Default ``nn.CrossEntropyLoss()``.
     epochs, warmup_epochs
@@ -109,7 +117,8 @@ def fit(
     val_loader
         Labelled batches for ``val_loss`` / ``val_accuracy`` per epoch.
     reduction, projection_dim
-        Passed to :class:`brainrdl.taps.LayerTaps` for the student's layers.
+        Passed to :class:`brainrdl.taps.LayerTaps` for the student's layers; layers whose loss
+        is a KnowledgeProjection default to ``"none"`` (kept shape) instead.
     checkpoint_dir, resume
         Save ``checkpoint_dir/last.pt`` atomically each epoch; ``resume=True`` continues from it.
     device
@@ -170,9 +179,11 @@ def fit(
             if isinstance(extra, nn.Module):
                 params += list(extra.parameters())
         optimizer = torch.optim.Adam(params, lr=lr)
+    else:
+        _check_projections_optimized(pairs, optimizer)
 
     taps = LayerTaps(
-        model, [p.layer for p in pairs] or [], reduction=reduction,
+        model, [p.layer for p in pairs] or [], reduction=_student_reductions(pairs, reduction),
         projection_dim=projection_dim, seed=seed,
     ) if pairs else None  # fmt: skip
     bn = SeparateBatchNormStats(unwrap_model(model)) if separate_bn else None
@@ -223,6 +234,38 @@ def fit(
     if plot:
         plot_log(log, path=None if plot is True else plot)
     return log
+
+
+def _student_reductions(
+    pairs: list[AlignmentPair], reduction: str | Mapping[str, str]
+) -> str | dict[str, str]:
+    """Per-layer student reductions: ``"none"`` for KnowledgeProjection layers not named in it."""
+    kp_layers = [p.layer for p in pairs if is_projection(p.loss)]
+    if not kp_layers:
+        return reduction
+    named = {} if isinstance(reduction, str) else dict(reduction)
+    default = reduction if isinstance(reduction, str) else "flatten"
+    out = {p.layer: named.get(p.layer, default) for p in pairs}
+    out.update({layer: named.get(layer, "none") for layer in kp_layers})
+    return {**named, **out}
+
+
+def _check_projections_optimized(
+    pairs: list[AlignmentPair], optimizer: torch.optim.Optimizer
+) -> None:
+    """Raise a ValueError if a KnowledgeProjection's parameters are not in ``optimizer``."""
+    held = {id(q) for group in optimizer.param_groups for q in group["params"]}
+    for p in pairs:
+        if not is_projection(p.loss):
+            continue
+        missing = [n for n, q in p.loss.named_parameters() if q.requires_grad and id(q) not in held]
+        if missing:
+            raise ValueError(
+                f"alignment[{p.layer!r}]: the KnowledgeProjection's parameters {missing} are not "
+                "in the given optimizer, so the projection would never be trained; add them, "
+                "e.g. torch.optim.Adam([*model.parameters(), *kp.parameters()]), or leave "
+                "optimizer=None"
+            )
 
 
 class _State:
@@ -424,8 +467,8 @@ def heldout_rsa(
         model.train(was)
     targets = _heldout_targets(teacher, pairs, images, ids, device)
     return {
-        p.layer: rsa_pearson(pairwise_rdm(torch.cat(feats[p.layer]).double(), distance),
-                             targets[p.target])
+        p.layer: rsa_pearson(pairwise_rdm(torch.cat(feats[p.layer]).flatten(1).double(),
+                                          distance), targets[p.target])
         for p in pairs
     }  # fmt: skip
 

@@ -126,3 +126,14 @@ def test_hooks_survive_torch_compile():
     compiled(x)
     assert taps.activations == {}
     assert unwrap_model(compiled) is net
+
+
+def test_reduction_none_keeps_shape_and_keep_raw_stores_unreduced():
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU())
+    x = torch.randn(5, 1, 8, 8)
+    with LayerTaps(net, ["0", "1"], reduction={"0": "none"}, keep_raw=True) as taps:
+        acts = taps.extract(x)
+        assert tuple(acts["0"].shape) == (5, 4, 6, 6)
+        assert tuple(acts["1"].shape) == (5, 144)
+        torch.testing.assert_close(taps.raw["1"], net(x))
+        torch.testing.assert_close(acts["0"], net[0](x))

@@ -171,3 +171,15 @@ def test_uncovered_batches_and_length_mismatch_raise():
         teacher.targets(torch.zeros(3, 2), ["s0", "s1"])
     t = teacher.targets(torch.zeros(3, 2), ["s0", "nope", "s2"])["IT"]  # some uncovered: masked
     assert t.covered.tolist() == [True, False, True] and int(t.pair_mask.sum()) == 2
+
+
+def test_network_teacher_reduction_none_keeps_conv_maps():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU())
+    x = torch.randn(5, 1, 8, 8)
+    kept = NetworkTeacher(net, ["1"], reduction="none").targets(x)["1"]
+    flat = NetworkTeacher(net, ["1"]).targets(x)["1"]
+    assert tuple(kept.features.shape) == (5, 4, 6, 6)
+    assert tuple(flat.features.shape) == (5, 144)
+    torch.testing.assert_close(kept.rdm, flat.rdm)  # the RDM is of the flattened maps
+    torch.testing.assert_close(flat.maps, kept.features)

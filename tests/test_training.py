@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 
 import numpy as np
 import pytest
@@ -200,3 +201,34 @@ def test_uncovered_ids_raise_or_warn_once_and_heldout_must_be_covered():
         fit(_student(), [(x, y)], teacher=teacher, alignment={"1": "IT"},
             brain_loader=(images, ids), brain_batch_size=4,
             heldout=(images[:3], [*ids[:2], "zz"]), progress=False)
+
+
+def test_knowledge_projection_on_conv_maps_trains_projection():
+    from brainrdl.losses import KnowledgeProjection
+
+    torch.manual_seed(0)
+    x, y = torch.randn(64, 3, 8, 8), torch.randint(0, 3, (64,))
+    loader = [(x[i : i + 16], y[i : i + 16]) for i in range(0, 64, 16)]
+    student = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(128, 3)
+    )
+    teacher = NetworkTeacher(nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU()), ["1"])
+    kp = KnowledgeProjection(16, 8)
+    w0 = kp.proj.weight.detach().clone()
+    log = fit(student, loader, teacher=teacher, alignment={"1": ("1", 1.0, kp)}, epochs=4,
+              lr=1e-2, progress=False)  # fmt: skip
+    assert not torch.equal(kp.proj.weight.detach(), w0)  # the projection was trained
+    kp_loss = log["align/1"].tolist()
+    assert all(b < a for a, b in itertools.pairwise(kp_loss)), kp_loss
+    # the teacher target keeps its conv maps; its features stay flattened by default
+    t = teacher.targets(x[:4])["1"]
+    assert tuple(t.maps.shape) == (4, 16, 8, 8) and tuple(t.features.shape) == (4, 1024)
+
+    # a given optimizer must hold the projection's parameters
+    other = KnowledgeProjection(16, 8)
+    with pytest.raises(ValueError, match="KnowledgeProjection"):
+        fit(student, loader, teacher=teacher, alignment={"1": ("1", 1.0, other)},
+            optimizer=torch.optim.SGD(student.parameters(), lr=0.1), progress=False)  # fmt: skip
+    opt = torch.optim.SGD([*student.parameters(), *other.parameters()], lr=0.1)
+    fit(student, loader, teacher=teacher, alignment={"1": ("1", 1.0, other)}, optimizer=opt,
+        progress=False, max_steps_per_epoch=1)  # fmt: skip
