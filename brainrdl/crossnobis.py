@@ -141,7 +141,7 @@ def crossnobis_from_fold_sums(
     --------
     >>> import torch
     >>> sums = torch.tensor([[[0.0], [0.0]], [[2.0], [2.0]]])  # 2 conditions, 2 folds, 1 channel
-    >>> crossnobis_from_fold_sums(sums, torch.ones(2, 2))[0, 1].item()
+    >>> round(crossnobis_from_fold_sums(sums, torch.ones(2, 2))[0, 1].item(), 6)
     4.0
     """
     if _balanced(counts) and _symmetric_precision(precision):
@@ -205,7 +205,8 @@ def _crossnobis_balanced(
     >>> import torch
     >>> sums = torch.tensor([[[0.0], [0.0]], [[1.0], [3.0]]], dtype=torch.float64)
     >>> counts = torch.ones(2, 2)
-    >>> _crossnobis_balanced(sums, counts, None)[0, 1].item()  # (1 − 0)(3 − 0), as the folds give
+    >>> # (1 − 0)(3 − 0), as the folds give
+    >>> round(_crossnobis_balanced(sums, counts, None)[0, 1].item(), 6)
     3.0
     """
     n_folds, d = sums.shape[-2:]
@@ -242,7 +243,7 @@ def crossnobis_fold_major(
     --------
     >>> import torch
     >>> means = torch.tensor([[[0.0], [1.0]], [[0.0], [3.0]]], dtype=torch.float64)  # 2 folds
-    >>> crossnobis_fold_major(means)[0, 1].item()
+    >>> round(crossnobis_fold_major(means)[0, 1].item(), 6)
     3.0
     """
     if means.ndim != 3 or means.shape[0] < 2:
