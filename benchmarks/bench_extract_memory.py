@@ -1,6 +1,7 @@
 """Peak RAM of extract_rdms: ~20 block outputs of a ResNet-18-sized network (random init).
 
-Run: ``python benchmarks/bench_extract_memory.py [--n 1000] [--size 224] [--budget 1e9]``
+Run: ``python benchmarks/bench_extract_memory.py [--n 1000] [--size 224] [--budget 1e9]
+[--threads 2]``
 Peak resident memory is the process's ru_maxrss (includes torch and the model).
 """
 
@@ -55,7 +56,10 @@ def main() -> None:
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--budget", type=float, default=1e9)
     p.add_argument("--batch-size", type=int, default=25)
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     net = resnet18()
     stimuli = torch.rand(args.n, 3, args.size, args.size)  # generated: 0.6 GB at 1000 x 224²
@@ -78,7 +82,8 @@ def main() -> None:
         "## Layer RDMs in bounded memory (ResNet-18 layout, random init, CPU)",
         "",
         f"{rdms.n_rdm} block outputs, {args.n} stimuli of {args.size}x{args.size}, batch "
-        f"{args.batch_size}, memory_budget {args.budget:.0e} bytes, float32: **peak RSS "
+        f"{args.batch_size}, memory_budget {args.budget:.0e} bytes, float32, torch threads "
+        f"{torch.get_num_threads()}: **peak RSS "
         f"{peak_gb:.2f} GB** (includes the {stim_gb:.2f} GB stimulus tensor held by the script), "
         f"{seconds:.0f} s. Holding all activations would need {full_gb:.1f} GB.",
     ]))  # fmt: skip

@@ -5,10 +5,16 @@ the pairs of a stimulus with its own copy set to NaN and dropped) and compares t
 The expanded vector holds each original pair (p, q) exactly ``c_p * c_q`` times, where ``c`` counts
 how often each stimulus was drawn, and never a pair of a stimulus with itself. So every statistic of
 the expanded vectors is a *weighted* statistic of the original upper-triangle vectors with pair
-weights ``w_pq = c_p c_q``: a resample is a weight row, a chunk of resamples is a (B, K) weight
-matrix, and the comparison of all layers with all brain RDMs for the whole chunk is one batched
-matrix product. Ranks (spearman, rho-a) of the expanded vectors are weighted ranks: one argsort per
-vector up front, then a cumulative sum of the sorted weights per resample.
+weights ``w_pq = c_p c_q``.
+
+- ``cosine`` / ``corr``: every needed sum (Σw, Σwx, Σwy, Σwx², Σwy², Σwxy for all layer × brain
+  pairs) is a weighted moment, so all resamples at once are one matrix product of the draw counts
+  against the stacked products. The weight matrix is never built: row ``p`` of the upper triangle
+  contributes ``c_p (c_{p+1:} @ F_p)``, one GEMM per stimulus (float64).
+- ``spearman`` / ``rho-a``: ranks of the expanded vectors are weighted ranks: one sort per vector up
+  front, then per resample a gather of the weights into sorted order, a cumulative sum and a gather
+  back (float32: integer weights make every rank a half-integer below 2**22, exact), followed by one
+  batched float64 product for the weighted Pearson of the ranks.
 
 Examples
 --------
@@ -31,6 +37,11 @@ from brainrdl._validation import check_choice
 #: comparison methods computed here as weighted statistics (others fall back to a loop)
 FAST_METHODS = ("cosine", "corr", "spearman", "rho-a")
 BOOTSTRAP_KINDS = ("stimuli", "subjects", "both")
+#: float32 holds every integer below 2**24; ranks (half-integers) of totals below 2**22 are exact
+_F32_EXACT_TOTAL = 2.0**22
+#: bytes of rank work arrays per chunk of resamples: about the last-level cache (measured: 2-5x
+#: faster than RAM-sized chunks at 92 conditions); a single resample may exceed it
+_CACHE_BYTES = 3.2e7
 
 
 def pair_weights(counts: torch.Tensor) -> torch.Tensor:
@@ -57,6 +68,34 @@ def pair_weights(counts: torch.Tensor) -> torch.Tensor:
     return counts[..., iu] * counts[..., ju]
 
 
+def _argsort(v: torch.Tensor) -> torch.Tensor:
+    """Sort order of each row (ties in any order: ranks are tie-averaged afterwards)."""
+    if v.device.type == "cpu":  # NumPy's introsort is several times faster than torch's on CPU
+        return torch.from_numpy(np.argsort(v.detach().numpy(), axis=-1))
+    return torch.argsort(v, dim=-1)
+
+
+def _inverse(order: torch.Tensor) -> torch.Tensor:
+    """Inverse permutation of each row: one scatter instead of a second sort."""
+    k = order.shape[-1]
+    pos = torch.arange(k, device=order.device).expand_as(order)
+    return torch.empty_like(order).scatter_(-1, order, pos)
+
+
+def _tie_bounds(vs: torch.Tensor) -> torch.Tensor:
+    """(V, 2, K) sorted positions of the first and last entry of each entry's tie group."""
+    k = vs.shape[-1]
+    pos = torch.arange(k, device=vs.device).expand_as(vs)
+    new = torch.ones_like(vs, dtype=torch.bool)
+    new[:, 1:] = vs[:, 1:] != vs[:, :-1]  # NaNs (weight 0) each open a group: harmless
+    start = torch.where(new, pos, torch.zeros_like(pos)).cummax(dim=-1).values
+    last = torch.ones_like(new)
+    last[:, :-1] = new[:, 1:]
+    flipped = torch.where(last, pos, torch.full_like(pos, k)).flip(-1)
+    end = flipped.cummin(dim=-1).values.flip(-1)
+    return torch.stack([start, end], dim=1)
+
+
 def rank_layout(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-vector sort order, inverse order and tie-group bounds, computed once per bootstrap.
 
@@ -70,19 +109,68 @@ def rank_layout(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
     >>> bounds[0].tolist()
     [[0, 1, 1], [0, 2, 2]]
     """
-    order = torch.argsort(v, dim=-1, stable=True)
-    inverse = torch.argsort(order, dim=-1)
-    vs = torch.gather(v, -1, order)
-    k = v.shape[-1]
-    pos = torch.arange(k, device=v.device).expand_as(vs)
-    new = torch.ones_like(vs, dtype=torch.bool)
-    new[:, 1:] = vs[:, 1:] != vs[:, :-1]  # NaNs (weight 0) each open a group: harmless
-    start = torch.where(new, pos, torch.zeros_like(pos)).cummax(dim=-1).values
-    last = torch.ones_like(new)
-    last[:, :-1] = new[:, 1:]
-    flipped = torch.where(last, pos, torch.full_like(pos, k)).flip(-1)
-    end = flipped.cummin(dim=-1).values.flip(-1)
-    return order, inverse, torch.stack([start, end], dim=1)
+    order = _argsort(v).to(v.device)
+    return order, _inverse(order), _tie_bounds(torch.gather(v, -1, order))
+
+
+class _RankPlan:
+    """Everything about the vectors ``v`` (V, K) that weighted ranks need, computed once.
+
+    Per chunk of weight rows the ranks then cost a gather of the weights into each vector's sorted
+    order, an in-place cumulative sum, a gather back and one subtraction: four passes over
+    (B, V, K), in float32 when exact.
+    """
+
+    def __init__(self, v: torch.Tensor, layout=None):
+        n_v, k = v.shape
+        if layout is None:
+            order = _argsort(v).to(v.device)
+            inverse = _inverse(order)
+            vs = torch.gather(v, -1, order)
+            ties = (vs[:, 1:] == vs[:, :-1]).any(-1)  # (V,) vectors with tied entries
+            bounds = _tie_bounds(vs[ties]) if bool(ties.any()) else None
+        else:
+            order, inverse, bounds = layout
+            ties = (bounds[:, 0] != bounds[:, 1]).any(-1)
+            bounds = bounds[ties]
+        # int32 indices: half the index traffic of int64 (index_select takes both)
+        idx = torch.int32 if n_v * k < 2**31 else torch.int64
+        self.shape = (n_v, k)
+        self.order = order.to(idx).flatten()
+        offsets = torch.arange(n_v, device=v.device)[:, None] * k
+        self.inverse = (inverse + offsets).to(idx).flatten()
+        self.tied = torch.nonzero(ties).flatten()
+        if self.tied.numel():
+            start, end = bounds[:, 0], bounds[:, 1]
+            self.tied_order = order[self.tied].to(idx).flatten()
+            self.first = start == 0
+            self.before = (start - 1).clamp_(min=0)  # position just before the tie group
+            self.end = end
+
+    def centred(self, w: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+        """(B, V, K) tie-averaged ranks in the vectors expanded by ``w`` (B, K), minus ``shift``."""
+        n_v, k = self.shape
+        b = w.shape[0]
+        cum = torch.index_select(w, 1, self.order).view(b, n_v, k)  # weights in sorted order
+        cum.cumsum_(-1)  # weight up to and including each entry
+        if self.tied.numel():
+            c = cum[:, self.tied]
+            lo = torch.gather(c, -1, self.before.expand(b, -1, -1))
+            lo.masked_fill_(self.first, 0.0)
+            hi = torch.gather(c, -1, self.end.expand(b, -1, -1))
+            ws = torch.index_select(w, 1, self.tied_order).view(b, -1, k)
+            # average rank of a tie group = (weight before it + weight through its end + 1) / 2;
+            # stored plus (w - 1) / 2 so that the common step below recovers it
+            cum[:, self.tied] = (lo + hi + 1.0) * 0.5 + (ws - 1.0) * 0.5
+            del c, lo, hi, ws
+        out = torch.index_select(cum.view(b, n_v * k), 1, self.inverse).view(b, n_v, k)
+        del cum
+        # no ties: rank = weight through the entry - (own weight - 1) / 2
+        return out.sub_((w * 0.5 + (shift - 0.5)[:, None])[:, None, :])
+
+
+def _integer_weights(w: torch.Tensor) -> bool:
+    return float(w.sum(-1).max()) < _F32_EXACT_TOTAL and bool((w == w.round()).all())
 
 
 def weighted_ranks(
@@ -113,98 +201,191 @@ def weighted_ranks(
     >>> weighted_ranks(v, torch.tensor([[1.0, 2.0, 1.0]], dtype=torch.float64)).tolist()
     [[[4.0, 1.5, 3.0]]]
     """
+    plan = _RankPlan(v, layout)
     zero = torch.zeros(w.shape[0], dtype=w.dtype, device=w.device)
-    return _centred_ranks(v, w, layout, shift=zero)
-
-
-def _centred_ranks(v, w, layout, shift: torch.Tensor) -> torch.Tensor:
-    """Weighted ranks minus ``shift`` (B,), with as few passes over (B, V, K) as possible."""
-    order, inverse, bounds = layout if layout is not None else rank_layout(v)
-    out_dtype = w.dtype
-    if float(w.sum(-1).max()) < 2**22 and bool((w == w.round()).all()):
-        # integer weights: ranks are half-integers below 2**23, exact in float32 at half the
-        # memory traffic of float64 (the passes over (B, V, K) dominate the rank methods)
-        w, shift = w.float(), shift.float()
-    ws = w[:, order]  # (B, V, K): weights in each vector's sorted order
-    cum = torch.cumsum(ws, dim=-1)
-    ties = (bounds[:, 0] != bounds[:, 1]).any(-1)  # (V,) vectors that have tied entries
-    tied = None
-    if bool(ties.any()):
-        t = torch.nonzero(ties).flatten()
-        b = bounds[t].expand(w.shape[0], -1, -1, -1)  # (B, T, 2, K)
-        c, wt = cum[:, t], ws[:, t]
-        # average rank of a tie group = (weight before the group + weight through its end + 1) / 2
-        before = torch.gather(c, -1, b[:, :, 0]) - torch.gather(wt, -1, b[:, :, 0])
-        tied = (t, (before + torch.gather(c, -1, b[:, :, 1]) + 1.0) / 2.0)
-    # no ties: rank = weight before + (own weight + 1) / 2 = cum - w / 2 + 1 / 2 (in place)
-    ranks = cum.add_(ws, alpha=-0.5)
-    del ws
-    if tied is not None:
-        ranks[:, tied[0]] = tied[1]
-    ranks.add_((0.5 - shift)[:, None, None] if tied is None else -shift[:, None, None])
-    if tied is not None:
-        ranks[:, ~ties] += 0.5
-    return torch.gather(ranks, -1, inverse.expand(w.shape[0], -1, -1)).to(out_dtype)
+    wc = w.float() if _integer_weights(w) else w
+    return plan.centred(wc, zero.to(wc.dtype)).to(w.dtype)
 
 
 class _Kernel:
-    """Comparison of fixed x (L, K) and y (S, K) under many weight rows, with setup done once."""
+    """Comparison of fixed x (L, K) and y (S, K) under many weight rows, with setup done once.
+
+    ``kernel(w)`` takes explicit pair weights (B, K); ``kernel.from_counts(c)`` takes stimulus draw
+    counts (B, n) and never builds the (B, K) pair weights for ``cosine`` / ``corr``.
+    """
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, method: str, memory_budget: float = 2e8):
         check_choice("method", method, FAST_METHODS)
         self.method = method
-        x = torch.nan_to_num(x, nan=0.0)
-        y = torch.nan_to_num(y, nan=0.0)
+        self.memory_budget = memory_budget
+        self.n_l, self.n_s = x.shape[0], y.shape[0]
+        self.k = x.shape[1]
+        # pairs missing (NaN) in any vector are dropped, as rsatoolbox drops NaN entries
+        self.valid = (torch.isfinite(x).all(0) & torch.isfinite(y).all(0)).to(x.dtype)
+        self.valid_mask = None if bool(self.valid.all()) else self.valid
+        x = torch.nan_to_num(x, nan=0.0) * self.valid
+        y = torch.nan_to_num(y, nan=0.0) * self.valid
         if method in ("cosine", "corr"):
             if method == "corr":
                 # shift-invariant: centring by the unweighted mean avoids cancellation later
-                x = x - x.mean(-1, keepdim=True)
-                y = y - y.mean(-1, keepdim=True)
+                m = self.valid.sum().clamp(min=1.0)
+                x = (x - (x.sum(-1, keepdim=True) / m)) * self.valid
+                y = (y - (y.sum(-1, keepdim=True) / m)) * self.valid
             self.x, self.y = x, y
-            # Σ_k w_k x_lk y_sk for all (l, s) is w @ (x_l * y_s)ᵀ: one GEMM per chunk
-            n_l = max(1, int(memory_budget // (8 * y.shape[0] * x.shape[1])))
-            self.products = [
-                (x[i : i + n_l, None, :] * y[None]).reshape(-1, x.shape[1])
-                for i in range(0, x.shape[0], n_l)
-            ]
-            self.x2, self.y2 = x * x, y * y
+            n_rows = 1 + 2 * (self.n_l + self.n_s) + self.n_l * self.n_s
+            self.n_rows = n_rows
+            # the stacked products F (R, K) are kept when small, else rebuilt per block of pairs
+            small = n_rows * self.k * 8 <= memory_budget
+            self.features = self._features(0, self.k) if small else None
         else:
             self.x, self.y = x, y
-            self.layout = rank_layout(torch.cat([x, y]))
-            bounds = self.layout[2]
-            self.ties = (bounds[:, 0] != bounds[:, 1]).any(-1)
+            self.plan = _RankPlan(torch.cat([x, y]))
+            # Σ w r² of a tie-free vector has a closed form; vectors with ties get it summed
+            self.tied = self.plan.tied
 
-    def __call__(self, w: torch.Tensor) -> torch.Tensor:
-        n_l, n_s = self.x.shape[0], self.y.shape[0]
-        total = w.sum(-1)  # (B,) length of the expanded vectors
-        if self.method in ("cosine", "corr"):
-            sxy = torch.cat([w @ p.T for p in self.products], dim=1).reshape(-1, n_l, n_s)
-            sxx = w @ self.x2.T  # (B, L)
-            syy = w @ self.y2.T  # (B, S)
-            if self.method == "corr":
-                mx = (w @ self.x.T) / total[:, None]
-                my = (w @ self.y.T) / total[:, None]
-                sxy = sxy - total[:, None, None] * mx[:, :, None] * my[:, None, :]
-                sxx = sxx - total[:, None] * mx * mx
-                syy = syy - total[:, None] * my * my
-            return sxy / torch.sqrt(sxx[:, :, None] * syy[:, None, :])
-        # rank methods: ranks once per resample and vector, then a weighted Pearson / rho-a
-        v = torch.cat([self.x, self.y])
-        ranks = _centred_ranks(v, w, self.layout, shift=(total + 1.0) / 2.0)  # mean rank (N+1)/2
-        rx, ry = ranks[:, :n_l], ranks[:, n_l:]
-        wx = rx * w[:, None, :]
-        sxy = torch.bmm(wx, ry.transpose(1, 2))  # (B, L, S)
+    # -- cosine / corr: weighted moments -------------------------------------------------------
+
+    def _features(self, a: int, b: int) -> torch.Tensor:
+        """(R, b - a) rows [valid, x, y, x², y², x_l y_s] over pairs a:b."""
+        x, y = self.x[:, a:b], self.y[:, a:b]
+        xy = (x[:, None, :] * y[None, :, :]).reshape(-1, b - a)
+        return torch.cat([self.valid[None, a:b], x, y, x * x, y * y, xy])
+
+    def _block(self, a: int, b: int) -> torch.Tensor:
+        return self.features[:, a:b] if self.features is not None else self._features(a, b)
+
+    def _pairs_per_block(self) -> int:
+        return max(1, int(self.memory_budget // (8 * self.n_rows * 2)))
+
+    def _moments_from_weights(self, w: torch.Tensor) -> torch.Tensor:
+        acc = torch.zeros(w.shape[0], self.n_rows, dtype=torch.float64, device=w.device)
+        step = self._pairs_per_block()
+        for a in range(0, self.k, step):
+            b = min(self.k, a + step)
+            acc.addmm_(w[:, a:b].to(torch.float64), self._block(a, b).T)
+        return acc
+
+    def _moments_from_counts(self, c: torch.Tensor) -> torch.Tensor:
+        """Σ_{p<q} c_p c_q F_pq = Σ_p c_p (c_{p+1:} @ F_{p,p+1:}): a GEMM per triangle row."""
+        n = c.shape[1]
+        c = c.to(torch.float64)
+        acc = torch.zeros(c.shape[0], self.n_rows, dtype=torch.float64, device=c.device)
+        starts = [p * n - p * (p + 1) // 2 for p in range(n)]  # first pair (p, p + 1) of row p
+        step = self._pairs_per_block()
+        p = 0
+        while p < n - 1:
+            # a run of whole triangle rows whose features fit one block
+            q, a = p, starts[p]
+            while q < n - 1 and (q == p or starts[q + 1] - a <= step):
+                q += 1
+            block = self._block(a, starts[q - 1] + n - q)
+            for r in range(p, q):
+                seg = block[:, starts[r] - a : starts[r] - a + n - r - 1]
+                acc.addmm_(c[:, r + 1 :] * c[:, r : r + 1], seg.T)
+            p = q
+        return acc
+
+    def _from_moments(self, acc: torch.Tensor) -> torch.Tensor:
+        n_l, n_s = self.n_l, self.n_s
+        total = acc[:, 0]
+        sx, sy = acc[:, 1 : 1 + n_l], acc[:, 1 + n_l : 1 + n_l + n_s]
+        o = 1 + n_l + n_s
+        sxx, syy = acc[:, o : o + n_l], acc[:, o + n_l : o + n_l + n_s]
+        sxy = acc[:, o + n_l + n_s :].reshape(-1, n_l, n_s)
+        if self.method == "corr":
+            mx, my = sx / total[:, None], sy / total[:, None]
+            sxy = sxy - total[:, None, None] * mx[:, :, None] * my[:, None, :]
+            sxx = sxx - total[:, None] * mx * mx
+            syy = syy - total[:, None] * my * my
+        return sxy / torch.sqrt(sxx[:, :, None] * syy[:, None, :])
+
+    # -- spearman / rho-a: weighted ranks ------------------------------------------------------
+
+    def _rank_sums(self, w: torch.Tensor, total: torch.Tensor, exact: bool):
+        """Σ w r_x r_y (B, L, S) and, for tied vectors, Σ w r² (B, T) of the centred ranks."""
+        n_l = self.n_l
+        wr = w.float() if exact else w.to(torch.float64)
+        # ranks once per resample and vector, centred on the mean rank (N + 1) / 2
+        ranks = self.plan.centred(wr, ((total + 1.0) * 0.5).to(wr.dtype))
+        w64 = w.to(torch.float64)
+        var_tied = None
+        if self.method == "spearman" and self.tied.numel():
+            rt = ranks[:, self.tied].to(torch.float64)
+            var_tied = torch.einsum("btk,bk,btk->bt", rt, w64, rt)
+            del rt
+        ranks = ranks.to(torch.float64)  # the sums below are not exact in float32
+        ryw = ranks[:, n_l:] * w64[:, None, :]  # the weights go with the S brain vectors (S < L)
+        return torch.bmm(ranks[:, :n_l], ryw.transpose(1, 2)), var_tied
+
+    def _rank_finish(self, sxy, var_tied, total, dup) -> torch.Tensor:
+        """Normalise Σ w r_x r_y by the rank variances (spearman) or (N³ - N) / 12 (rho-a)."""
         if self.method == "rho-a":
             return sxy * 12.0 / (total**3 - total)[:, None, None]
         # Σ w (r - m)² over the expanded vector: for a vector without ties only the duplicates tie,
         # so it is (N³ - N) / 12 - Σ_k (w_k³ - w_k) / 12 (the tie-corrected rank variance)
-        ss = ((total**3 - total) - (w**3 - w).sum(-1)) / 12.0  # (B,)
-        var = ss[:, None].expand(-1, v.shape[0]).clone()
-        if bool(self.ties.any()):
-            t = torch.nonzero(self.ties).flatten()
-            var[:, t] = torch.einsum("btk,bk,btk->bt", ranks[:, t], w, ranks[:, t])
-        sxx, syy = var[:, :n_l], var[:, n_l:]
+        ss = ((total**3 - total) - dup) / 12.0  # (B,)
+        var = ss[:, None].expand(-1, self.n_l + self.n_s).clone()
+        if var_tied is not None:
+            var[:, self.tied] = var_tied
+        sxx, syy = var[:, : self.n_l], var[:, self.n_l :]
         return sxy / torch.sqrt(sxx[:, :, None] * syy[:, None, :])
+
+    def _rank_compare(self, w: torch.Tensor) -> torch.Tensor:
+        w = (w * self.valid).to(torch.float64)
+        total = w.sum(-1)  # (B,) length of the expanded vectors
+        dup = (w**3 - w).sum(-1)
+        sxy, var_tied = self._rank_sums(w, total, _integer_weights(w))
+        return self._rank_finish(sxy, var_tied, total, dup)
+
+    def _rank_from_counts(self, counts: torch.Tensor) -> torch.Tensor:
+        c = counts.to(torch.float64)
+        exact = bool((c == c.round()).all())
+        if bool(self.valid.all()):
+            # N = Σ_{p<q} c_p c_q and Σ (w³ - w) in closed form from the counts: O(n) a resample
+            s1, s2 = c.sum(-1), (c * c).sum(-1)
+            c3 = c**3
+            total = (s1 * s1 - s2) * 0.5
+            dup = (c3.sum(-1) ** 2 - (c3 * c3).sum(-1)) * 0.5 - total
+        else:
+            total = torch.cat([(pair_weights(c[a : a + 256]) * self.valid).sum(-1)
+                               for a in range(0, c.shape[0], 256)])  # fmt: skip
+            dup = None
+        exact = exact and float(total.max()) < _F32_EXACT_TOTAL
+        cw = c.float() if exact else c  # the weights c_p c_q themselves are exact in float32
+        # chunks of resamples small enough for the work arrays to stay in cache
+        v, k = self.n_l + self.n_s, self.k
+        per_sample = 16 * v * k + 24 * k
+        chunk = int(max(1, min(self.memory_budget, _CACHE_BYTES) // per_sample))
+        iu, ju = torch.triu_indices(c.shape[1], c.shape[1], offset=1, device=c.device)
+        sxy, tied, dups = [], [], []
+        for a in range(0, c.shape[0], chunk):
+            cc = cw[a : a + chunk]
+            w = cc[:, iu] * cc[:, ju]
+            if self.valid_mask is not None:
+                w = w * self.valid_mask.to(w.dtype)
+            if dup is None:
+                w64 = w.to(torch.float64)
+                dups.append((w64**3 - w64).sum(-1))
+            s, t = self._rank_sums(w, total[a : a + chunk], exact)
+            sxy.append(s)
+            tied.append(t)
+        var_tied = torch.cat(tied) if tied[0] is not None else None
+        dup = torch.cat(dups) if dup is None else dup
+        return self._rank_finish(torch.cat(sxy), var_tied, total, dup)
+
+    # -- entry points --------------------------------------------------------------------------
+
+    def __call__(self, w: torch.Tensor) -> torch.Tensor:
+        """(B, L, S) similarities under pair weights ``w`` (B, K)."""
+        if self.method in ("cosine", "corr"):
+            return self._from_moments(self._moments_from_weights(w * self.valid))
+        return self._rank_compare(w)
+
+    def from_counts(self, counts: torch.Tensor) -> torch.Tensor:
+        """(B, L, S) similarities of the resamples with stimulus draw counts ``counts`` (B, n)."""
+        if self.method in ("cosine", "corr"):
+            return self._from_moments(self._moments_from_counts(counts))
+        return self._rank_from_counts(counts)
 
 
 def weighted_compare(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, method: str = "corr"):
@@ -216,7 +397,7 @@ def weighted_compare(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, method: 
     Parameters
     ----------
     x, y
-        (L, K) and (S, K) RDM vectors; NaN allowed only where every weight is 0.
+        (L, K) and (S, K) RDM vectors; pairs that are NaN in any vector are dropped.
     w
         (B, K) non-negative pair weights (one resample per row).
     method
@@ -236,7 +417,9 @@ def weighted_compare(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, method: 
     >>> round(weighted_compare(x, y, w, "spearman").item(), 6)
     0.5
     """
-    return _Kernel(x, y, method)(w)
+    x = torch.as_tensor(x, dtype=torch.float64)
+    y = torch.as_tensor(y, dtype=torch.float64, device=x.device)
+    return _Kernel(x, y, method)(torch.as_tensor(w, dtype=torch.float64, device=x.device))
 
 
 @dataclass
@@ -364,19 +547,17 @@ def bootstrap_compare(
     too_few = (pattern_counts > 0).sum(-1) < 3
     stim_counts = pattern_counts[:, p_index]  # (B, n)
 
-    if chunk_size is None:
-        # bytes per resample: the weight row (and, for ranks, 4 (L + S, K) work arrays)
-        rows = 4 * (x.shape[0] + y.shape[0]) if method in ("spearman", "rho-a") else 2
-        per_sample = rows * x.shape[1] * 8
-        chunk_size = int(max(1, min(n_bootstrap, memory_budget // max(per_sample, 1))))
-    kernel = _Kernel(x, y, method, memory_budget) if method in FAST_METHODS else None
-    out = []
-    for start in range(0, n_bootstrap, chunk_size):
-        w = pair_weights(stim_counts[start : start + chunk_size])
-        if kernel is not None:
-            out.append(kernel(w))
-        else:
-            out.append(_loop_compare(x, y, w, method))
+    if method in FAST_METHODS:
+        kernel = _Kernel(x, y, method, memory_budget)
+        if chunk_size is None:
+            chunk_size = n_bootstrap  # the kernel bounds its own work arrays
+        out = [kernel.from_counts(stim_counts[a : a + chunk_size])
+               for a in range(0, n_bootstrap, chunk_size)]  # fmt: skip
+    else:
+        if chunk_size is None:
+            chunk_size = int(max(1, min(n_bootstrap, memory_budget // (16 * x.shape[1]))))
+        out = [_loop_compare(x, y, pair_weights(stim_counts[a : a + chunk_size]), method)
+               for a in range(0, n_bootstrap, chunk_size)]  # fmt: skip
     samples = torch.cat(out)
     samples[too_few] = float("nan")
     return BootstrapResult(samples, rdm_weights)
@@ -389,7 +570,7 @@ def percentile_ci(samples: torch.Tensor | np.ndarray, ci: float = 0.95) -> tuple
     --------
     >>> import numpy as np
     >>> low, high = percentile_ci(np.arange(101.0)[:, None], ci=0.9)
-    >>> float(low[0]), float(high[0])
+    >>> round(float(low[0]), 6), round(float(high[0]), 6)
     (5.0, 95.0)
     """
     if not 0.0 < ci < 1.0:

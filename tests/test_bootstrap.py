@@ -167,3 +167,40 @@ def test_bad_arguments_name_the_argument():
         bootstrap_compare(layers, brain, rdm_groups=[1, 2])
     with pytest.raises(ValueError, match="ci"):
         percentile_ci(np.zeros((3, 1)), ci=1.5)
+
+
+@pytest.mark.parametrize("method", ["cosine", "corr", "spearman", "rho-a"])
+def test_count_kernel_equals_expanded_vectors_across_blocks_and_chunks(method):
+    """The per-row GEMM (corr) and chunked ranks (spearman) equal rsatoolbox on expanded vectors,
+    also when the pairs are split over many blocks and the resamples over many chunks."""
+    from brainrdl.bootstrap import _Kernel
+
+    n = 23
+    k = n * (n - 1) // 2
+    rng = np.random.default_rng(7)
+    truth = rng.random(k)
+    x = np.stack([truth + rng.normal(0, 0.4, k), np.round(truth * 4)])  # second: many ties
+    y = np.stack([truth + rng.normal(0, 0.6, k) for _ in range(3)])
+    counts = torch.as_tensor(rng.multinomial(n, np.ones(n) / n, size=6), dtype=torch.float64)
+    kernel = _Kernel(torch.as_tensor(x), torch.as_tensor(y), method, memory_budget=2000)
+    got = kernel.from_counts(counts).numpy()
+    iu, ju = np.triu_indices(n, 1)
+    for b, c in enumerate(counts.numpy()):
+        rep = np.repeat(np.arange(k), (c[iu] * c[ju]).astype(int))
+        expected = compare(RDMs(x[:, rep]), RDMs(y[:, rep]), method)
+        assert _rel(got[b], expected) < 1e-9
+
+
+@pytest.mark.parametrize("method", ["corr", "spearman"])
+def test_pairs_missing_in_a_vector_are_dropped_as_rsatoolbox_does(method):
+    layers, brain = _data()
+    layers, brain = layers.copy(), brain.copy()
+    layers[:, 5] = np.nan
+    brain[:, 5] = np.nan
+    keep = np.arange(K) != 5
+    counts = torch.ones(2, N_COND, dtype=torch.float64)
+    counts[1, 0], counts[1, 3] = 3, 0
+    res = bootstrap_compare(layers, brain, method=method, n_bootstrap=2, pattern_counts=counts)
+    expected = compare(RDMs(layers[:, keep]), RDMs(brain[:, keep]), method)
+    assert _rel(res.samples[0].numpy(), expected) < 1e-9
+    assert np.isfinite(res.samples[1].numpy()).all()
