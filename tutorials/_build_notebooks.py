@@ -433,12 +433,12 @@ def electrophysiology() -> list[Cell]:
         ## Poisson vs crossnobis
 
         `poisson` (symmetrised KL between Poisson rates) suits counts but, like every
-        non-cross-validated distance, carries a positive noise floor: even the most similar pair sits well
-        above 0 (column `min`). `crossnobis` and `poisson_cv` cross-validate across repeats, so
-        noise no longer adds to the distance: their minimum drops toward 0 (identical conditions
-        would average 0), while the correlation with the ground truth stays. Means are not
-        comparable across methods: each has its own scale (poisson_cv shrinks rates toward the
-        prior within each fold).
+        non-cross-validated distance, carries a positive noise floor: even the most
+        similar pair sits well above 0 (column `min`). `crossnobis` and `poisson_cv`
+        cross-validate across repeats, so noise no longer adds to the distance: their
+        minimum drops toward 0 (identical conditions would average 0), while the
+        correlation with the ground truth stays. Means are not comparable across methods:
+        each has its own scale (poisson_cv shrinks rates toward the prior within each fold).
         """),
         code("""
         rows = []
