@@ -82,7 +82,7 @@ def main() -> None:
         "## Layer RDMs in bounded memory (ResNet-18 layout, random init, CPU)",
         "",
         f"{rdms.n_rdm} block outputs, {args.n} stimuli of {args.size}x{args.size}, batch "
-        f"{args.batch_size}, memory_budget {args.budget:.0e} bytes, float32, torch threads "
+        f"{args.batch_size}, memory_budget {args.budget:.3g} bytes, float32, torch threads "
         f"{torch.get_num_threads()}: **peak RSS "
         f"{peak_gb:.2f} GB** (includes the {stim_gb:.2f} GB stimulus tensor held by the script), "
         f"{seconds:.0f} s. Holding all activations would need {full_gb:.1f} GB.",
