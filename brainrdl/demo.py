@@ -34,7 +34,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     >>> p.parse_args(["--out", "x", "--epochs", "3"]).epochs
     3
     """
-    parser.add_argument("--out", required=True, help="output folder (created if missing)")
+    parser.add_argument(
+        "--out", default="brainrdl-demo-out",
+        help="output folder, created if missing (default: brainrdl-demo-out)",
+    )
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="torch device")
     parser.add_argument("--epochs", type=int, default=12, help="training epochs (default 12)")
     parser.add_argument("--seed", type=int, default=0, help="seed of data split and training")

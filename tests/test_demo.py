@@ -85,3 +85,13 @@ def test_rdl_raises_heldout_it_alignment(tmp_path):
     assert rdl["heldout_rsa"] > base["heldout_rsa"] + 0.08
     assert rdl["accuracy"] > 0.85 and base["accuracy"] > 0.85
     assert (tmp_path / "demo.png").stat().st_size > 10_000
+
+
+def test_demo_out_defaults_to_the_readme_folder():
+    import argparse
+
+    from brainrdl import demo
+
+    parser = argparse.ArgumentParser()
+    demo.add_arguments(parser)
+    assert parser.parse_args([]).out == "brainrdl-demo-out"
