@@ -20,6 +20,7 @@ positions, else a ValueError. Zero-length vectors (after centring, for ``corr``)
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -182,6 +183,17 @@ def compare_vectors(
             f"the batch dimensions of a {tuple(a.shape[:-2])} and b {tuple(b.shape[:-2])} "
             "do not broadcast"
         ) from None
+    if method not in DIFFERENTIABLE_METHODS and torch.is_grad_enabled() and (
+        a.requires_grad or b.requires_grad
+    ):
+        # Ranks are piecewise constant: the result cannot carry a gradient. Say so rather than
+        # hand back a detached tensor that silently trains nothing.
+        warnings.warn(
+            f"method={method!r} is rank-based and not differentiable: the result carries no "
+            f"gradient; use one of {list(DIFFERENTIABLE_METHODS)} inside a loss",
+            UserWarning,
+            stacklevel=3,
+        )
     dtype = _result_dtype(a, b)
     a, b = a.to(dtype), b.to(dtype)
     if valid is None:

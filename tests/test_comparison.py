@@ -422,3 +422,16 @@ def test_tau_a_fenwick_batched_and_swapped_sides():
             np.testing.assert_allclose(
                 out[t].numpy(), _reference(xt, yt, "tau-a"), rtol=RTOL, atol=ATOL
             )
+
+
+def test_rank_methods_warn_when_a_gradient_is_expected():
+    a = torch.rand(2, 10, dtype=torch.float64, requires_grad=True)
+    b = torch.rand(3, 10, dtype=torch.float64)
+    with pytest.warns(UserWarning, match="not differentiable"):
+        out = compare(a, b, "spearman")
+    assert not out.requires_grad
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # differentiable methods stay silent and keep the graph
+        assert compare(a, b, "corr").requires_grad
+        with torch.no_grad():
+            compare(a, b, "tau-a")
