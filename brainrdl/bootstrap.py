@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from brainrdl._validation import check_choice
 
@@ -460,6 +461,7 @@ def bootstrap_compare(
     memory_budget: float = 2e8,
     pattern_counts: torch.Tensor | None = None,
     group_counts: torch.Tensor | None = None,
+    progress: bool | None = None,
 ) -> BootstrapResult:
     """Bootstrap the comparison of layer RDM vectors ``x`` with brain RDM vectors ``y``.
 
@@ -491,6 +493,8 @@ def bootstrap_compare(
     pattern_counts, group_counts
         Explicit draw counts (n_bootstrap, n_pattern_groups) / (n_bootstrap, n_rdm_groups)
         instead of random draws: to replay rsatoolbox's resamples in tests.
+    progress
+        tqdm bar over chunks of resamples: True, False, or None (only on a terminal).
 
     Returns
     -------
@@ -550,14 +554,22 @@ def bootstrap_compare(
     if method in FAST_METHODS:
         kernel = _Kernel(x, y, method, memory_budget)
         if chunk_size is None:
-            chunk_size = n_bootstrap  # the kernel bounds its own work arrays
-        out = [kernel.from_counts(stim_counts[a : a + chunk_size])
-               for a in range(0, n_bootstrap, chunk_size)]  # fmt: skip
+            # corr/cosine: one pass over the data for all resamples; rank methods cost per
+            # resample, so chunks of them let the progress bar move without extra work
+            chunk_size = n_bootstrap if method in ("cosine", "corr") else 50
+        compute = kernel.from_counts
     else:
         if chunk_size is None:
             chunk_size = int(max(1, min(n_bootstrap, memory_budget // (16 * x.shape[1]))))
-        out = [_loop_compare(x, y, pair_weights(stim_counts[a : a + chunk_size]), method)
-               for a in range(0, n_bootstrap, chunk_size)]  # fmt: skip
+
+        def compute(counts: torch.Tensor) -> torch.Tensor:
+            return _loop_compare(x, y, pair_weights(counts), method)
+
+    starts = range(0, n_bootstrap, chunk_size)
+    # progress=None: tqdm shows the bar only on a terminal
+    bar = tqdm(starts, desc=f"bootstrap ({method})", unit="chunk",
+               disable=None if progress is None else not progress)  # fmt: skip
+    out = [compute(stim_counts[a : a + chunk_size]) for a in bar]
     samples = torch.cat(out)
     samples[too_few] = float("nan")
     return BootstrapResult(samples, rdm_weights)
