@@ -27,7 +27,7 @@ from rsatoolbox.inference.evaluate import eval_bootstrap_pattern
 from rsatoolbox.model import ModelFixed
 from rsatoolbox.rdm import RDMs
 
-from brainrdl.bootstrap import bootstrap_compare
+from brainrdl.stats.bootstrap import bootstrap_compare
 
 
 def _data(n_cond, n_layers=20, n_subj=8, seed=0):

@@ -30,7 +30,7 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
 from benchmarks._timing import format_seconds, machine_info, median_time  # noqa: E402
-from brainrdl.comparison import METHODS, compare  # noqa: E402
+from brainrdl.rsa.comparison import METHODS, compare  # noqa: E402
 
 # rsatoolbox runs one Python-level call per pair for these: time a subset, scale up
 _PER_PAIR = ("tau-a",)

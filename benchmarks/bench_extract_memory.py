@@ -15,7 +15,7 @@ import torch
 from _report import write_section
 from torch import nn
 
-from brainrdl.layer_rdms import extract_rdms
+from brainrdl.analysis.layer_rdms import extract_rdms
 
 
 class Block(nn.Module):
@@ -70,7 +70,7 @@ def main() -> None:
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
     stim_gb = stimuli.numel() * 4 / 1e9
     with torch.no_grad():
-        from brainrdl.taps import LayerTaps
+        from brainrdl.nets.taps import LayerTaps
 
         with LayerTaps(net.eval(), LAYERS, detach=True) as taps:
             widths = {k: v.shape[1] for k, v in taps.extract(stimuli[:1]).items()}

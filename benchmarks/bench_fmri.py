@@ -103,7 +103,7 @@ def run_pipeline(data_dir: Path, repeats: int, noise: str | None) -> dict:
     import rsatoolbox.data  # noqa: F401
 
     # warm the imports (torch, rsatoolbox, nilearn) outside the timed region
-    import brainrdl.rdm  # noqa: F401
+    import brainrdl.rsa.rdm  # noqa: F401
     import data_adapters.fmri as fmri
 
     times = []

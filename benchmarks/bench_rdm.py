@@ -12,7 +12,7 @@ a diagonal noise precision. Columns:
 - rsatoolbox: ``rsatoolbox.rdm.calc_rdm`` on a Dataset (float64; NumPy).
 - brainrdl Dataset: ``brainrdl.calc_rdm`` on the same Dataset → RDMs (always float64).
 - brainrdl tensor: the tensor engine on a torch tensor (float32 and float64; CPU and CUDA);
-  for crossnobis, :func:`brainrdl.crossnobis.crossnobis_fold_major` on the (runs, conditions,
+  for crossnobis, :func:`brainrdl.rsa.crossnobis.crossnobis_fold_major` on the (runs, conditions,
   channels) per-run patterns (what the Dataset path uses for one observation per condition and
   run).
 - bare GEMM: ``x @ x.T`` of the same shape. For crossnobis the shape is the stacked per-fold
@@ -111,7 +111,7 @@ def bench_crossnobis(shapes, repeat: int, rsa: bool, rows: list[dict], on_row=No
     import rsatoolbox
 
     import brainrdl
-    from brainrdl.crossnobis import crossnobis_fold_major
+    from brainrdl.rsa.crossnobis import crossnobis_fold_major
 
     rng = np.random.default_rng(1)
     for n_cond, n_runs, d in shapes:
@@ -251,7 +251,8 @@ def write_markdown(rows: list[dict], path: Path, repeat: int, info: str | None =
         "Dataset path are float64 NumPy/CPU only and appear on the CPU float64 rows. For",
         "crossnobis the bare GEMM is `X @ X.T` with X the stacked per-run patterns",
         "(conditions × runs·channels); the tensor column is",
-        "`brainrdl.crossnobis.crossnobis_fold_major` on the (runs, conditions, channels) patterns.",
+        "`brainrdl.rsa.crossnobis.crossnobis_fold_major` on the (runs, conditions, channels)",
+        "patterns.",
         "The CPU is shared with other jobs: compare columns within a row, not across runs.",
         "",
         HEADER,

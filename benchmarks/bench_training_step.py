@@ -35,10 +35,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from brainrdl.distances import pairwise_rdm
-from brainrdl.losses import RDLLoss
-from brainrdl.models import ResNet18Like
-from brainrdl.taps import LayerTaps
+from brainrdl.nets.models import ResNet18Like
+from brainrdl.nets.taps import LayerTaps
+from brainrdl.rsa.distances import pairwise_rdm
+from brainrdl.train.losses import RDLLoss
 
 LAYERS = ("layer2", "layer3", "layer4")
 HEADER = (

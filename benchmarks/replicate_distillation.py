@@ -52,11 +52,11 @@ from scipy import stats
 from sklearn.datasets import load_digits
 from torch.utils.data import DataLoader, TensorDataset
 
-from brainrdl.distances import pairwise_rdm
-from brainrdl.losses import KDLoss, KnowledgeProjection, PKTLoss, RDLLoss
-from brainrdl.models import digit_student, digit_teacher
-from brainrdl.teachers import NetworkTeacher, Target
-from brainrdl.training import evaluate, fit
+from brainrdl.nets.models import digit_student, digit_teacher
+from brainrdl.rsa.distances import pairwise_rdm
+from brainrdl.train.loop import evaluate, fit
+from brainrdl.train.losses import KDLoss, KnowledgeProjection, PKTLoss, RDLLoss
+from brainrdl.train.teachers import NetworkTeacher, Target
 
 DOCS = Path(__file__).parents[1] / "docs" / "replication.md"
 METHODS = ("baseline", "RDL (paper)", "RDL (β = 1)", "RDL (pearson)", "PKT", "KP", "KD")

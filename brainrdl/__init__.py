@@ -21,31 +21,36 @@ __version__ = "0.1.0"
 # public name -> module that defines it
 _LAZY: dict[str, str] = {
     # RDM engine
-    "calc_rdm": "brainrdl.rdm",
-    "pairwise_rdm": "brainrdl.distances",
-    "upper_tri": "brainrdl.distances",
-    "square_from_upper_tri": "brainrdl.distances",
+    "calc_rdm": "brainrdl.rsa.rdm",
+    "pairwise_rdm": "brainrdl.rsa.distances",
+    "upper_tri": "brainrdl.rsa.distances",
+    "square_from_upper_tri": "brainrdl.rsa.distances",
     # comparisons
-    "compare": "brainrdl.comparison",
-    "compare_vectors": "brainrdl.comparison",
-    "rank_transform": "brainrdl.ranks",
-    "compare_models": "brainrdl.layer_comparison",
+    "compare": "brainrdl.rsa.comparison",
+    "compare_vectors": "brainrdl.rsa.comparison",
+    "rank_transform": "brainrdl.rsa.ranks",
+    "compare_models": "brainrdl.analysis.layer_comparison",
     # teachers, taps, losses, training
-    "Teacher": "brainrdl.teachers",
-    "BrainTeacher": "brainrdl.teachers",
-    "NetworkTeacher": "brainrdl.teachers",
-    "LayerTaps": "brainrdl.taps",
-    "RDLLoss": "brainrdl.losses",
-    "PKTLoss": "brainrdl.losses",
-    "KnowledgeProjection": "brainrdl.losses",
-    "CKALoss": "brainrdl.losses",
-    "KDLoss": "brainrdl.losses",
-    "fit": "brainrdl.training",
+    "Teacher": "brainrdl.train.teachers",
+    "BrainTeacher": "brainrdl.train.teachers",
+    "NetworkTeacher": "brainrdl.train.teachers",
+    "LayerTaps": "brainrdl.nets.taps",
+    "RDLLoss": "brainrdl.train.losses",
+    "PKTLoss": "brainrdl.train.losses",
+    "KnowledgeProjection": "brainrdl.train.losses",
+    "CKALoss": "brainrdl.train.losses",
+    "KDLoss": "brainrdl.train.losses",
+    "fit": "brainrdl.train.loop",
     # analysis
-    "extract_rdms": "brainrdl.layer_rdms",
-    "compare_layers": "brainrdl.layer_comparison",
-    "noise_ceiling": "brainrdl.ceilings",
+    "extract_rdms": "brainrdl.analysis.layer_rdms",
+    "compare_layers": "brainrdl.analysis.layer_comparison",
+    "noise_ceiling": "brainrdl.stats.ceilings",
 }
+
+# rooms importable as attributes (``brainrdl.rsa``...); ``functional`` is the public loss module
+_SUBPACKAGES = frozenset(
+    {"analysis", "cli", "datasets", "functional", "nets", "rsa", "stats", "train"}
+)
 
 __all__ = [
     "BrainTeacher",
@@ -76,7 +81,7 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     module_name = _LAZY.get(name)
     if module_name is None:
-        if name in {"functional", "plot", "cli"}:
+        if name in _SUBPACKAGES:
             return importlib.import_module(f"brainrdl.{name}")
         raise AttributeError(f"module 'brainrdl' has no attribute {name!r}")
     value = getattr(importlib.import_module(module_name), name)
@@ -89,14 +94,14 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from brainrdl.ceilings import noise_ceiling
-    from brainrdl.comparison import compare, compare_vectors
-    from brainrdl.distances import pairwise_rdm, square_from_upper_tri, upper_tri
-    from brainrdl.layer_comparison import compare_layers, compare_models
-    from brainrdl.layer_rdms import extract_rdms
-    from brainrdl.losses import CKALoss, KDLoss, KnowledgeProjection, PKTLoss, RDLLoss
-    from brainrdl.ranks import rank_transform
-    from brainrdl.rdm import calc_rdm
-    from brainrdl.taps import LayerTaps
-    from brainrdl.teachers import BrainTeacher, NetworkTeacher, Teacher
-    from brainrdl.training import fit
+    from brainrdl.analysis.layer_comparison import compare_layers, compare_models
+    from brainrdl.analysis.layer_rdms import extract_rdms
+    from brainrdl.nets.taps import LayerTaps
+    from brainrdl.rsa.comparison import compare, compare_vectors
+    from brainrdl.rsa.distances import pairwise_rdm, square_from_upper_tri, upper_tri
+    from brainrdl.rsa.ranks import rank_transform
+    from brainrdl.rsa.rdm import calc_rdm
+    from brainrdl.stats.ceilings import noise_ceiling
+    from brainrdl.train.loop import fit
+    from brainrdl.train.losses import CKALoss, KDLoss, KnowledgeProjection, PKTLoss, RDLLoss
+    from brainrdl.train.teachers import BrainTeacher, NetworkTeacher, Teacher

@@ -3,8 +3,8 @@
 #   bash scripts/dev.sh demo [args]   install (if needed) and run `brainrdl demo`
 #   bash scripts/dev.sh test [args]   install (if needed) and run the test suite
 #   bash scripts/dev.sh setup         install only
-# It makes a virtual environment in .venv (override with BRAINRDL_VENV), installs the CPU build
-# of PyTorch first when no NVIDIA GPU is present (fast CI, no multi-GB CUDA download), then the
+# It makes a virtual environment in .venv (override with BRAINRDL_VENV), installs a torch +
+# torchvision pair that import together (so torchvision models are really tested), then the
 # project with its test and docs extras.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,16 +17,19 @@ setup() {
     fi
     # shellcheck disable=SC1091
     . "$venv/bin/activate"
-    if ! python -c "import torch" >/dev/null 2>&1; then
-        if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then
-            python -m pip install -q "torch>=2.2"
-        else
-            # CPU wheel: the one on this workplace's disk, or PyTorch's CPU index elsewhere.
-            python -m pip install -q "torch==2.13.0" 2>/dev/null \
-                || python -m pip install -q "torch>=2.2" --index-url https://download.pytorch.org/whl/cpu \
-                || python -m pip install -q "torch>=2.2"
-        fi
+    if ! python -c "import torch, torchvision" >/dev/null 2>&1; then
+        # torch and torchvision must come as a pair built together: PyPI's torchvision fails to import
+        # beside the CPU-only torch wheel ("operator torchvision::nms does not exist"), so the CPU wheel
+        # alone would leave every torchvision model untested. See docs/architecture.md ("Which torch").
+        echo "brainrdl set-up: installing torch + torchvision (first time: a few minutes, ~5.5 GB on x86_64)..." >&2
+        case "$(uname -m)" in
+            aarch64|arm64) pair=("torch==2.9.1" "torchvision==0.24.1") ;;
+            *) pair=("torch==2.14.1" "torchvision==0.29.1") ;;
+        esac
+        python -m pip install --progress-bar on "${pair[@]}" \
+            || python -m pip install "torch>=2.2" "torchvision>=0.17"
     fi
+    echo "brainrdl set-up: installing brainrdl and its test/docs dependencies..." >&2
     python -m pip install -q -e ".[test,docs]"
 }
 

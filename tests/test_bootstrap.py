@@ -11,7 +11,7 @@ from rsatoolbox.model import ModelFixed
 from rsatoolbox.rdm import RDMs, compare
 from scipy.stats import rankdata
 
-from brainrdl.bootstrap import (
+from brainrdl.stats.bootstrap import (
     bootstrap_compare,
     pair_weights,
     percentile_ci,
@@ -173,7 +173,7 @@ def test_bad_arguments_name_the_argument():
 def test_count_kernel_equals_expanded_vectors_across_blocks_and_chunks(method):
     """The per-row GEMM (corr) and chunked ranks (spearman) equal rsatoolbox on expanded vectors,
     also when the pairs are split over many blocks and the resamples over many chunks."""
-    from brainrdl.bootstrap import _Kernel
+    from brainrdl.stats.bootstrap import _Kernel
 
     n = 23
     k = n * (n - 1) // 2

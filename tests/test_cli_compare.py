@@ -9,7 +9,7 @@ import torch
 from rsatoolbox.rdm import RDMs, compare
 from torch import nn
 
-from brainrdl.cli import main
+from brainrdl.cli.main import main
 
 N = 8
 K = N * (N - 1) // 2
@@ -70,7 +70,7 @@ def test_bad_arguments_return_2(tmp_path, capsys):
 
 
 def test_checkpoint_loads_weights_only_first(tmp_path, monkeypatch, capsys):
-    from brainrdl.cli_compare import load_model
+    from brainrdl.cli.compare import load_model
 
     (tmp_path / "factory_mod.py").write_text(
         "import torch\n\ndef build():\n    return torch.nn.Linear(2, 3)\n"

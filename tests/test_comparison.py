@@ -17,8 +17,8 @@ from rsatoolbox.rdm import RDMs
 from rsatoolbox.rdm import compare as rsa_compare
 
 import brainrdl
-from brainrdl.comparison import DIFFERENTIABLE_METHODS, METHODS, compare, compare_vectors
-from brainrdl.ranks import rank_transform, tau_a_fenwick, tau_a_gemm
+from brainrdl.rsa.comparison import DIFFERENTIABLE_METHODS, METHODS, compare, compare_vectors
+from brainrdl.rsa.ranks import rank_transform, tau_a_fenwick, tau_a_gemm
 
 COV = ("corr_cov", "cosine_cov")
 RTOL, ATOL = 1e-6, 1e-10
@@ -228,7 +228,7 @@ def test_rank_transform_matches_scipy():
     x = np.round(rng.random((3, 4, 50)) * 10)
     expected = scipy.stats.rankdata(x, axis=-1)
     np.testing.assert_array_equal(rank_transform(torch.from_numpy(x)).numpy(), expected)
-    assert brainrdl.comparison.rank_transform is rank_transform
+    assert brainrdl.rsa.comparison.rank_transform is rank_transform
     with_nan = rank_transform(torch.tensor([3.0, float("nan"), 1.0]))
     assert with_nan[0].item() == 2.0 and with_nan[2].item() == 1.0 and torch.isnan(with_nan[1])
 
@@ -341,7 +341,7 @@ def compare_vectors_input(squares: torch.Tensor) -> np.ndarray:
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_sort_rows_and_ranks_with_merged_keys_ties_signs_and_zeros(dtype):
-    from brainrdl.ranks import sort_rows
+    from brainrdl.rsa.ranks import sort_rows
 
     rng = np.random.default_rng(7)
     # values 2**-45 apart share their truncated float64 keys (distinct values merged), plus
@@ -377,7 +377,7 @@ def test_rank_methods_long_vectors_match_rsatoolbox():
 
 @pytest.mark.parametrize("method", COV)
 def test_cov_closed_form_equals_whitened_vectors(method):
-    from brainrdl.comparison import _cosine, _whiten
+    from brainrdl.rsa.comparison import _cosine, _whiten
 
     rng = np.random.default_rng(9)
     n = 30

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from brainrdl import demo
+from brainrdl.cli import demo
 
 
 @pytest.mark.slow
@@ -44,8 +44,8 @@ def test_brain_rdms_come_from_fmri_adapter_and_recover_ground_truth(tmp_path, mo
 def test_layer_region_table_is_compare_layers():
     from rsatoolbox.rdm import RDMs
 
-    from brainrdl.layer_comparison import compare_layers
-    from brainrdl.models import DigitCNN
+    from brainrdl.analysis.layer_comparison import compare_layers
+    from brainrdl.nets.models import DigitCNN
 
     torch.manual_seed(0)
     n = 10
@@ -90,7 +90,7 @@ def test_rdl_raises_heldout_it_alignment(tmp_path):
 def test_demo_out_defaults_to_the_readme_folder():
     import argparse
 
-    from brainrdl import demo
+    from brainrdl.cli import demo
 
     parser = argparse.ArgumentParser()
     demo.add_arguments(parser)

@@ -129,7 +129,7 @@ def test_second_subject_leaves_first_unchanged(tmp_path, study):
 
 
 def test_nwb_written_when_ephys_writer_exists(tmp_path):
-    pytest.importorskip("data_adapters.demo_ephys")
+    pytest.importorskip("data_adapters.demo.ephys")
     s = make_demo_study(tmp_path, n_stimuli=20, n_runs=2, with_bold=False)
     assert s.nwb is not None and s.nwb.exists()
     assert s.ground_truth["latent"].n_cond == 20
@@ -138,7 +138,7 @@ def test_nwb_written_when_ephys_writer_exists(tmp_path):
 def test_cli_make_demo_data(tmp_path, capsys):
     import argparse
 
-    # the sub-command's own parser: brainrdl.cli imports every sub-command module, some of
+    # the sub-command's own parser: brainrdl.cli.main imports every sub-command module, some of
     # which belong to other parts of the project
     parser = argparse.ArgumentParser()
     demo.add_arguments(parser)

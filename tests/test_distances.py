@@ -12,8 +12,8 @@ from rsatoolbox.data import Dataset
 from scipy.spatial.distance import cdist
 
 from brainrdl import calc_rdm
-from brainrdl.crossnobis import cross_fold_rdm, leave_one_out_means
-from brainrdl.distances import pairwise_rdm, square_from_upper_tri, upper_tri
+from brainrdl.rsa.crossnobis import cross_fold_rdm, leave_one_out_means
+from brainrdl.rsa.distances import pairwise_rdm, square_from_upper_tri, upper_tri
 
 SETTINGS = settings(max_examples=25, deadline=None)
 METHODS = ["euclidean", "correlation", "cosine", "mahalanobis", "poisson"]

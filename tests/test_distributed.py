@@ -13,11 +13,11 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from brainrdl.alignment import global_targets
-from brainrdl.distributed import all_gather_nograd, all_gather_with_grad, global_batch_rdm
-from brainrdl.functional import rdl_loss
-from brainrdl.taps import LayerTaps
-from brainrdl.teachers import BrainTeacher
+from brainrdl.nets.taps import LayerTaps
+from brainrdl.train.distributed import all_gather_nograd, all_gather_with_grad, global_batch_rdm
+from brainrdl.train.functional import rdl_loss
+from brainrdl.train.teachers import BrainTeacher
+from brainrdl.train.terms import global_targets
 
 
 def _model() -> nn.Module:
@@ -86,7 +86,7 @@ def test_two_process_gradients_equal_single_process():
     model = _model()
     loss = _loss(model, x, target)
     (model(x).pow(2).mean() + loss).backward()
-    from brainrdl.distances import pairwise_rdm
+    from brainrdl.rsa.distances import pairwise_rdm
 
     for res in results:
         torch.testing.assert_close(res["loss"], loss.detach())

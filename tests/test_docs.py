@@ -20,37 +20,55 @@ PACKAGES = ("brainrdl", "data_adapters")
 
 # Doctests of these modules train networks or write data sets: run them only with the slow tests.
 SLOW_DOCTEST_MODULES = {
-    "brainrdl.demo",
-    "brainrdl.training",
-    "brainrdl.layer_comparison",
-    "brainrdl.kriegeskorte2008",
-    "data_adapters.demo",
-    "data_adapters.demo_ephys",
-    "data_adapters.fmri",
-    "data_adapters.nwb",
+    "brainrdl.cli.demo",
+    "brainrdl.train.loop",
+    "brainrdl.analysis.layer_comparison",
+    "brainrdl.datasets.kriegeskorte2008",
+    "data_adapters.demo.study",
+    "data_adapters.demo.ephys",
+    "data_adapters.fmri.betas",
+    "data_adapters.fmri.glm",
+    "data_adapters.ephys.nwb",
 }
 
 
+def _walk(package: str, private: bool) -> list[str]:
+    """Dotted names of the modules under ``package`` found on disk (not imported: a module that
+    fails to import must still be listed); subpackages are walked, their ``__init__`` counts as the
+    package. ``private`` selects names starting with one underscore instead of public ones."""
+    names = []
+    for info in pkgutil.iter_modules([str(ROOT / package.replace(".", "/"))]):
+        dotted = f"{package}.{info.name}"
+        is_private = info.name.startswith("_")
+        if info.ispkg and not is_private:
+            names.extend(_walk(dotted, private))
+        if is_private == private and not info.name.startswith("__"):
+            names.append(dotted)
+    return names
+
+
 def _public_modules() -> list[str]:
-    """Dotted names of the modules of both packages whose name does not start with an underscore
-    (found on disk, not imported: a module that fails to import must still be listed)."""
+    """Public leaf modules of both packages (a subpackage is a room; its modules need pages)."""
     names = []
     for package in PACKAGES:
-        names.append(package)
-        for info in pkgutil.iter_modules([str(ROOT / package)]):
-            if not info.name.startswith("_"):
-                names.append(f"{package}.{info.name}")
+        for name in _walk(package, private=False):
+            if not (ROOT / name.replace(".", "/")).is_dir():
+                names.append(name)
     return sorted(names)
 
 
 def _doctest_modules() -> list[str]:
-    """Public modules plus the private helpers that carry examples (``brainrdl._validation``)."""
-    names = set(_public_modules())
+    """Every module with examples: public modules, subpackage docstrings and private helpers."""
+    names = set(PACKAGES)
     for package in PACKAGES:
-        for info in pkgutil.iter_modules([str(ROOT / package)]):
-            if info.name.startswith("_") and not info.name.startswith("__"):
-                names.add(f"{package}.{info.name}")
-    return sorted(names)
+        names.update(_walk(package, private=False))
+        names.update(_walk(package, private=True))
+    # a room (subpackage) counts only when its docstring carries an example
+    return sorted(
+        n for n in names
+        if not (ROOT / n.replace(".", "/")).is_dir()
+        or ">>>" in (ROOT / n.replace(".", "/") / "__init__.py").read_text(encoding="utf-8")
+    )
 
 
 def _documented_modules() -> set[str]:

@@ -1,4 +1,4 @@
-"""data_adapters.ephys and data_adapters.demo_ephys: counts, Datasets, RDMs, errors."""
+"""data_adapters.ephys and data_adapters.demo.ephys: counts, Datasets, RDMs, errors."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import rsatoolbox
 from scipy.stats import spearmanr
 
 from data_adapters import ephys
-from data_adapters.demo_ephys import RESPONSE_WINDOW, simulate_spike_trains
+from data_adapters.demo.ephys import RESPONSE_WINDOW, simulate_spike_trains
 
 RTOL = 1e-6
 
@@ -439,8 +439,8 @@ def test_rdms_use_brainrdl_engine_without_rsatoolbox_fallback(monkeypatch):
     trials = {"onset": [0.0, 1.0, 2.0, 3.0], "stimulus": ["a", "b", "a", "b"]}
     kw = dict(method="euclidean", recording=(0, 4))
     ours = ephys.rdms_from_spikes(spikes, trials, (0.0, 0.5), **kw)
-    # a broken brainrdl.rdm must fail loudly, not silently switch to rsatoolbox's numbers
-    monkeypatch.setitem(sys.modules, "brainrdl.rdm", None)
+    # a broken brainrdl.rsa.rdm must fail loudly, not silently switch to rsatoolbox's numbers
+    monkeypatch.setitem(sys.modules, "brainrdl.rsa.rdm", None)
     with pytest.raises(ImportError):
         ephys.rdms_from_spikes(spikes, trials, (0.0, 0.5), **kw)
     assert ours.n_cond == 2

@@ -143,7 +143,7 @@ def test_inputs_in_every_form_agree(tmp_path):
 
 
 def test_scaled_integer_file_and_chunking_agree(tmp_path, monkeypatch):
-    from data_adapters import _io
+    from data_adapters.fmri import _io
 
     img, data = _tiny(10)
     ints = np.round(data * 1000).astype(np.int16)
@@ -245,7 +245,7 @@ def test_atlas_off_the_data_grid_says_no_voxel_overlaps():
 def test_rdms_use_brainrdl_engine_without_rsatoolbox_fallback(monkeypatch):
     img, _ = _tiny(6)
     mask = np.ones((3, 3, 2))
-    # a broken brainrdl.rdm must fail loudly, not fall back to rsatoolbox's numbers
-    monkeypatch.setitem(sys.modules, "brainrdl.rdm", None)
+    # a broken brainrdl.rsa.rdm must fail loudly, not fall back to rsatoolbox's numbers
+    monkeypatch.setitem(sys.modules, "brainrdl.rsa.rdm", None)
     with pytest.raises(ImportError):
         fmri.rdms_from_betas(img, list("abcabc"), masks=mask, method="euclidean")

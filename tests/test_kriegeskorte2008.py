@@ -14,8 +14,8 @@ from rsatoolbox.rdm import compare
 from torch import nn
 
 import brainrdl
-from brainrdl import plot
-from brainrdl.kriegeskorte2008 import find_folder, load_kriegeskorte2008
+from brainrdl.analysis import plot
+from brainrdl.datasets.kriegeskorte2008 import find_folder, load_kriegeskorte2008
 
 pytestmark = pytest.mark.shared_data
 

@@ -11,7 +11,7 @@ from rsatoolbox.rdm import RDMs, compare
 from torch import nn
 
 import brainrdl
-from brainrdl.layer_comparison import compare_models
+from brainrdl.analysis.layer_comparison import compare_models
 
 N = 12
 K = N * (N - 1) // 2

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from brainrdl.distances import pairwise_rdm, upper_tri
-from brainrdl.layer_rdms import ImageFolder, extract_rdms
+from brainrdl.analysis.layer_rdms import ImageFolder, extract_rdms
+from brainrdl.rsa.distances import pairwise_rdm, upper_tri
 
 LAYERS = ["1", "4", "5"]
 

@@ -8,9 +8,9 @@ import torch
 from rsatoolbox.rdm import RDMs
 from rsatoolbox.rdm import compare as rsa_compare
 
-from brainrdl import functional as BF
-from brainrdl.distances import pairwise_rdm, upper_tri
-from brainrdl.losses import CKALoss, KDLoss, KnowledgeProjection, PKTLoss, RDLLoss
+from brainrdl.rsa.distances import pairwise_rdm, upper_tri
+from brainrdl.train import functional as BF
+from brainrdl.train.losses import CKALoss, KDLoss, KnowledgeProjection, PKTLoss, RDLLoss
 
 RTOL = 1e-6
 COMPARISONS = ["paper", "mse", "pearson", "cosine", "corr_cov"]

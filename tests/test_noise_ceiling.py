@@ -8,7 +8,7 @@ import torch
 from rsatoolbox.inference import boot_noise_ceiling
 from rsatoolbox.rdm import RDMs
 
-from brainrdl.ceilings import noise_ceiling, pool_vectors
+from brainrdl.stats.ceilings import noise_ceiling, pool_vectors
 
 
 def _brain(seed=0, n_rdm=6, k=66):

@@ -1,4 +1,4 @@
-"""data_adapters.nwb: NWB files written with pynwb in the test, read back through the adapter."""
+"""data_adapters.ephys.nwb: NWB files written with pynwb in the test, read back by the adapter."""
 
 from __future__ import annotations
 
@@ -14,12 +14,13 @@ pynwb = pytest.importorskip("pynwb")
 
 from pynwb import NWBHDF5IO, NWBFile  # noqa: E402
 
-from data_adapters import ephys, nwb  # noqa: E402
-from data_adapters.demo_ephys import (  # noqa: E402
+from data_adapters import ephys  # noqa: E402
+from data_adapters.demo.ephys import (  # noqa: E402
     RESPONSE_WINDOW,
     simulate_spike_trains,
     write_demo_nwb,
 )
+from data_adapters.ephys import nwb  # noqa: E402
 
 RTOL = 1e-6
 # binary-fraction times, so onset + window edges are exact and edge spikes are unambiguous

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from rsatoolbox.rdm import RDMs
 
-from brainrdl import plot
+from brainrdl.analysis import plot
 
 
 @pytest.fixture

@@ -55,7 +55,8 @@ def test_unknown_attribute_error_names_it():
 
 
 def test_adapters_import():
-    from data_adapters import demo, ephys, fmri, nwb
+    from data_adapters import demo, ephys, fmri
+    from data_adapters.ephys import nwb
 
     assert callable(fmri.rdms_from_betas)
     assert callable(ephys.rdms_from_spikes)
@@ -65,7 +66,10 @@ def test_adapters_import():
 
 def test_cli_help_lists_commands():
     out = subprocess.run(
-        [sys.executable, "-m", "brainrdl.cli", "--help"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "brainrdl.cli.main", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     for command in ("demo", "compare", "make-demo-data"):
         assert command in out

@@ -346,7 +346,7 @@ def test_crossnobis_balanced_does_not_modify_the_dataset():
 
 
 def test_crossnobis_fast_paths_equal_fold_loop_and_gradcheck():
-    from brainrdl.crossnobis import (
+    from brainrdl.rsa.crossnobis import (
         cross_fold_rdm,
         crossnobis_fold_major,
         crossnobis_from_fold_sums,

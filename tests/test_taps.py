@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from brainrdl.taps import LayerTaps, resolve_layers, unwrap_model
+from brainrdl.nets.taps import LayerTaps, resolve_layers, unwrap_model
 
 
 def _net() -> nn.Sequential:

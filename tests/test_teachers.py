@@ -8,7 +8,7 @@ import rsatoolbox
 import torch
 from torch import nn
 
-from brainrdl.teachers import BrainTeacher, NetworkTeacher, Target, Teacher
+from brainrdl.train.teachers import BrainTeacher, NetworkTeacher, Target, Teacher
 
 
 def _rdms(n=6, n_subj=2, seed=0, ids=None):

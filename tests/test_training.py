@@ -11,11 +11,11 @@ import rsatoolbox
 import torch
 from torch import nn
 
-from brainrdl.checkpoint import load_checkpoint
-from brainrdl.functional import rdl_loss
-from brainrdl.losses import RDLLoss
-from brainrdl.teachers import BrainTeacher, NetworkTeacher
-from brainrdl.training import NonFiniteLossError, fit
+from brainrdl.train.checkpoint import load_checkpoint
+from brainrdl.train.functional import rdl_loss
+from brainrdl.train.loop import NonFiniteLossError, fit
+from brainrdl.train.losses import RDLLoss
+from brainrdl.train.teachers import BrainTeacher, NetworkTeacher
 
 torch.set_num_threads(1)  # tiny nets: extra threads only spin on a shared machine
 
@@ -65,7 +65,7 @@ def test_one_step_equals_manual_update():
     # by hand: CE + 0.7 * paper RDL between ReLU features and the teacher's tanh features
     h = ref[1](ref[0](x))
     target = teacher_net(x).detach()
-    from brainrdl.distances import pairwise_rdm
+    from brainrdl.rsa.distances import pairwise_rdm
 
     loss = nn.functional.cross_entropy(ref(x), y) + 0.7 * rdl_loss(h, pairwise_rdm(target))
     loss.backward()
@@ -166,7 +166,7 @@ def test_argument_errors():
     with pytest.raises(ValueError, match="epochs"):
         fit(_student(), [(x, y)], epochs=0)
     with pytest.raises(TypeError, match="features"):
-        from brainrdl.losses import PKTLoss
+        from brainrdl.train.losses import PKTLoss
 
         fit(_student(), [(x, y)], teacher=teacher, alignment={"1": "IT"}, loss=PKTLoss(),
             brain_loader=(images, ids), brain_batch_size=4, progress=False)
@@ -204,7 +204,7 @@ def test_uncovered_ids_raise_or_warn_once_and_heldout_must_be_covered():
 
 
 def test_knowledge_projection_on_conv_maps_trains_projection():
-    from brainrdl.losses import KnowledgeProjection
+    from brainrdl.train.losses import KnowledgeProjection
 
     torch.manual_seed(0)
     x, y = torch.randn(64, 3, 8, 8), torch.randint(0, 3, (64,))

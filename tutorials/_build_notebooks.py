@@ -10,6 +10,8 @@ Usage (from the project root, with the environment active)::
     python tutorials/_build_notebooks.py 05 06           # only those whose name starts so
     python tutorials/_build_notebooks.py --no-execute    # write without outputs
 
+Newer notebooks live one per file in ``tutorials/_nb_<name>.py`` (see :func:`load_notebook_files`).
+
 Each notebook runs from ``tutorials/`` (its own folder), uses only the embedded demo data (or the
 real data under ``$BRAINRDL_SHARED_DATA``) and never downloads anything.
 """
@@ -135,7 +137,7 @@ def quickstart() -> list[Cell]:
 
         import brainrdl
         from brainrdl import BrainTeacher, RDLLoss, compare_layers, fit
-        from brainrdl.models import DigitCNN
+        from brainrdl.nets.models import DigitCNN
         from data_adapters.demo import load_task_digits, make_demo_study
         from data_adapters.fmri import rdms_from_betas
         """),
@@ -260,7 +262,7 @@ def fmri_to_rdms() -> list[Cell]:
         import nibabel as nib
 
         import brainrdl
-        from brainrdl import plot
+        from brainrdl.analysis import plot
         from data_adapters.demo import make_demo_study
         from data_adapters.fmri import rdms_from_betas, rdms_from_bold
         """),
@@ -391,7 +393,7 @@ def electrophysiology() -> list[Cell]:
         import brainrdl
         from data_adapters.demo import make_demo_study
         from data_adapters.ephys import rdms_from_spikes
-        from data_adapters.nwb import rdms_from_nwb, read_nwb_spikes
+        from data_adapters.ephys.nwb import rdms_from_nwb, read_nwb_spikes
         """),
         code("""
         study = make_demo_study(tempfile.mkdtemp(prefix="brainrdl-demo-"), with_bold=False)
@@ -482,8 +484,9 @@ def compare_layers_nb() -> list[Cell]:
 
         import rsatoolbox
 
-        from brainrdl import compare_layers, fit, plot
-        from brainrdl.models import DigitCNN
+        from brainrdl import compare_layers, fit
+        from brainrdl.analysis import plot
+        from brainrdl.nets.models import DigitCNN
         from data_adapters.demo import load_task_digits, make_demo_study
         from data_adapters.fmri import rdms_from_betas
         """),
@@ -583,9 +586,10 @@ def real_data() -> list[Cell]:
         from torch import nn
 
         import brainrdl
-        from brainrdl import compare_layers, plot
-        from brainrdl.ceilings import noise_ceiling
-        from brainrdl.kriegeskorte2008 import find_folder, load_kriegeskorte2008
+        from brainrdl import compare_layers
+        from brainrdl.analysis import plot
+        from brainrdl.stats.ceilings import noise_ceiling
+        from brainrdl.datasets.kriegeskorte2008 import find_folder, load_kriegeskorte2008
         """),
         code("""
         DATA_ROOT = Path(os.environ.get("BRAINRDL_SHARED_DATA", "../../shared/data"))
@@ -928,11 +932,27 @@ def network_teacher() -> list[Cell]:
     ]
 
 
+def load_notebook_files() -> None:
+    """Import ``tutorials/_nb_*.py``: one file per newer notebook, registered with ``@notebook``.
+
+    Each such file starts with ``from _build_notebooks import Cell, code, md, notebook, setup``;
+    this module is registered under that name first, so both share one ``NOTEBOOKS`` table.
+    """
+    import importlib
+
+    sys.modules.setdefault("_build_notebooks", sys.modules[__name__])
+    if str(HERE) not in sys.path:
+        sys.path.insert(0, str(HERE))
+    for path in sorted(HERE.glob("_nb_*.py")):
+        importlib.import_module(path.stem)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help="prefixes of the notebooks to build (default all)")
     parser.add_argument("--no-execute", action="store_true", help="write without running")
     args = parser.parse_args(argv)
+    load_notebook_files()
     names = [n for n in NOTEBOOKS if not args.names or any(n.startswith(p) for p in args.names)]
     if not names:
         parser.error(f"no notebook matches {args.names}; known: {sorted(NOTEBOOKS)}")

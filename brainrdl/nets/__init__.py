@@ -1,0 +1,1 @@
+"""Networks: layer taps (forward hooks by module path) and small reference models."""

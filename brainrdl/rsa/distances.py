@@ -1,0 +1,325 @@
+"""Tensor core of the RDM engine: pairwise dissimilarities from Gram products.
+
+Each function maps patterns of shape ``(..., n_conditions, n_channels)`` to a square RDM of shape
+``(..., n_conditions, n_conditions)``. Every measure is computed from one Gram matrix (one GEMM);
+no ``(n, n, n_channels)`` difference tensor is ever formed. Under autograd, the euclidean,
+correlation and cosine Grams use a symmetric-Gram backward (one GEMM, centring folded in; see
+``_SymmetricGram``) instead of autograd's two. Scalings follow rsatoolbox: the
+euclidean, mahalanobis and poisson dissimilarities are divided by the number of channels.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+
+from brainrdl.validation import check_choice, check_patterns
+
+TENSOR_METHODS = ("euclidean", "correlation", "cosine", "mahalanobis", "poisson")
+
+
+def _tracks_grad(t: torch.Tensor) -> bool:
+    """Whether autograd records ops on ``t``; if not, the RDM is finished in place (no copies)."""
+    return torch.is_grad_enabled() and t.requires_grad
+
+
+def _sq_dist_from_gram(gram: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+    """(g_ii + g_jj − 2 g_ij) / scale, clamped at 0, exact zero diagonal; consumes ``gram``."""
+    diag = torch.diagonal(gram, dim1=-2, dim2=-1)
+    if _tracks_grad(gram):
+        dist = diag.unsqueeze(-1) + diag.unsqueeze(-2) - 2.0 * gram
+        # Cancellation can leave tiny negatives; the diagonal is exactly zero by definition.
+        return _zero_diagonal(dist.clamp_min(0.0)) / scale
+    diag = diag.clone()
+    dist = gram.mul_(-2.0).add_(diag.unsqueeze(-1)).add_(diag.unsqueeze(-2)).clamp_min_(0.0)
+    return _zero_diagonal(dist).div_(scale)
+
+
+def _gram(x: torch.Tensor) -> torch.Tensor:
+    """x @ xᵀ over the last two dimensions.
+
+    On CPU without autograd, a 2-D float Gram goes to NumPy's BLAS, which recognises ``a @ a.T``
+    and calls the symmetric rank-k update (syrk): half the multiply-adds of the general product
+    torch uses, same float arithmetic, zero-copy in and out.
+    """
+    if (x.ndim == 2 and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+            and not _tracks_grad(x)):
+        a = x.detach().contiguous().numpy()
+        return torch.from_numpy(a @ a.T)
+    return x @ x.transpose(-1, -2)
+
+
+def _centre(x: torch.Tensor, dim: int | None) -> torch.Tensor:
+    """``x`` minus its mean along ``dim`` (-2: over conditions, per channel; -1: over channels)."""
+    return x if dim is None else x - x.mean(dim=dim, keepdim=True)
+
+
+class _SymmetricGram(torch.autograd.Function):
+    """Differentiable Gram ``Xc Xcᵀ`` of ``Xc = centre(X)``: one GEMM forward, one backward.
+
+    Autograd's ``x @ x.T`` runs two GEMMs in backward (one per operand) and then back-propagates
+    through the centring pass. Here the Gram is symmetric, so with ``S = dG + dGᵀ``:
+
+    - no centring: ``dX = S X``;
+    - centring over conditions (``Xc = H X``, H the B×B centring matrix): ``dX = H S H X``; the
+      double centring is done on the B×B matrix, so the gradient costs one (B,B)@(B,D) product;
+    - centring over channels (``Xc = X Hᴰ``): ``dX = S X Hᴰ``, i.e. ``S X`` with each row centred.
+
+    The centred ``Xc`` is a forward-only temporary (the Gram of the explicitly centred patterns
+    keeps large common offsets from cancelling); only ``X`` itself is saved, which the producing
+    layer's graph usually holds already. Peak extra memory: one (…, B, D) temporary and the
+    (…, B, B) Gram; no (B, B, D) tensor. The backward is written in differentiable ops, so
+    double backward works.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, dim: int | None) -> torch.Tensor:  # type: ignore[override]
+        ctx.dim = dim
+        ctx.save_for_backward(x)
+        return _gram(_centre(x, dim))
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        s = grad + grad.transpose(-1, -2)
+        if ctx.dim == -2:
+            # H S H for symmetric S: subtract row and column means, add back the grand mean
+            row = s.mean(dim=-1, keepdim=True)
+            s = s - row - row.transpose(-1, -2) + row.mean(dim=-2, keepdim=True)
+        dx = s @ x
+        if ctx.dim == -1:
+            dx = dx - dx.mean(dim=-1, keepdim=True)
+        return dx, None
+
+
+def _centred_gram(x: torch.Tensor, dim: int | None) -> torch.Tensor:
+    """Gram of ``x`` centred along ``dim``: the custom-backward route when autograd tracks x."""
+    if _tracks_grad(x):
+        return _SymmetricGram.apply(x, dim)
+    return _gram(_centre(x, dim))
+
+
+def _zero_diagonal(rdm: torch.Tensor) -> torch.Tensor:
+    """``rdm`` with an exact zero diagonal (in place when autograd does not track it)."""
+    if not _tracks_grad(rdm):
+        torch.diagonal(rdm, dim1=-2, dim2=-1).zero_()
+        return rdm
+    n = rdm.shape[-1]
+    eye = torch.eye(n, dtype=torch.bool, device=rdm.device)
+    return rdm.masked_fill(eye, 0.0)
+
+
+def euclidean_rdm(x: torch.Tensor) -> torch.Tensor:
+    """Squared euclidean distance per channel, rsatoolbox's ``euclidean``: ||x_i - x_j||² / D.
+
+    Examples
+    --------
+    >>> import torch
+    >>> euclidean_rdm(torch.tensor([[0.0, 0.0], [1.0, 1.0]]))[0, 1].item()
+    1.0
+    """
+    # Centring each channel leaves distances unchanged and avoids cancellation for large means.
+    return _sq_dist_from_gram(_centred_gram(x, -2), x.shape[-1])
+
+
+def correlation_rdm(x: torch.Tensor) -> torch.Tensor:
+    """Correlation distance 1 − Pearson r between condition patterns (across channels).
+
+    Raises a ValueError when a pattern is constant across channels (its correlation is undefined).
+
+    Examples
+    --------
+    >>> import torch
+    >>> round(correlation_rdm(torch.tensor([[1.0, 2.0, 3.0], [3.0, 2.0, 1.0]]))[0, 1].item(), 6)
+    2.0
+    """
+    return _cosine_from_gram(_centred_gram(x, -1), what="correlation")
+
+
+def cosine_rdm(x: torch.Tensor) -> torch.Tensor:
+    """Cosine distance 1 − cos(x_i, x_j); all-zero patterns raise a ValueError.
+
+    Examples
+    --------
+    >>> import torch
+    >>> cosine_rdm(torch.tensor([[1.0, 0.0], [0.0, 1.0]]))[0, 1].item()
+    1.0
+    """
+    return _cosine_from_gram(_centred_gram(x, None), what="cosine")
+
+
+def _cosine_from_gram(gram: torch.Tensor, what: str) -> torch.Tensor:
+    """1 − g_ij / (‖x_i‖ ‖x_j‖) from the Gram of the (centred) patterns; consumes ``gram``.
+
+    The norms are the square roots of the Gram's diagonal, so normalising costs B² operations
+    instead of a pass (and its backward) over the (B, D) patterns.
+    """
+    sq_norms = torch.diagonal(gram, dim1=-2, dim2=-1)
+    flat = (sq_norms == 0).reshape(-1, gram.shape[-1])
+    if bool(flat.any()):
+        rows = torch.nonzero(flat.any(dim=0)).flatten().tolist()
+        kind = "constant across channels" if what == "correlation" else "all zero"
+        raise ValueError(
+            f"data: {what} distance is undefined for patterns that are {kind}: conditions {rows}; "
+            "drop them or use method='euclidean'"
+        )
+    norms = torch.sqrt(sq_norms)
+    if _tracks_grad(gram):
+        rdm = 1.0 - gram / norms.unsqueeze(-1) / norms.unsqueeze(-2)
+        return _zero_diagonal(rdm)
+    rdm = gram.div_(norms.unsqueeze(-1)).div_(norms.unsqueeze(-2)).neg_().add_(1.0)
+    return _zero_diagonal(rdm)
+
+
+def mahalanobis_rdm(x: torch.Tensor, precision: torch.Tensor | None = None) -> torch.Tensor:
+    """Squared Mahalanobis distance per channel, (x_i − x_j)ᵀ P (x_i − x_j) / D.
+
+    ``precision`` is a (D, D) noise precision (e.g. from ``rsatoolbox.data.prec_from_residuals``)
+    or a (D,) diagonal; None gives the euclidean RDM.
+
+    Examples
+    --------
+    >>> import torch
+    >>> x = torch.randn(4, 3, dtype=torch.float64)
+    >>> torch.allclose(mahalanobis_rdm(x, torch.eye(3, dtype=x.dtype)), euclidean_rdm(x))
+    True
+    """
+    if precision is None:
+        return euclidean_rdm(x)
+    xc = x - x.mean(dim=-2, keepdim=True)
+    d = x.shape[-1]
+    precision = precision.to(dtype=x.dtype, device=x.device)
+    if tuple(precision.shape) == (d,):
+        weighted = xc * precision
+    elif precision.ndim >= 2 and tuple(precision.shape[-2:]) == (d, d):
+        weighted = xc @ precision
+    else:
+        raise ValueError(
+            f"noise must have shape (D, D) = ({d}, {d}) or its diagonal ({d},); "
+            f"got {tuple(precision.shape)}"
+        )
+    return _sq_dist_from_gram(weighted @ xc.transpose(-1, -2), d)
+
+
+def poisson_rdm(
+    x: torch.Tensor, prior_lambda: float = 1.0, prior_weight: float = 0.1
+) -> torch.Tensor:
+    """Symmetrised KL divergence between Poisson rates (rsatoolbox's ``poisson``), per channel.
+
+    Rates are first shrunk toward ``prior_lambda``: r = (x + prior_lambda·prior_weight) /
+    (1 + prior_weight); then d_ij = Σ_c (r_ic − r_jc)(log r_ic − log r_jc) / D, which equals
+    Σ r_i log r_i + r_j log r_j − r_i log r_j − r_j log r_i: two Gram products.
+
+    Examples
+    --------
+    >>> import torch
+    >>> poisson_rdm(torch.tensor([[1.0, 2.0], [1.0, 2.0]]))[0, 1].item()
+    0.0
+    """
+    rates = (x + prior_lambda * prior_weight) / (1.0 + prior_weight)
+    if bool((rates <= 0).any()):
+        raise ValueError(
+            "data: poisson distance needs rates > 0 after shrinkage, i.e. values > "
+            f"-prior_lambda*prior_weight = {-prior_lambda * prior_weight}"
+        )
+    logs = torch.log(rates)
+    cross = rates @ logs.transpose(-1, -2)  # cross[i, j] = Σ r_i log r_j
+    self_term = torch.diagonal(cross, dim1=-2, dim2=-1)
+    if _tracks_grad(cross):
+        rdm = self_term.unsqueeze(-1) + self_term.unsqueeze(-2) - cross - cross.transpose(-1, -2)
+        return _zero_diagonal(rdm.clamp_min(0.0)) / x.shape[-1]
+    rdm = cross.transpose(-1, -2).add(cross).neg_()
+    rdm.add_(self_term.unsqueeze(-1)).add_(self_term.unsqueeze(-2)).clamp_min_(0.0)
+    return _zero_diagonal(rdm).div_(x.shape[-1])
+
+
+def pairwise_rdm(
+    x: torch.Tensor,
+    method: str = "euclidean",
+    *,
+    noise: torch.Tensor | None = None,
+    vector: bool = False,
+    prior_lambda: float = 1.0,
+    prior_weight: float = 0.1,
+) -> torch.Tensor:
+    """Differentiable RDM of patterns ``x`` (..., n_conditions, n_channels) on x's device and dtype.
+
+    Parameters
+    ----------
+    x
+        Patterns: rows are conditions (stimuli), columns channels (voxels, units, features).
+    method
+        One of ``"euclidean"``, ``"correlation"``, ``"cosine"``, ``"mahalanobis"``, ``"poisson"``.
+    noise
+        Noise precision for ``"mahalanobis"``: (D, D) or its (D,) diagonal.
+    vector
+        Return the upper triangle (k=1, row-major, as ``scipy.spatial.distance.squareform``)
+        of shape (..., n·(n−1)/2) instead of the square matrix.
+
+    Examples
+    --------
+    >>> import torch
+    >>> pairwise_rdm(torch.randn(2, 6, 10), "correlation", vector=True).shape
+    torch.Size([2, 15])
+    """
+    check_choice("method", method, TENSOR_METHODS)
+    check_patterns("data", x)
+    if method == "euclidean":
+        rdm = euclidean_rdm(x)
+    elif method == "correlation":
+        rdm = correlation_rdm(x)
+    elif method == "cosine":
+        rdm = cosine_rdm(x)
+    elif method == "mahalanobis":
+        rdm = mahalanobis_rdm(x, noise)
+    else:
+        rdm = poisson_rdm(x, prior_lambda, prior_weight)
+    return upper_tri(rdm) if vector else rdm
+
+
+def upper_tri(square: torch.Tensor) -> torch.Tensor:
+    """Upper triangle (diagonal excluded) of (..., n, n) as (..., n·(n−1)/2), row-major.
+
+    Examples
+    --------
+    >>> import torch
+    >>> upper_tri(torch.arange(9.0).reshape(3, 3)).tolist()
+    [1.0, 2.0, 5.0]
+    """
+    n = square.shape[-1]
+    if n > _INDEX_LIMIT:
+        # large n: copying row slices beats gathering through 2·n²/2 int64 indices (or a
+        # masked_select), in time and memory; row-major, as scipy's squareform
+        return torch.cat([square[..., i, i + 1 :] for i in range(n - 1)], dim=-1)
+    rows, cols = _triu_indices(n, square.device)
+    return square[..., rows, cols]
+
+
+_INDEX_LIMIT = 2048
+
+
+@functools.lru_cache(maxsize=16)
+def _triu_indices(n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    rows, cols = torch.triu_indices(n, n, offset=1, device=device)
+    return rows, cols
+
+
+def square_from_upper_tri(vector: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`upper_tri`: symmetric (..., n, n) with a zero diagonal.
+
+    Examples
+    --------
+    >>> import torch
+    >>> square_from_upper_tri(torch.tensor([1.0, 2.0, 5.0]))[2, 1].item()
+    5.0
+    """
+    k = vector.shape[-1]
+    n = round((1 + (1 + 8 * k) ** 0.5) / 2)
+    if n * (n - 1) // 2 != k:
+        raise ValueError(f"vector length {k} is not n(n-1)/2 for any n")
+    rows, cols = torch.triu_indices(n, n, offset=1, device=vector.device)
+    square = vector.new_zeros((*vector.shape[:-1], n, n))
+    square[..., rows, cols] = vector
+    square[..., cols, rows] = vector
+    return square

@@ -1,0 +1,1 @@
+"""Inference on RDM comparisons: bootstrap over stimuli and subjects, noise ceilings."""

@@ -1,0 +1,193 @@
+"""Noise ceiling of a set of brain RDMs: leave-one-subject-out (lower) and all-subjects (upper).
+
+Matches ``rsatoolbox.inference.boot_noise_ceiling(rdms, method, rdm_descriptor)``: RDMs are grouped
+by ``rdm_descriptor`` (e.g. subject, so that both sessions of a subject are held out together); for
+each group, the RDMs of the other groups are pooled the way
+``rsatoolbox.util.inference_util.pool_rdm`` pools them for the method (normalised and averaged, or
+rank-averaged) and compared with each held-out RDM (lower bound); the pool of all RDMs compared with
+the held-out RDMs gives the upper bound. Both are averaged over the held-out RDMs of a group, then
+over groups.
+
+Examples
+--------
+>>> import numpy as np, rsatoolbox
+>>> rdms = rsatoolbox.rdm.RDMs(np.random.default_rng(0).random((4, 10)))
+>>> low, high = noise_ceiling(rdms, "corr")
+>>> bool(low <= high)
+True
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+
+from brainrdl.stats.bootstrap import compare_all_pairs, weighted_ranks
+
+POOL_METHODS = (
+    "cosine", "corr", "spearman", "rho-a", "tau-a", "kendall", "tau-b", "corr_cov", "cosine_cov",
+    "euclid", "neg_riem_dist",
+)  # fmt: skip
+
+
+def noise_ceiling(
+    rdms,
+    method: str = "cosine",
+    rdm_descriptor: str | None = "index",
+    *,
+    groups: np.ndarray | list | None = None,
+    device: torch.device | str | None = None,
+) -> tuple[float, float]:
+    """Lower and upper noise-ceiling bounds of brain RDMs, as rsatoolbox's ``boot_noise_ceiling``.
+
+    Parameters
+    ----------
+    rdms
+        rsatoolbox ``RDMs`` (several subjects / sessions), or an array / tensor of RDM vectors
+        (S, K) or square RDMs (S, n, n).
+    method
+        Comparison method (``brainrdl.compare`` names).
+    rdm_descriptor
+        rdm descriptor that groups the RDMs (held out together); ``"index"`` or None: each RDM
+        alone. Ignored when ``groups`` is given or ``rdms`` is not an ``RDMs``.
+    groups
+        (S,) group label per RDM, instead of a descriptor.
+    device
+        Where to compute (default CPU, or the tensor's device).
+
+    Returns
+    -------
+    tuple of float
+        ``(lower, upper)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> v = np.array([[1.0, 2.0, 3.0], [1.0, 3.0, 2.0], [2.0, 1.0, 3.0]])
+    >>> [round(b, 4) for b in noise_ceiling(v, "spearman")]
+    [0.3333, 0.6667]
+    """
+    vectors, groups = _as_vectors(rdms, rdm_descriptor, groups)
+    if device is None:
+        device = vectors.device if isinstance(vectors, torch.Tensor) else "cpu"
+    y = torch.as_tensor(np.asarray(vectors) if not isinstance(vectors, torch.Tensor) else vectors)
+    y = y.to(device=device, dtype=torch.float64)
+    low, high = noise_ceiling_vectors(y, groups, method)
+    return float(low), float(high)
+
+
+def noise_ceiling_vectors(
+    y: torch.Tensor, groups: np.ndarray | list | None, method: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Noise ceiling of RDM vectors ``y`` (S, K) grouped by ``groups`` (S,); tensors out.
+
+    Examples
+    --------
+    >>> import torch
+    >>> y = torch.rand(3, 6, dtype=torch.float64)
+    >>> low, high = noise_ceiling_vectors(y, None, "corr")
+    >>> bool(low <= high)
+    True
+    """
+    if y.ndim != 2 or y.shape[0] < 1:
+        raise ValueError(f"brain RDMs must be (n_rdms, n_pairs) vectors; got {tuple(y.shape)}")
+    labels = np.arange(y.shape[0]) if groups is None else np.asarray(groups)
+    if labels.shape != (y.shape[0],):
+        raise ValueError(f"groups must have one label per RDM ({y.shape[0]}); got {labels.shape}")
+    unique = np.unique(labels)
+    pooled_all = pool_vectors(y, method)
+    if len(unique) < 2:
+        # rsatoolbox's leave-one-out with one group uses all RDMs as both train and test set
+        value = compare_all_pairs(pooled_all, y, method).mean()
+        return value, value
+    lows, highs = [], []
+    for label in unique:
+        test = torch.as_tensor(labels == label, device=y.device)
+        pooled_train = pool_vectors(y[~test], method)
+        lows.append(compare_all_pairs(pooled_train, y[test], method).mean())
+        highs.append(compare_all_pairs(pooled_all, y[test], method).mean())
+    return torch.stack(lows).mean(), torch.stack(highs).mean()
+
+
+def pool_vectors(y: torch.Tensor, method: str) -> torch.Tensor:
+    """The (1, K) pooled RDM vector that rsatoolbox's ``pool_rdm`` builds for ``method``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> pool_vectors(torch.tensor([[1.0, 2.0], [3.0, 6.0]]), "cosine").shape
+    torch.Size([1, 2])
+    """
+    if method not in POOL_METHODS:
+        raise ValueError(
+            f"method={method!r} is not supported; expected one of {list(POOL_METHODS)}"
+        )
+    v = y.to(torch.float64)
+    if method in ("cosine", "cosine_cov"):
+        v = v / torch.sqrt(torch.nanmean(v**2, dim=1, keepdim=True))
+    elif method in ("corr", "corr_cov"):
+        v = v - torch.nanmean(v, dim=1, keepdim=True)
+        v = v / _nanstd(v)
+    elif method in ("spearman", "rho-a", "kendall", "tau-b", "tau-a"):
+        if method in ("kendall", "tau-b", "tau-a"):
+            warnings.warn("Noise ceiling for tau based on averaged ranks!", stacklevel=3)
+        v = _nan_ranks(v)
+    pooled = _nan_mean(v)
+    if method in ("corr", "corr_cov"):
+        pooled = pooled - torch.min(pooled[torch.isfinite(pooled)])
+    return pooled
+
+
+def _nanstd(v: torch.Tensor) -> torch.Tensor:
+    mean = torch.nanmean(v, dim=1, keepdim=True)
+    return torch.sqrt(torch.nanmean((v - mean) ** 2, dim=1, keepdim=True))
+
+
+def _nan_mean(v: torch.Tensor) -> torch.Tensor:
+    # as rsatoolbox: the columns kept are those finite in the first RDM; NaN elsewhere propagates
+    keep = ~torch.isnan(v[0])
+    out = torch.full((1, v.shape[1]), float("nan"), dtype=v.dtype, device=v.device)
+    out[0, keep] = v[:, keep].mean(0)
+    return out
+
+
+def _nan_ranks(v: torch.Tensor) -> torch.Tensor:
+    finite = torch.isfinite(v)
+    out = torch.full_like(v, float("nan"))
+    for i in range(v.shape[0]):
+        ranks = weighted_ranks(v[i : i + 1], finite[i : i + 1].to(v.dtype))[0, 0]
+        out[i] = torch.where(finite[i], ranks, out[i])
+    return out
+
+
+def _as_vectors(rdms, rdm_descriptor: str | None, groups) -> tuple:
+    """(S, K) vectors and group labels from RDMs, arrays or tensors."""
+    try:
+        from rsatoolbox.rdm import RDMs
+    except ImportError:  # pragma: no cover - rsatoolbox is a dependency
+        RDMs = ()
+    if isinstance(rdms, RDMs):
+        if groups is None and rdm_descriptor not in (None, "index"):
+            if rdm_descriptor not in rdms.rdm_descriptors:
+                raise KeyError(
+                    f"rdm_descriptor={rdm_descriptor!r} is not an rdm descriptor of the RDMs; "
+                    f"available: {sorted(rdms.rdm_descriptors)}"
+                )
+            groups = np.asarray(rdms.rdm_descriptors[rdm_descriptor])
+        return rdms.get_vectors(), groups
+    if isinstance(rdms, (np.ndarray, torch.Tensor, list)):
+        arr = rdms if isinstance(rdms, torch.Tensor) else np.asarray(rdms, dtype=float)
+        if arr.ndim == 3:
+            n = arr.shape[-1]
+            iu, ju = np.triu_indices(n, 1)
+            arr = arr[:, iu, ju]
+        if arr.ndim != 2:
+            raise ValueError(
+                f"rdms must be RDMs, (S, K) vectors or (S, n, n) matrices; got shape {arr.shape}"
+            )
+        return arr, groups
+    raise TypeError(
+        f"rdms must be rsatoolbox RDMs, an array or a tensor; got {type(rdms).__name__}"
+    )
