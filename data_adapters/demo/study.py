@@ -379,17 +379,7 @@ def make_demo_study(
     >>> [p.name for p in s.events]
     ['sub-01_run-01_events.tsv', 'sub-01_run-02_events.tsv']
     """
-    import nibabel as nib
-    import pandas as pd
-
-    if not isinstance(n_runs, (int, np.integer)) or n_runs < 2:
-        raise ValueError(f"n_runs must be an integer >= 2 (crossnobis needs runs); got {n_runs!r}")
-    if not isinstance(n_subjects, (int, np.integer)) or n_subjects < 1:
-        raise ValueError(f"n_subjects must be a positive integer; got {n_subjects!r}")
-    if not noise >= 0:
-        raise ValueError(f"noise must be a non-negative number; got {noise!r}")
-    if with_bold and (not isinstance(n_bold_runs, (int, np.integer)) or n_bold_runs < 2):
-        raise ValueError(f"n_bold_runs must be an integer >= 2; got {n_bold_runs!r}")
+    _check_study_arguments(n_runs, n_subjects, noise, with_bold, n_bold_runs)
     root = Path(out_dir) if out_dir is not None else default_cache_dir()
     root.mkdir(parents=True, exist_ok=True)
     params = {
@@ -406,12 +396,9 @@ def make_demo_study(
     stimuli = load_demo_stimuli(n_stimuli, seed)
     ids, digit_labels = stimuli.stimulus_ids, stimuli.labels
     atlas = _atlas(_GRID)
-    affine = _affine()
     n_voxels = {roi: int((atlas == v).sum()) for roi, v in DEMO_LABELS.items()}
     subjects = [f"sub-{s + 1:02d}" for s in range(n_subjects)]
 
-    atlas_path = root / "atlas.nii.gz"
-    labels_path = root / "atlas_labels.tsv"
     betas, design, bold, events = [], [], [], []
     patterns_sub1: dict[str, np.ndarray] = {}
     for s, sub in enumerate(subjects):
@@ -424,36 +411,20 @@ def make_demo_study(
         design.append(root / f"{sub}_design.tsv")
         noise_sd = _default_noise_sd(_GRID, rng, noise)
         if not reuse:
-            signal = _voxel_patterns(patterns, atlas, n_stimuli)
-            vols = np.empty((n_runs * n_stimuli, *_GRID), dtype=np.float32)
-            for r in range(n_runs):
-                eps = rng.standard_normal((n_stimuli, *_GRID)) * noise_sd
-                vols[r * n_stimuli : (r + 1) * n_stimuli] = signal + eps
-            img = nib.Nifti1Image(np.moveaxis(vols, 0, -1), affine)
-            img.header.set_xyzt_units("mm", "sec")
-            nib.save(img, betas[-1])
-            pd.DataFrame(
-                {
-                    "volume": np.arange(n_runs * n_stimuli),
-                    "condition": np.tile(ids, n_runs),
-                    "run": np.repeat(np.arange(1, n_runs + 1), n_stimuli),
-                }
-            ).to_csv(design[-1], sep="\t", index=False)
+            _write_betas(betas[-1], design[-1], patterns, atlas, ids, n_runs, noise_sd, rng)
         if with_bold and s == 0:
             for r in range(n_bold_runs):
                 bold.append(root / f"{sub}_run-{r + 1:02d}_bold.nii")
                 events.append(root / f"{sub}_run-{r + 1:02d}_events.tsv")
                 if not reuse:
                     _write_bold_run(
-                        bold[-1], events[-1], patterns, atlas, affine, ids,
+                        bold[-1], events[-1], patterns, atlas, _affine(), ids,
                         np.random.default_rng([seed, s, 1000 + r]), noise, t_r,
                     )  # fmt: skip
 
+    atlas_path, labels_path = root / "atlas.nii.gz", root / "atlas_labels.tsv"
     if not reuse:
-        nib.save(nib.Nifti1Image(atlas, affine), atlas_path)
-        pd.DataFrame({"index": list(DEMO_LABELS.values()), "name": list(DEMO_LABELS)}).to_csv(
-            labels_path, sep="\t", index=False
-        )
+        _write_atlas(atlas_path, labels_path, atlas)
 
     ground_truth = _ground_truth(patterns_sub1, ids, digit_labels)
     # units see a compressed version of the IT code: category structure, few features
@@ -480,6 +451,64 @@ def make_demo_study(
         images=stimuli.images, ground_truth=ground_truth, patterns=patterns_sub1,
         n_runs=int(n_runs), seed=int(seed),
     )  # fmt: skip
+
+
+def _check_study_arguments(
+    n_runs: Any, n_subjects: Any, noise: Any, with_bold: bool, n_bold_runs: Any
+) -> None:
+    """Named errors for the counts of :func:`make_demo_study`, before anything is written."""
+    if not isinstance(n_runs, (int, np.integer)) or isinstance(n_runs, bool) or n_runs < 2:
+        raise ValueError(f"n_runs must be an integer >= 2 (crossnobis needs runs); got {n_runs!r}")
+    if not isinstance(n_subjects, (int, np.integer)) or isinstance(n_subjects, bool) \
+            or n_subjects < 1:
+        raise ValueError(f"n_subjects must be a positive integer; got {n_subjects!r}")
+    if not noise >= 0:
+        raise ValueError(f"noise must be a non-negative number; got {noise!r}")
+    if with_bold and (not isinstance(n_bold_runs, (int, np.integer)) or n_bold_runs < 2):
+        raise ValueError(f"n_bold_runs must be an integer >= 2; got {n_bold_runs!r}")
+
+
+def _write_betas(
+    betas_path: Path,
+    design_path: Path,
+    patterns: dict[str, np.ndarray],
+    atlas: np.ndarray,
+    ids: list[str],
+    n_runs: int,
+    noise_sd: np.ndarray,
+    rng: np.random.Generator,
+) -> None:
+    """One subject's 4D beta image (one volume per stimulus and run) and its design TSV."""
+    import nibabel as nib
+    import pandas as pd
+
+    n_stimuli = len(ids)
+    signal = _voxel_patterns(patterns, atlas, n_stimuli)
+    vols = np.empty((n_runs * n_stimuli, *_GRID), dtype=np.float32)
+    for r in range(n_runs):
+        eps = rng.standard_normal((n_stimuli, *_GRID)) * noise_sd
+        vols[r * n_stimuli : (r + 1) * n_stimuli] = signal + eps
+    img = nib.Nifti1Image(np.moveaxis(vols, 0, -1), _affine())
+    img.header.set_xyzt_units("mm", "sec")
+    nib.save(img, betas_path)
+    pd.DataFrame(
+        {
+            "volume": np.arange(n_runs * n_stimuli),
+            "condition": np.tile(ids, n_runs),
+            "run": np.repeat(np.arange(1, n_runs + 1), n_stimuli),
+        }
+    ).to_csv(design_path, sep="\t", index=False)
+
+
+def _write_atlas(atlas_path: Path, labels_path: Path, atlas: np.ndarray) -> None:
+    """The atlas image and its label table (index, name)."""
+    import nibabel as nib
+    import pandas as pd
+
+    nib.save(nib.Nifti1Image(atlas, _affine()), atlas_path)
+    pd.DataFrame({"index": list(DEMO_LABELS.values()), "name": list(DEMO_LABELS)}).to_csv(
+        labels_path, sep="\t", index=False
+    )
 
 
 def make_demo(path: str | os.PathLike, seed: int = 0, **kwargs: Any) -> DemoStudy:
