@@ -46,7 +46,9 @@ def _unwrap(model: nn.Module) -> nn.Module:
 
 
 def _n_params(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
+    # a lazy module's parameters have no size until its first forward: count them as one
+    return sum(1 if isinstance(p, nn.parameter.UninitializedParameter) else p.numel()
+               for p in module.parameters())  # fmt: skip
 
 
 def _is_block(module: nn.Module) -> bool:

@@ -502,7 +502,9 @@ def _timm(name: str, weights: Any, local: Path | None, kwargs: dict):
         model = timm.create_model(base, pretrained=False, **kwargs)
         if local is not None:
             load_weights(model, local)
-    data = timm.data.resolve_data_config({}, model=model)
+    from timm.data import resolve_data_config
+
+    data = resolve_data_config({}, model=model)
     size = data.get("input_size", (3, 224, 224))
     crop_pct = float(data.get("crop_pct", 0.875) or 1.0)
     transform = ImageTransform(
@@ -534,17 +536,15 @@ def _open_clip(name: str, weights: Any, local: Path | None, kwargs: dict):
             f"spec 'open_clip:{name}': open_clip has no model config {name!r}; see "
             "open_clip.list_models()"
         )
-    pretrained = None
-    if local is not None:
-        pretrained = str(local)
-    elif weights is not None:
+    file, tag_cfg = local, {}
+    if weights is not None and local is None:
         tag = weights
         if not open_clip.pretrained.is_pretrained_cfg(name, tag):
             raise ModelSpecError(
                 f"weights={tag!r}: open_clip's {name} has tags "
                 f"{open_clip.list_pretrained_tags_by_model(name)}"
             )
-        cfg = open_clip.get_pretrained_cfg(name, tag)
+        cfg = tag_cfg = dict(open_clip.get_pretrained_cfg(name, tag))
         file = None
         hub = cfg.get("hf_hub", "")
         if hub:
@@ -564,12 +564,19 @@ def _open_clip(name: str, weights: Any, local: Path | None, kwargs: dict):
                 "run open_clip.create_model(name, pretrained=tag) once on a machine with "
                 "network access and copy its cache folder here",
             )  # fmt: skip
-        pretrained = str(file)
-    if pretrained is not None and not pretrained.endswith(".safetensors"):
-        read_state_dict(pretrained)  # refuses a file that is not plain weights before open_clip
-    model = open_clip.create_model(name, pretrained=pretrained, **kwargs)
+    import logging
+
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)  # "no pretrained weights loaded": we load them ourselves
+    try:
+        model = open_clip.create_model(name, pretrained=None, **kwargs)
+    finally:
+        logging.disable(previous)
     visual = model.visual
+    if file is not None:  # a full CLIP state dict ("visual." keys) or the image tower's own
+        load_weights(visual, file)
     cfg = dict(getattr(visual, "preprocess_cfg", {}) or {})
+    cfg.update({k: tag_cfg[k] for k in ("mean", "std", "interpolation") if tag_cfg.get(k)})
     size = cfg.get("size", getattr(visual, "image_size", 224))
     size = _first_int(size)
     transform = ImageTransform(
