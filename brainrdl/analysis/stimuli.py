@@ -192,7 +192,9 @@ class StimulusSet(torch.utils.data.Dataset):
                 f"stimuli: an array of images must be (N, H, W), (N, C, H, W) or (N, H, W, C); "
                 f"got shape {tuple(x.shape)}"
             )
-        if x.shape[1] not in (1, 3, 4) and x.shape[-1] in (1, 3, 4):
+        # channels last when the last axis is 1 or 3 wide (no image is 3 pixels wide), or 4
+        # wide (RGBA) while the second axis could not be channels
+        if x.shape[-1] in (1, 3) or (x.shape[-1] == 4 and x.shape[1] not in (1, 3, 4)):
             x = x.permute(0, 3, 1, 2)
         x = x.float() / 255.0 if not x.is_floating_point() else x.float()
         if not bool(torch.isfinite(x).all()):

@@ -309,7 +309,7 @@ def _sources(args, brain: dict) -> dict:
         if not args.stimuli:
             raise CompareError("--model needs --stimuli (a folder of images, a TSV or a .npy)")
         _stimuli(args, brain)  # check ids before building any network
-    if not specs:  # a bare --checkpoint: a whole model in the file
+    if not specs and args.checkpoint is not None:  # a bare --checkpoint: a whole model
         model = _trusted_checkpoint(args)
         from brainrdl.nets.layers import list_layers
         from brainrdl.nets.loading import ImageTransform, input_channels
@@ -381,6 +381,7 @@ def _unsafe_load(path):
     try:
         with warnings.catch_warnings():  # torch.jit.load is deprecated but still loads old files
             warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", FutureWarning)
             return torch.jit.load(str(path), map_location="cpu")
     except (RuntimeError, ValueError):
         pass  # not TorchScript
