@@ -192,7 +192,8 @@ def test_mismatched_ids_reported_as_a_table(tmp_path, capsys):
     _, brain_path = _brain(tmp_path)
     images = _images(tmp_path, ids=[*IDS[:6], "extra1", "extra2"])
     rc = main(["compare", "--model", "module:brainrdl.nets.models:DigitCNN", "--stimuli",
-               str(images), "--brain", str(brain_path), "--out", str(tmp_path / "out")])  # fmt: skip
+               str(images), "--brain", str(brain_path),
+               "--out", str(tmp_path / "out")])  # fmt: skip
     assert rc == 2
     err = capsys.readouterr().err
     assert "no image | image, not in" in err

@@ -61,12 +61,12 @@ def test_masks_and_bad_inputs(study, tmp_path, capsys):
         (["--out", str(tmp_path / "x.hdf5")], "--betas"),
         (["--betas", str(study.betas[0]), "--out", str(tmp_path / "x.hdf5")], "--design"),
         (["--betas", str(study.betas[0]), "--design", str(study.design[0]),
-          "--out", str(tmp_path / "x.hdf5")], "--atlas"),  # fmt: skip
+          "--out", str(tmp_path / "x.hdf5")], "--atlas"),
         (["--nwb", str(study.nwb), "--out", str(tmp_path / "x.hdf5")], "--window"),
         (["--nwb", str(study.nwb), "--window", "0", "1", "--out", str(tmp_path / "x.pkl")],
-         ".hdf5"),  # fmt: skip
+         ".hdf5"),
         (["--nwb", str(tmp_path / "none.nwb"), "--window", "0", "1",
-          "--out", str(tmp_path / "x.hdf5")], "none.nwb"),  # fmt: skip
+          "--out", str(tmp_path / "x.hdf5")], "none.nwb"),
     ]
     for argv, expected in cases:
         assert main(["rdms", *argv]) == 2

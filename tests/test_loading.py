@@ -102,7 +102,7 @@ def test_bad_specs_and_weight_files(tmp_path):
     with pytest.raises(WeightsError, match="weights_only=True"):
         load_model("module:brainrdl.nets.models:DigitCNN", tmp_path / "module.pt")
     (tmp_path / "junk.pt").write_bytes(b"\x00not a torch file")
-    with pytest.raises(WeightsError, match="junk.pt"):
+    with pytest.raises(WeightsError, match=r"junk\.pt"):
         load_model("module:brainrdl.nets.models:DigitCNN", tmp_path / "junk.pt")
     torch.save(nn.Linear(2, 2).state_dict(), tmp_path / "other.pt")
     with pytest.raises(WeightsError, match="missing keys"):

@@ -93,7 +93,7 @@ def test_bad_inputs_are_named(tmp_path):
     with pytest.raises(ValueError, match="NaN"):
         StimulusSet.from_array(np.full((2, 3, 3), np.nan))
     (tmp_path / "junk.png").write_bytes(b"not a png")
-    with pytest.raises(ValueError, match="junk.png"):
+    with pytest.raises(ValueError, match=r"junk\.png"):
         StimulusSet.from_files([tmp_path / "junk.png"])[0]
 
 

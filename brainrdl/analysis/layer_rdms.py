@@ -177,9 +177,8 @@ def extract_rdms(
     """
     from rsatoolbox.rdm import RDMs
 
-    from brainrdl.nets.taps import LayerTaps
-
     from brainrdl.nets.layers import expand_layers
+    from brainrdl.nets.taps import LayerTaps
 
     check_choice("method", method, METHODS)
     layers = expand_layers(model, layers)  # "auto" -> brainrdl.list_layers(model)

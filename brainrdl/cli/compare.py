@@ -432,7 +432,8 @@ def _table(args, sources: dict, brain: dict):
             entries[name] = src
     subject = _subject_descriptor(args.subject_descriptor, brain)
     common = dict(method=args.method, subject_descriptor=subject, n_bootstrap=args.n_bootstrap,
-                  bootstrap=args.bootstrap, ci=args.ci, seed=args.seed, device=args.device)  # fmt: skip
+                  bootstrap=args.bootstrap, ci=args.ci, seed=args.seed,
+                  device=args.device)  # fmt: skip
     if len(entries) == 1:
         (name, rdms), = entries.items()
         table = compare_layers(rdms, brain, per_subject=args.per_subject, **common)

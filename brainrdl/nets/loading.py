@@ -104,8 +104,8 @@ class ImageTransform:
     interpolation: str = "bilinear"
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
-        from torchvision.transforms.v2 import functional as F
         from torchvision.transforms.v2 import InterpolationMode
+        from torchvision.transforms.v2 import functional as F
 
         x = to_channels(image, self.channels)
         resize = self.resize if self.resize is not None else self.size
@@ -470,7 +470,7 @@ def _first_int(value: Any) -> int:
 
 def _timm(name: str, weights: Any, local: Path | None, kwargs: dict):
     timm = _require("timm")
-    base, _, tag = name.partition(".")
+    base = name.partition(".")[0]
     if base not in timm.list_models() and name not in timm.list_models(pretrained=True):
         raise ModelSpecError(
             f"spec 'timm:{name}': timm has no model {base!r}; see timm.list_models('*{base}*')"
@@ -509,7 +509,7 @@ def _timm(name: str, weights: Any, local: Path | None, kwargs: dict):
     crop_pct = float(data.get("crop_pct", 0.875) or 1.0)
     transform = ImageTransform(
         size=int(size[-1]),
-        resize=int(round(size[-1] / crop_pct)),
+        resize=round(size[-1] / crop_pct),
         mean=tuple(data.get("mean", IMAGENET_MEAN)),
         std=tuple(data.get("std", IMAGENET_STD)),
         channels=int(size[0]),
