@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import resource
 import time
 
@@ -52,6 +53,7 @@ def main() -> None:
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     torch.manual_seed(0)
     model, _, layers = load_model("torchvision:resnet50")
     budget = args.budget * (args.n / args.target if args.scale_budget else 1.0)
@@ -90,7 +92,8 @@ def main() -> None:
         "",
         f"{rdms.n_rdm} layers ({', '.join(layers)}), {args.target} stimuli of 224x224 (generated "
         f"on the fly), batch {args.batch_size}, memory_budget {args.budget:.3g} bytes, float32, "
-        f"torch threads {torch.get_num_threads()}, {passes} passes over the stimuli: {timing}; "
+        f"torch threads {torch.get_num_threads()} ({os.cpu_count()} CPUs, load average at start "
+        f"{load}), {passes} passes over the stimuli: {timing}; "
         f"{memory} (torch and the model alone: {rss_before:.2f} GB). Holding all activations "
         f"would need {full_gb:.1f} GB; the Gram matrices take {gram_gb:.2f} GB.",
     ]))  # fmt: skip

@@ -82,8 +82,13 @@ def test_torchvision_named_weights_only_from_cache(tmp_path, monkeypatch, no_net
     folder.mkdir(parents=True)
     url = __import__("torchvision").models.ResNet18_Weights.DEFAULT.url
     torch.save(reference.state_dict(), folder / url.rsplit("/", 1)[-1])
+    calls = []
+    real_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **k: calls.append(k.get("weights_only")) or
+                        real_load(*a, **k))  # fmt: skip
     model, _, _ = load_model("torchvision:resnet18", "DEFAULT")
     _same_params(model, reference)
+    assert calls == [True]  # the cached file is read weights-only, not by torchvision's loader
 
 
 def test_bad_specs_and_weight_files(tmp_path):

@@ -40,9 +40,9 @@ def published_network_nb() -> list[Cell]:
 
         The embedded demo study: 3 subjects, 40 digit images, beta images from 4 runs and an
         atlas with two simulated regions: "EVC", whose voxels mix the images' pixels, and "IT",
-        whose voxels carry the digits' class structure. `brainrdl rdms` computes one crossnobis RDM per region
-        and subject and writes them to one rsatoolbox HDF5 file (the same command runs in a
-        terminal as `brainrdl rdms --betas ... --out rdms.hdf5`).
+        whose voxels carry the digits' class structure. `brainrdl rdms` computes one crossnobis
+        RDM per region and subject and writes them to one rsatoolbox HDF5 file (the same
+        command runs in a terminal as `brainrdl rdms --betas ... --out rdms.hdf5`).
         """),
         code("""
         N_BOOTSTRAP = 200   # 1,000 (the CLI's default) or more for a paper

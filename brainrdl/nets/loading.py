@@ -333,7 +333,10 @@ def load_weights(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     >>> load_weights(torch.nn.Linear(2, 3), path).out_features
     3
     """
-    state = read_state_dict(path)
+    return _load_state(model, read_state_dict(path), path)
+
+
+def _load_state(model: nn.Module, state: dict, path: str | os.PathLike) -> nn.Module:
     own = model.state_dict()
     if not set(state) & set(own):  # a common prefix ("module." from DDP, "visual." from CLIP)
         for prefix in ("module.", "visual.", "_orig_mod.", "model."):
@@ -447,7 +450,12 @@ def _torchvision(name: str, weights: Any, local: Path | None, kwargs: dict):
                 f"download {published.url} on a machine with network access and copy it to "
                 f"{str(hub)!r} (set $TORCH_HOME to move that folder)",
             )  # fmt: skip
-        model = torchvision.models.get_model(name, weights=published, **kwargs)  # reads the file
+        # read here with weights_only=True: torchvision's own loader unpickles without it
+        state = read_state_dict(file)
+        if name.startswith("densenet"):  # torchvision's renaming of the published keys
+            state = _densenet_keys(state)
+        model = torchvision.models.get_model(name, weights=None, **kwargs)
+        _load_state(model, state, file)
     else:
         model = torchvision.models.get_model(name, weights=None, **kwargs)
         if local is not None:
@@ -462,6 +470,21 @@ def _torchvision(name: str, weights: Any, local: Path | None, kwargs: dict):
         interpolation=getattr(getattr(t, "interpolation", None), "value", "bilinear"),
     )
     return model, transform
+
+
+def _densenet_keys(state: dict) -> dict:
+    """'norm.1' -> 'norm1' in DenseNet's published files (as torchvision's _load_state_dict)."""
+    import re
+
+    pattern = re.compile(
+        r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|"
+        r"running_var))$"
+    )
+    out = {}
+    for key, value in state.items():
+        match = pattern.match(key)
+        out[match.group(1) + match.group(2) if match else key] = value
+    return out
 
 
 def _first_int(value: Any) -> int:
