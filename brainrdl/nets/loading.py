@@ -8,7 +8,7 @@ channels the model expects) and :func:`brainrdl.nets.layers.list_layers` of the 
 ``torchvision:NAME``           ``torchvision.models.get_model(NAME)`` (a dependency)
 ``timm:NAME``                  ``timm.create_model(NAME)`` (extra ``brainrdl[models]``)
 ``open_clip:NAME``             the image tower of ``open_clip.create_model(NAME)`` (extra)
-``hf:REPO`` or ``hf:FOLDER``   ``transformers.AutoModel`` of a Hugging Face vision model (extra)
+``hf:REPO`` or ``hf:FOLDER``   ``transformers.AutoModel`` (base model, no head) of a vision model
 ``module:PKG.MOD:FUNCTION``    your own factory; the current folder is on the import path
 =============================  ==========================================================
 
