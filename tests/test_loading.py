@@ -270,3 +270,16 @@ def test_missing_extra_names_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "timm", None)  # as if not installed: import fails
     with pytest.raises(MissingExtraError, match=r"brainrdl\[models\]"):
         load_model("timm:resnet18")
+
+
+@pytest.mark.gpu
+def test_loaded_network_on_cuda_matches_cpu():
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    torch.manual_seed(0)
+    model, transform, layers = load_model("torchvision:resnet18")
+    x = torch.stack([transform(torch.rand(3, 64, 64)) for _ in range(6)])
+    cpu = brainrdl.extract_rdms(model, x, "auto", progress=False, dtype=torch.float64)
+    gpu = brainrdl.extract_rdms(model, x, "auto", device="cuda", progress=False,
+                                dtype=torch.float64)  # fmt: skip
+    np.testing.assert_allclose(gpu.get_vectors(), cpu.get_vectors(), atol=1e-4)
