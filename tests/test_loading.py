@@ -277,7 +277,7 @@ def test_loaded_network_on_cuda_matches_cpu():
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
     torch.manual_seed(0)
-    model, transform, layers = load_model("torchvision:resnet18")
+    model, transform, _ = load_model("torchvision:resnet18")
     x = torch.stack([transform(torch.rand(3, 64, 64)) for _ in range(6)])
     cpu = brainrdl.extract_rdms(model, x, "auto", progress=False, dtype=torch.float64)
     gpu = brainrdl.extract_rdms(model, x, "auto", device="cuda", progress=False,
