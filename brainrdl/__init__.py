@@ -45,6 +45,10 @@ _LAZY: dict[str, str] = {
     "extract_rdms": "brainrdl.analysis.layer_rdms",
     "compare_layers": "brainrdl.analysis.layer_comparison",
     "noise_ceiling": "brainrdl.stats.ceilings",
+    # bring your own model: loading by spec, default layers, stimulus sets
+    "load_model": "brainrdl.nets.loading",
+    "list_layers": "brainrdl.nets.layers",
+    "StimulusSet": "brainrdl.analysis.stimuli",
 }
 
 # rooms importable as attributes (``brainrdl.rsa``...); ``functional`` is the public loss module
@@ -61,6 +65,7 @@ __all__ = [
     "NetworkTeacher",
     "PKTLoss",
     "RDLLoss",
+    "StimulusSet",
     "Teacher",
     "__version__",
     "calc_rdm",
@@ -70,6 +75,8 @@ __all__ = [
     "compare_vectors",
     "extract_rdms",
     "fit",
+    "list_layers",
+    "load_model",
     "noise_ceiling",
     "pairwise_rdm",
     "rank_transform",
@@ -96,6 +103,9 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from brainrdl.analysis.layer_comparison import compare_layers, compare_models
     from brainrdl.analysis.layer_rdms import extract_rdms
+    from brainrdl.analysis.stimuli import StimulusSet
+    from brainrdl.nets.layers import list_layers
+    from brainrdl.nets.loading import load_model
     from brainrdl.nets.taps import LayerTaps
     from brainrdl.rsa.comparison import compare, compare_vectors
     from brainrdl.rsa.distances import pairwise_rdm, square_from_upper_tri, upper_tri

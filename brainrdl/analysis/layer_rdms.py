@@ -138,7 +138,8 @@ def extract_rdms(
         input), a ``DataLoader`` (not shuffled: stimuli must come in the same order on every pass),
         or a folder of images (see :class:`ImageFolder`).
     layers
-        Module paths as in ``model.named_modules()``.
+        Module paths as in ``model.named_modules()``, or ``"auto"`` (the layers of
+        :func:`brainrdl.list_layers`: block outputs, pooled features, logits).
     batch_size
         Stimuli per forward pass (for tensors, Datasets and folders).
     method
@@ -147,8 +148,9 @@ def extract_rdms(
     device
         Device of the forward passes and Gram products (default: the model's).
     reduction, projection_dim, seed
-        Passed to :class:`brainrdl.nets.taps.LayerTaps`: ``"flatten"``, ``"avgpool"`` or a seeded
-        ``"random_projection"`` to ``projection_dim`` features.
+        Passed to :class:`brainrdl.nets.taps.LayerTaps`: ``"flatten"``, ``"avgpool"``, a seeded
+        ``"random_projection"`` to ``projection_dim`` features, or for transformer tokens
+        ``"cls"`` / ``"mean"``.
     stimulus_ids
         Pattern descriptor ``stimulus``; default the file names for a folder, else 0..N-1.
     progress
@@ -175,12 +177,11 @@ def extract_rdms(
     """
     from rsatoolbox.rdm import RDMs
 
+    from brainrdl.nets.layers import expand_layers
     from brainrdl.nets.taps import LayerTaps
 
     check_choice("method", method, METHODS)
-    if isinstance(layers, str):
-        layers = [layers]
-    layers = list(layers)
+    layers = expand_layers(model, layers)  # "auto" -> brainrdl.list_layers(model)
     if batch_size < 1:
         raise ValueError(f"batch_size must be a positive int; got {batch_size!r}")
     source = _StimulusSource(stimuli, batch_size)

@@ -29,6 +29,11 @@ _COMMANDS: dict[str, tuple[str, str]] = {
         "compare saved layer RDMs (or a model checkpoint over a stimulus folder) with brain "
         "RDMs; writes a CSV table and PNG plots",
     ),
+    "rdms": (
+        "brainrdl.cli.rdms",
+        "brain RDMs per region from NIfTI betas + an atlas or from an NWB file; writes one "
+        "rsatoolbox HDF5 file for brainrdl compare --brain",
+    ),
     "make-demo-data": (
         "data_adapters.demo",
         "write the embedded demo study (NIfTI betas, BOLD + events, atlas, NWB) to a folder",

@@ -20,9 +20,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from brainrdl.nets.layers import expand_layers
 from brainrdl.validation import check_choice
 
-REDUCTIONS = ("flatten", "avgpool", "random_projection", "none")
+REDUCTIONS = ("flatten", "avgpool", "random_projection", "none", "cls", "mean")
+# reductions of token sequences (B, T, D) from transformer blocks; other shapes are flattened
+TOKEN_REDUCTIONS = ("cls", "mean", "flatten")
 DEFAULT_PROJECTION_DIM = 1024
 
 # attributes under which common wrappers keep the wrapped model (DDP / DataParallel, torch.compile)
@@ -99,14 +102,18 @@ class LayerTaps:
     model
         Any ``torch.nn.Module``; may be wrapped in DDP / DataParallel / ``torch.compile``.
     layers
-        Module paths as in ``model.named_modules()``, e.g. ``["layer2", "layer3.1.conv2"]``.
+        Module paths as in ``model.named_modules()``, e.g. ``["layer2", "layer3.1.conv2"]``, or
+        ``"auto"``: the block outputs, pooled features and logits of
+        :func:`brainrdl.nets.layers.list_layers`.
     reduction
         ``"flatten"`` (default): all non-batch dims flattened; ``"avgpool"``: global average over
         spatial dims (dims ≥ 2), giving (B, C); ``"random_projection"``: flatten, then multiply by
         a fixed Gaussian matrix (D, k) / √k, seeded, for layers too large for a Gram product;
         ``"none"``: the activation unchanged, (B, ...) (a 1-D output becomes (B, 1)), e.g. a conv
-        map (B, C, H, W) for a :class:`brainrdl.train.losses.KnowledgeProjection`. A dict maps layer
-        name to reduction (layers not in it use ``"flatten"``).
+        map (B, C, H, W) for a :class:`brainrdl.train.losses.KnowledgeProjection`. For token
+        sequences (B, T, D) of transformer blocks: ``"cls"`` keeps the first (class) token,
+        ``"mean"`` averages over tokens (outputs of other shapes are flattened by both). A dict
+        maps layer name to reduction (layers not in it use ``"flatten"``).
     projection_dim
         k for ``"random_projection"`` (default 1024).
     seed
@@ -150,8 +157,7 @@ class LayerTaps:
         detach: bool = False,
         keep_raw: bool = False,
     ) -> None:
-        if isinstance(layers, str):
-            layers = [layers]
+        layers = expand_layers(unwrap_model(model), layers)  # "auto" -> list_layers(model)
         self.model = model
         self._modules = resolve_layers(model, list(layers))
         self.layers: list[str] = list(self._modules)
@@ -208,6 +214,8 @@ class LayerTaps:
             x = x.unsqueeze(1)
         if how == "none":
             return x
+        if how in ("cls", "mean") and x.ndim == 3:  # (B, T, D) tokens of a transformer block
+            return x[:, 0] if how == "cls" else x.mean(dim=1)
         if how == "avgpool" and x.ndim > 2:
             return x.mean(dim=tuple(range(2, x.ndim)))
         flat = x.reshape(x.shape[0], -1)
