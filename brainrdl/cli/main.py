@@ -29,6 +29,11 @@ _COMMANDS: dict[str, tuple[str, str]] = {
         "compare saved layer RDMs (or a model checkpoint over a stimulus folder) with brain "
         "RDMs; writes a CSV table and PNG plots",
     ),
+    "train": (
+        "brainrdl.cli.train",
+        "train a network toward brain RDMs from a config file (one process or torchrun); "
+        "writes a run folder with config.toml and summary.json",
+    ),
     "make-demo-data": (
         "data_adapters.demo",
         "write the embedded demo study (NIfTI betas, BOLD + events, atlas, NWB) to a folder",
