@@ -773,8 +773,9 @@ def _environment(device: torch.device, world: int) -> dict[str, Any]:
     from importlib import metadata
 
     for name in ("torch", "torchvision", "numpy", "rsatoolbox", "pandas", "nibabel"):
-        try:
-            versions[name] = metadata.version(name)
+        module = sys.modules.get(name)
+        try:  # the imported module's own version first (e.g. torch's "+cu130" build tag)
+            versions[name] = getattr(module, "__version__", None) or metadata.version(name)
         except metadata.PackageNotFoundError:  # pragma: no cover - optional
             versions[name] = None
     env: dict[str, Any] = {
