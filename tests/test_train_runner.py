@@ -7,11 +7,11 @@ import os
 import re
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import numpy as np
 import pytest
+import tomllib
 import torch
 
 from brainrdl.cli._train_sources import SOURCES
@@ -122,7 +122,8 @@ def test_missing_path_is_named(tmp_path):
     raw = {"teacher": {"source": "hdf5", "rdms": "nope.hdf5", "stimuli": "stim"}}
     with pytest.raises(ConfigError) as info:
         validate(raw, base_dir=tmp_path)
-    assert f"[teacher] rdms: no file or folder at {str(tmp_path / 'nope.hdf5')!r}" in str(info.value)
+    missing = str(tmp_path / "nope.hdf5")
+    assert f"[teacher] rdms: no file or folder at {missing!r}" in str(info.value)
     assert "[teacher] stimuli: no file or folder" in str(info.value)
 
 

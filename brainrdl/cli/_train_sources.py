@@ -44,9 +44,8 @@ def betas_brain(ctx: RunContext) -> BrainData:
 
 def demo_task(ctx: RunContext) -> TaskData:
     """The scikit-learn digits that are not demo-study stimuli, split into train / validation."""
-    from data_adapters.demo import load_task_digits
-
     from brainrdl.train.runner import split_task
+    from data_adapters.demo import load_task_digits
 
     exclude = list(ctx.brain.stimulus_ids) if ctx.brain is not None else None
     if ctx.brain is not None and not all(str(s).startswith("digit_") for s in exclude):

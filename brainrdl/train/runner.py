@@ -1,5 +1,5 @@
-"""Run a validated ``brainrdl train`` config: build the parts, call :func:`brainrdl.fit`, write a run
-folder; on one process or under ``torchrun``.
+"""Run a validated ``brainrdl train`` config: build the parts, call :func:`brainrdl.fit`, write a
+run folder; on one process or under ``torchrun``.
 
 Parts are built in this order: the process group (when ``torchrun`` started several processes),
 the student model, the teacher (brain RDMs + their stimuli, split into training and held-out
@@ -165,8 +165,10 @@ def build_model(
         try:
             module = importlib.import_module(module_name)
         except ImportError as err:
-            raise ImportError(f"model spec {spec!r}: cannot import {module_name!r} ({err}); "
-                              "run from the folder that holds it or install it") from err  # fmt: skip
+            raise ImportError(
+                f"model spec {spec!r}: cannot import {module_name!r} ({err}); run from the "
+                "folder that holds it or install it"
+            ) from err
         factory = getattr(module, factory_name, None)
         if not callable(factory):
             raise AttributeError(f"model spec {spec!r}: {module_name} has no callable "
@@ -180,8 +182,10 @@ def build_model(
 
         load_model = getattr(brainrdl, "load_model", None)
         if load_model is None:  # pragma: no cover - until brainrdl.load_model lands
-            raise ValueError(f"model spec {spec!r} needs brainrdl.load_model, which this version "
-                             'does not have; use "demo:..." or "module:pkg.mod:factory"')  # fmt: skip
+            raise ValueError(
+                f"model spec {spec!r} needs brainrdl.load_model, which this version does not "
+                'have; use "demo:..." or "module:pkg.mod:factory"'
+            )
         if options:
             raise ValueError(f"model spec {spec!r}: options are for demo and module specs only")
         model, transform, layers = load_model(spec, weights=str(weights) if weights else None)
@@ -193,8 +197,9 @@ def build_model(
     return model, transform, layers
 
 
-def load_stimuli(path: str | os.PathLike, image_size: int = 0,
-                 transform: Callable[[Any], Any] | None = None) -> tuple[torch.Tensor, list[Any]]:  # fmt: skip
+def load_stimuli(
+    path: str | os.PathLike, image_size: int = 0, transform: Callable[[Any], Any] | None = None
+) -> tuple[torch.Tensor, list[Any]]:
     """Stimulus images and ids from a folder (ids: file names without suffix) or an ``.npz``.
 
     An ``.npz`` holds ``images`` (n, C, H, W) and ``stimulus_ids`` (read with
@@ -258,7 +263,8 @@ def _image_transform(ctx: RunContext) -> Callable[[Any], Any]:
 def _image_folder_source(ctx: RunContext) -> TaskData:
     from torchvision.datasets import ImageFolder
 
-    return split_task(ImageFolder(ctx.cfg["data"]["root"], transform=_image_transform(ctx)), ctx.cfg)
+    folder = ImageFolder(ctx.cfg["data"]["root"], transform=_image_transform(ctx))
+    return split_task(folder, ctx.cfg)
 
 
 def _torchvision_source(ctx: RunContext) -> TaskData:
@@ -334,7 +340,7 @@ def split_task(ds: Dataset, cfg: dict[str, Any]) -> TaskData:
     (6, 2)
     """
     n = len(ds)
-    n_val = int(round(cfg["data"]["val_fraction"] * n))
+    n_val = round(cfg["data"]["val_fraction"] * n)
     if n - n_val < 1:
         raise ValueError(f"[data] the task data set has {n} items: too few to split")
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(cfg["seed"])).tolist()
@@ -625,8 +631,8 @@ def run_training(
         src = cfg[section]["source"]
         used = section == "data" or cfg["teacher"]["kind"] == "brain"
         if used and f"{section}:{src}" not in table:
-            raise ConfigError([f'[{section}] source: "{src}" is not available here (sources: '
-                               f"{sorted(k for k in table if k.startswith(section))})"])  # fmt: skip
+            known = sorted(k for k in table if k.startswith(section))
+            raise ConfigError([f'[{section}] source: "{src}" is not available here ({known})'])
     t_start = time.perf_counter()
     previous_threads = torch.get_num_threads()
     if cfg["threads"]:
@@ -847,8 +853,8 @@ def _write_run(cfg, out, model, log, brain, heldout, teacher_model, spec_layers,
         fig, ax = plt.subplots(figsize=(5, 3.4))
         for c in rsa_cols:
             layer = c.split("/", 1)[1]
-            ax.plot(log["epoch"], log[c], marker="o",
-                    label=f"{layer} → {cfg['alignment'][layer]['target']}")  # fmt: skip
+            label = f"{layer} → {cfg['alignment'][layer]['target']}"
+            ax.plot(log["epoch"], log[c], marker="o", label=label)
         ax.set(xlabel="epoch", ylabel="Pearson r (layer RDM vs target RDM)",
                title="held-out RSA per aligned layer")  # fmt: skip
         ax.legend(fontsize=8)
@@ -904,8 +910,10 @@ def _write_run(cfg, out, model, log, brain, heldout, teacher_model, spec_layers,
         "model": cfg["model"]["spec"],
         "teacher": cfg["teacher"]["kind"] if cfg["teacher"]["kind"] != "brain"
         else f"brain:{cfg['teacher']['source']}",
-        "alignment": {k: {"target": v["target"], "loss": v["loss"], "weight": v["weight"]}
-                      for k, v in cfg["alignment"].items()},  # fmt: skip
+        "alignment": {
+            k: {"target": v["target"], "loss": v["loss"], "weight": v["weight"]}
+            for k, v in cfg["alignment"].items()
+        },
         "epochs": cfg["epochs"],
         "epochs_logged": len(log),
         "world_size": world,
