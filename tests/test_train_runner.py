@@ -355,3 +355,24 @@ def test_two_gloo_processes_match_one(tmp_path):
     torch.manual_seed(0)
     init = build_model("demo:digitcnn")[0].state_dict()
     assert not torch.allclose(init["fc1.1.weight"], one["fc1.1.weight"])
+
+
+def test_config_problems_found_by_building_fail_before_anything_runs(tmp_path):
+    import inspect
+
+    from brainrdl.train.loop import fit
+
+    bad_options = _tiny(alignment={"fc1": {"target": "IT", "loss": "rdl", "weight": 1.0,
+                                           "options": {"comparison": "nope"}}})
+    with pytest.raises(ConfigError, match=r"\[alignment.fc1.options\] .*comparison"):
+        run_training(bad_options, tmp_path / "a", sources=SOURCES)
+    assert not (tmp_path / "a").exists()
+    if "precision" not in inspect.signature(fit).parameters:
+        with pytest.raises(ConfigError, match=r"precision: '16-mixed' needs brainrdl.fit"):
+            run_training(_tiny(precision="16-mixed"), tmp_path / "b", sources=SOURCES)
+        assert not (tmp_path / "b").exists()
+    with pytest.raises(ConfigError, match=r'\[teacher\] source: "betas" is not available'):
+        betas = {"source": "betas", "betas": "b.nii", "design": "d.tsv", "atlas": "a.nii",
+                 "stimuli": "s"}
+        run_training(_tiny(teacher=betas), tmp_path / "c",
+                     sources={"data:demo": SOURCES["data:demo"]})

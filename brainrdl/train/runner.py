@@ -572,15 +572,15 @@ def _check_resume(out: Path, cfg: dict[str, Any], resume: bool) -> int:
     return int(load_checkpoint(ckpt)["epoch"]) + 1
 
 
-def _differences(a: Mapping[str, Any], b: Mapping[str, Any], prefix: str = "") -> list[str]:
+def _differences(a: Mapping[str, Any], b: Mapping[str, Any], path: tuple = ()) -> list[str]:
+    """Keys whose values differ, named as in messages (``[alignment.fc1] weight``)."""
     out = []
     for key in sorted(set(a) | set(b)):
         va, vb = a.get(key), b.get(key)
-        name = f"{prefix}{key}"
         if isinstance(va, Mapping) and isinstance(vb, Mapping) and key != "options":
-            out += _differences(va, vb, f"[{name}] " if not prefix else f"{prefix}")
+            out += _differences(va, vb, (*path, str(key)))
         elif va != vb:
-            out.append(name)
+            out.append(f"[{'.'.join(path)}] {key}" if path else str(key))
     return out
 
 
@@ -633,6 +633,7 @@ def run_training(
         if used and f"{section}:{src}" not in table:
             known = sorted(k for k in table if k.startswith(section))
             raise ConfigError([f'[{section}] source: "{src}" is not available here ({known})'])
+    _preflight(cfg)
     t_start = time.perf_counter()
     previous_threads = torch.get_num_threads()
     if cfg["threads"]:
@@ -649,10 +650,47 @@ def run_training(
         torch.set_num_threads(previous_threads)
 
 
+def _build_losses(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """``{layer: (target, weight, loss)}`` from the registry; option errors name the key."""
+    from brainrdl.train.registry import make_loss
+
+    alignment = {}
+    for layer, entry in cfg["alignment"].items():
+        try:
+            loss = make_loss(entry["loss"], **entry["options"])
+        except (TypeError, ValueError) as err:
+            raise ConfigError([f"[alignment.{layer}.options] {err}"]) from err
+        alignment[layer] = (entry["target"], entry["weight"], loss)
+    return alignment
+
+
+def _fit_options(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The options of ``fit`` that only newer versions take, when set (else a ConfigError)."""
+    from brainrdl.train.loop import fit
+
+    accepted = inspect.signature(fit).parameters
+    out = {}
+    for name, key, value, default in (
+        ("precision", "precision", cfg["precision"], "32"),
+        ("checkpoint_every", "[checkpoint] every", cfg["checkpoint"]["every"], 1),
+    ):
+        if name in accepted:
+            out[name] = value
+        elif value != default:
+            raise ConfigError([f"{key}: {value!r} needs brainrdl.fit({name}=...), which this "
+                               "version does not have"])  # fmt: skip
+    return out
+
+
+def _preflight(cfg: Mapping[str, Any]) -> None:
+    """What can fail from the config alone fails here, before data are read or models built."""
+    _build_losses(cfg)
+    _fit_options(cfg)
+
+
 def _run(cfg, out, sources, rank, world, device, start_epoch, resume, t_start) -> dict[str, Any]:
     from brainrdl.train.brain_batches import StimulusBatchSampler, StimulusSet
     from brainrdl.train.loop import fit
-    from brainrdl.train.registry import make_loss
     from brainrdl.train.teachers import BrainTeacher, NetworkTeacher
 
     seed = cfg["seed"]
@@ -696,14 +734,8 @@ def _run(cfg, out, sources, rank, world, device, start_epoch, resume, t_start) -
         heldout = (torch.stack([pool[i][0] for i in range(n)]), list(range(n)))
 
     # losses and alignment
-    alignment, losses = {}, []
-    for layer, entry in cfg["alignment"].items():
-        try:
-            loss = make_loss(entry["loss"], **entry["options"])
-        except (TypeError, ValueError) as err:
-            raise ConfigError([f"[alignment.{layer}.options] {err}"]) from err
-        losses.append(loss)
-        alignment[layer] = (entry["target"], entry["weight"], loss)
+    alignment = _build_losses(cfg)
+    losses = [loss for _, _, loss in alignment.values()]
 
     # task loader: every rank the same seeded permutation, its own interleaved shard
     local_batch = data_cfg["batch_size"] // world
@@ -745,15 +777,7 @@ def _run(cfg, out, sources, rank, world, device, start_epoch, resume, t_start) -
         checkpoint_dir=out / CHECKPOINT_DIR, resume=resume, device=device,
         progress=cfg["log"]["progress"] and rank == 0, seed=seed, max_steps_per_epoch=max_steps,
     )  # fmt: skip
-    accepted = inspect.signature(fit).parameters
-    for name, value, default in (("precision", cfg["precision"], "32"),
-                                 ("checkpoint_every", cfg["checkpoint"]["every"], 1)):  # fmt: skip
-        if name in accepted:
-            kwargs[name] = value
-        elif value != default:
-            raise ConfigError([f"{'[checkpoint] every' if name == 'checkpoint_every' else name}: "
-                               f"{value!r} needs brainrdl.fit({name}=...), which this version "
-                               "does not have"])  # fmt: skip
+    kwargs.update(_fit_options(cfg))
     if resume and start_epoch >= cfg["epochs"] and rank == 0:
         warnings.warn(f"the run in {out} already has {start_epoch} epochs; nothing to train "
                       "(raise epochs to continue)", UserWarning, stacklevel=3)  # fmt: skip
