@@ -348,6 +348,14 @@ def test_two_gloo_processes_match_one(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads((tmp_path / "two" / "summary.json").read_text())
     assert summary["world_size"] == 2
+    # the alignment term is the loss of the global brain batch: the same number on 1 and 2
+    # processes (a brain batch duplicated on each rank instead of split would change it)
+    import pandas as pd
+
+    log1 = pd.read_csv(tmp_path / "one" / "log.csv")
+    log2 = pd.read_csv(tmp_path / "two" / "log.csv")
+    for column in ("align/fc1", "heldout_rsa/fc1", "val_loss"):
+        np.testing.assert_allclose(log2[column], log1[column], rtol=1e-5, err_msg=column)
     one, two = _weights(tmp_path / "one"), _weights(tmp_path / "two")
     for key in one:
         torch.testing.assert_close(two[key], one[key], rtol=1e-5, atol=1e-6)
