@@ -96,6 +96,8 @@ def demo_run(tmp_path_factory) -> Path:
         ({"alignment": {"layer3.1.conv2": {"target": "IT", "wieght": 1}}},
          '[alignment."layer3.1.conv2"] unknown key "wieght"'),
         ({"teacher": {"source": "hdf5"}}, '[teacher] rdms: needed for source = "hdf5"'),
+        ({"teacher": {"source": "hdf5", "rdms": "r.hdf5", "stimuli": "s"}},
+         '[alignment] missing: kind = "brain" needs at least one [alignment.<layer>] table'),
         ({"teacher": {"kind": "network", "spec": "demo:digit_teacher", "layers": ["fc1"]},
           "alignment": {"fc1": {"target": "fc2"}}},
          '[alignment.fc1] target: "fc2" is not among [teacher] layers'),
@@ -130,8 +132,8 @@ def test_missing_path_is_named(tmp_path):
 def test_relative_paths_resolve_against_the_config_folder(tmp_path):
     (tmp_path / "rdms.hdf5").write_bytes(b"")
     (tmp_path / "stim").mkdir()
-    cfg = validate({"teacher": {"source": "hdf5", "rdms": "rdms.hdf5", "stimuli": "stim"}},
-                   base_dir=tmp_path)
+    cfg = validate({"teacher": {"source": "hdf5", "rdms": "rdms.hdf5", "stimuli": "stim"},
+                    "alignment": {"fc1": {"target": "IT"}}}, base_dir=tmp_path)
     assert cfg["teacher"]["rdms"] == str((tmp_path / "rdms.hdf5").resolve())
 
 
@@ -307,7 +309,8 @@ def test_network_teacher_and_hdf5_brain(demo_run, tmp_path):
     # brain RDMs from an rsatoolbox HDF5 file + stimuli in an .npz (the demo run's held-out set)
     cfg = _tiny(teacher={"source": "hdf5", "rdms": str(demo_run / "brain_rdms" / "IT.hdf5"),
                          "stimuli": str(demo_run / "heldout_stimuli.npz")},
-                heldout={"n_stimuli": 10}, training={"brain_batch_size": 8})
+                heldout={"n_stimuli": 10}, training={"brain_batch_size": 8},
+                alignment={"fc1": {"target": "IT", "options": {"comparison": "pearson"}}})
     summary = run_training(cfg, tmp_path / "h5", sources=SOURCES)
     assert summary["n_heldout_stimuli"] == 10
     assert {r["region"] for r in summary["layer_region"]} == {"IT"}
@@ -382,5 +385,41 @@ def test_config_problems_found_by_building_fail_before_anything_runs(tmp_path):
     with pytest.raises(ConfigError, match=r'\[teacher\] source: "betas" is not available'):
         betas = {"source": "betas", "betas": "b.nii", "design": "d.tsv", "atlas": "a.nii",
                  "stimuli": "s"}
-        run_training(_tiny(teacher=betas), tmp_path / "c",
+        run_training(_tiny(teacher=betas, alignment={"fc1": {"target": "IT"}}), tmp_path / "c",
                      sources={"data:demo": SOURCES["data:demo"]})
+
+
+def test_image_folder_and_torchvision_task_data(tmp_path, monkeypatch):
+    from PIL import Image
+
+    (tmp_path / "labnet_runner_rgb.py").write_text(
+        "from torch import nn\n"
+        "def make(n_classes=2):\n"
+        "    return nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 16), nn.ReLU(),\n"
+        "                         nn.Linear(16, n_classes))\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    for label in ("cat", "dog"):
+        (tmp_path / "task" / label).mkdir(parents=True)
+        for i in range(6):
+            pixels = rng.integers(0, 255, (12, 10, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "task" / label / f"{i}.png")
+    common = {"epochs": 2, "device": "cpu", "teacher": {"kind": "none"}, "log": {"progress": False},
+              "model": {"spec": "module:labnet_runner_rgb:make"}}
+    cfg = validate({**common, "data": {"source": "image_folder", "root": "task", "image_size": 8,
+                                       "batch_size": 4, "val_fraction": 0.25}})
+    summary = run_training(cfg, tmp_path / "folder")
+    assert summary["epochs_logged"] == 2 and summary["layer_region"] is None
+    assert 0 <= summary["final"]["val_accuracy"] <= 1
+    # a torchvision data set (FakeData: generated, nothing on disk, nothing downloaded)
+    cfg = validate({**common, "data": {"source": "torchvision", "root": ".", "dataset": "FakeData",
+                                       "image_size": 8, "batch_size": 8, "val_fraction": 0.0},
+                    "training": {"max_steps_per_epoch": 2},
+                    "model": {"spec": "module:labnet_runner_rgb:make",
+                              "options": {"n_classes": 10}}})
+    summary = run_training(cfg, tmp_path / "tv")
+    assert np.isfinite(summary["final"]["task_loss"]) and "val_loss" not in summary["final"]
+    bad = validate({**common, "data": {"source": "torchvision", "root": ".", "dataset": "Nope"}})
+    with pytest.raises(ConfigError, match='torchvision has no data set "Nope"'):
+        run_training(bad, tmp_path / "bad")

@@ -479,9 +479,11 @@ training, optimizer, schedule, checkpoint, heldout, log, alignment)
 
 def _check_alignment(raw: Mapping[str, Any], errors: list[str]) -> dict[str, dict[str, Any]]:
     if "alignment" not in raw:
-        kind = raw.get("teacher", {}).get("kind", "brain") if isinstance(
-            raw.get("teacher", {}), Mapping) else "brain"  # fmt: skip
-        return copy.deepcopy(_DEFAULT_ALIGNMENT) if kind == "brain" else {}
+        # the demo's alignment is the default only with the demo teacher (it names fc1 and IT)
+        teacher = raw.get("teacher", {})
+        teacher = teacher if isinstance(teacher, Mapping) else {}
+        demo = teacher.get("kind", "brain") == "brain" and teacher.get("source", "demo") == "demo"
+        return copy.deepcopy(_DEFAULT_ALIGNMENT) if demo else {}
     table = raw["alignment"]
     if not isinstance(table, Mapping):
         errors.append(f"[alignment] expected one table per student layer, got {_show(table)}")
