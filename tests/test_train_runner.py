@@ -423,3 +423,20 @@ def test_image_folder_and_torchvision_task_data(tmp_path, monkeypatch):
     bad = validate({**common, "data": {"source": "torchvision", "root": ".", "dataset": "Nope"}})
     with pytest.raises(ConfigError, match='torchvision has no data set "Nope"'):
         run_training(bad, tmp_path / "bad")
+
+
+def test_tensorboard_events_when_installed(demo_run):
+    pytest.importorskip("tensorboard")
+    summary = json.loads((demo_run / "summary.json").read_text())
+    assert summary["tensorboard"] is True
+    assert any((demo_run / "tensorboard").glob("events.out.tfevents.*"))
+
+
+@pytest.mark.gpu
+def test_cuda_run(tmp_path):
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    summary = run_training(_tiny(device="cuda"), tmp_path / "gpu", sources=SOURCES)
+    env = json.loads((tmp_path / "gpu" / "environment.json").read_text())
+    assert env["device"].startswith("cuda") and summary["epochs_logged"] == 1
+    assert np.isfinite(summary["final"]["heldout_rsa/fc1"])

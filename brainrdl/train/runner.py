@@ -865,8 +865,11 @@ def _write_run(cfg, out, model, log, brain, heldout, teacher_model, spec_layers,
     torch.save(inner.state_dict(), out / WEIGHTS_NAME)
 
     fig = plot_log(log)
+    from matplotlib.ticker import MaxNLocator
+
     for ax, label in zip(fig.axes, ("loss", "accuracy", "Pearson r")):
         ax.set_ylabel(label)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.suptitle(f"learning curves ({world} process{'es' if world > 1 else ''})", y=1.02)
     fig.tight_layout()
     fig.savefig(out / "learning_curves.png", dpi=120, bbox_inches="tight")
@@ -881,6 +884,7 @@ def _write_run(cfg, out, model, log, brain, heldout, teacher_model, spec_layers,
             ax.plot(log["epoch"], log[c], marker="o", label=label)
         ax.set(xlabel="epoch", ylabel="Pearson r (layer RDM vs target RDM)",
                title="held-out RSA per aligned layer")  # fmt: skip
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(fontsize=8)
         fig.savefig(out / "heldout_rsa.png", dpi=120, bbox_inches="tight")
         plt.close(fig)
