@@ -317,12 +317,12 @@ def test_network_teacher_and_hdf5_brain(demo_run, tmp_path):
 
 
 def test_cosine_schedule_sets_the_learning_rate():
-    from brainrdl.train.runner import _Schedule
+    from brainrdl.train.sharding import LRSchedule
 
     p = torch.nn.Parameter(torch.zeros(1))
     opt = torch.optim.SGD([p], lr=1.0)
     cfg = resolve({"schedule": {"name": "cosine", "warmup_steps": 2, "min_lr": 0.1}})["schedule"]
-    _Schedule(opt, cfg, steps_per_epoch=5, total_steps=10, start_step=0)
+    LRSchedule(opt, cfg, steps_per_epoch=5, total_steps=10, start_step=0)
     lrs = [opt.param_groups[0]["lr"]]
     for _ in range(9):
         p.grad = torch.zeros(1)

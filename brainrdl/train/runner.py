@@ -38,19 +38,14 @@ Examples
 
 from __future__ import annotations
 
-import contextlib
-import datetime
 import importlib
 import inspect
 import json
-import math
 import os
-import platform
-import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -62,12 +57,28 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from brainrdl.train.config import ConfigError, dumps_toml, load_config, parse_text, validate
+from brainrdl.train.run_folder import (
+    CHECKPOINT_DIR,
+    CONFIG_NAME,
+    SUMMARY_NAME,
+    WEIGHTS_NAME,
+    split_targets,
+    write_run,
+)
+from brainrdl.train.sharding import (
+    EpochLoader,
+    LRSchedule,
+    ShardedStimulusBatchSampler,
+    average_gradients,
+    barrier,
+    process_group,
+    rank0_first,
+)
 
 __all__ = [
     "BrainData",
     "RunContext",
     "RunResult",
-    "ShardedStimulusBatchSampler",
     "TaskData",
     "build_model",
     "load_run",
@@ -77,10 +88,6 @@ __all__ = [
     "split_task",
 ]
 
-CONFIG_NAME = "config.toml"
-SUMMARY_NAME = "summary.json"
-WEIGHTS_NAME = "model.pt"
-CHECKPOINT_DIR = "checkpoints"
 
 
 # ----------------------------------------------------------------------------- parts
@@ -302,25 +309,6 @@ def _hdf5_source(ctx: RunContext) -> BrainData:
     return BrainData(split_targets(rdms, t["target_descriptor"]), images, ids)
 
 
-def split_targets(rdms: Any, descriptor: str) -> dict[str, Any]:
-    """``{target name: RDMs}`` by the rdm descriptor ``descriptor`` (one target "brain" if absent).
-
-    Examples
-    --------
-    >>> import numpy as np, rsatoolbox
-    >>> r = rsatoolbox.rdm.RDMs(np.ones((2, 3)), rdm_descriptors={"roi": ["V1", "IT"]})
-    >>> sorted(split_targets(r, "roi"))
-    ['IT', 'V1']
-    """
-    if isinstance(rdms, Mapping):
-        return dict(rdms)
-    if descriptor not in rdms.rdm_descriptors:
-        return {"brain": rdms}
-    names = list(dict.fromkeys(str(v) for v in rdms.rdm_descriptors[descriptor]))
-    return {n: rdms.subset(descriptor, [v for v in rdms.rdm_descriptors[descriptor]
-                                        if str(v) == n]) for n in names}  # fmt: skip
-
-
 #: Sources this module provides; ``run_training(sources=...)`` adds or replaces entries.
 BUILTIN_SOURCES: dict[str, Source] = {
     "data:image_folder": _image_folder_source,
@@ -346,163 +334,6 @@ def split_task(ds: Dataset, cfg: dict[str, Any]) -> TaskData:
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(cfg["seed"])).tolist()
     val = Subset(ds, perm[:n_val]) if n_val else None
     return TaskData(Subset(ds, perm[n_val:]), val)
-
-
-# ----------------------------------------------------------------------------- batching
-
-
-class ShardedStimulusBatchSampler:
-    """This process's slice of a brain batch that every process draws identically.
-
-    Wraps a :class:`~brainrdl.train.brain_batches.StimulusBatchSampler` seeded the same on every
-    rank; rank ``r`` of ``W`` yields items ``[r*B//W, (r+1)*B//W)`` of each global batch of B, so
-    the all-gathered batch is the single-process one. With ``world_size=1`` it is the wrapped
-    sampler.
-
-    Examples
-    --------
-    >>> from brainrdl.train.brain_batches import StimulusBatchSampler
-    >>> full = list(StimulusBatchSampler(10, 4, seed=0))
-    >>> parts = [list(ShardedStimulusBatchSampler(StimulusBatchSampler(10, 4, seed=0), r, 2))
-    ...          for r in range(2)]
-    >>> [a + b for a, b in zip(*parts)] == full
-    True
-    """
-
-    def __init__(self, sampler: Any, rank: int, world_size: int) -> None:
-        if sampler.batch_size < world_size:
-            raise ValueError(f"[training] brain_batch_size ({sampler.batch_size}) must be at "
-                             f"least the number of processes ({world_size})")  # fmt: skip
-        self.sampler, self.rank, self.world_size = sampler, rank, world_size
-
-    def set_epoch(self, epoch: int) -> None:
-        """Pass ``epoch`` to the wrapped sampler (a new permutation each pass)."""
-        self.sampler.set_epoch(epoch)
-
-    def __iter__(self) -> Iterator[list[int]]:
-        for batch in self.sampler:
-            n = len(batch)
-            lo, hi = self.rank * n // self.world_size, (self.rank + 1) * n // self.world_size
-            yield batch[lo:hi]
-
-    def __len__(self) -> int:
-        return len(self.sampler)
-
-
-class _EpochLoader:
-    """A task DataLoader whose sampler gets ``set_epoch`` at each pass (``fit`` does not call it).
-
-    ``start_epoch`` makes a resumed run continue the same sequence of permutations.
-    """
-
-    def __init__(self, loader: DataLoader, seed: int, start_epoch: int = 0) -> None:
-        self.loader, self.seed, self.epoch = loader, seed, start_epoch
-
-    def __len__(self) -> int:
-        return len(self.loader)
-
-    def __iter__(self) -> Iterator[Any]:
-        self.loader.sampler.set_epoch(self.epoch)
-        if self.loader.generator is not None:  # worker seeds: a function of (seed, epoch)
-            self.loader.generator.manual_seed(self.seed * 1_000_003 + self.epoch)
-        self.epoch += 1
-        return iter(self.loader)
-
-
-def _average_gradients(optimizer: torch.optim.Optimizer, *_: Any) -> None:
-    """Step pre-hook: replace every gradient by its mean over the processes (one all-reduce per
-    dtype and device)."""
-    world = dist.get_world_size()
-    groups: dict[tuple[Any, Any], list[torch.Tensor]] = {}
-    for group in optimizer.param_groups:
-        for p in group["params"]:
-            if p.grad is not None:
-                groups.setdefault((p.grad.dtype, p.grad.device), []).append(p.grad)
-    for grads in groups.values():
-        flat = torch.cat([g.reshape(-1) for g in grads])
-        dist.all_reduce(flat)
-        flat /= world
-        offset = 0
-        for g in grads:
-            g.copy_(flat[offset : offset + g.numel()].view_as(g))
-            offset += g.numel()
-
-
-class _Schedule:
-    """Learning-rate schedule as a function of the optimizer step (warm-up, cosine or step).
-
-    Set after every step by a step post-hook; a resumed run starts at ``start_step``.
-    """
-
-    def __init__(self, optimizer: torch.optim.Optimizer, cfg: dict[str, Any],
-                 steps_per_epoch: int, total_steps: int, start_step: int) -> None:  # fmt: skip
-        self.optimizer, self.cfg = optimizer, cfg
-        self.steps_per_epoch, self.total = max(steps_per_epoch, 1), max(total_steps, 1)
-        self.base = [g["lr"] for g in optimizer.param_groups]
-        self.step = start_step
-        self._apply()
-        optimizer.register_step_post_hook(self._hook)
-
-    def factor(self, step: int, base: float) -> float:
-        s = self.cfg
-        warm = min(1.0, (step + 1) / s["warmup_steps"]) if s["warmup_steps"] else 1.0
-        if s["name"] == "cosine":
-            floor = min(s["min_lr"] / base, 1.0) if base > 0 else 0.0
-            return warm * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * step / self.total)))
-        if s["name"] == "step":
-            return warm * s["gamma"] ** (step // (s["step_epochs"] * self.steps_per_epoch))
-        return warm
-
-    def _apply(self) -> None:
-        for group, base in zip(self.optimizer.param_groups, self.base):
-            group["lr"] = base * self.factor(self.step, base)
-
-    def _hook(self, *_: Any) -> None:
-        self.step += 1
-        self._apply()
-
-
-# ----------------------------------------------------------------------------- process group
-
-
-@contextlib.contextmanager
-def _process_group(device_choice: str) -> Iterator[tuple[int, int, torch.device]]:
-    """``(rank, world_size, device)``; starts the group from torchrun's environment if needed."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    cuda = device_choice == "cuda" or (device_choice == "auto" and torch.cuda.is_available())
-    if device_choice == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(['device: "cuda" asked for, but torch sees no CUDA device'])
-    device = torch.device("cuda", local_rank) if cuda else torch.device("cpu")
-    if cuda:
-        torch.cuda.set_device(device)
-    started = False
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if cuda else "gloo")
-        started = True
-    try:
-        if dist.is_initialized():
-            yield dist.get_rank(), dist.get_world_size(), device
-        else:
-            yield 0, 1, device
-    finally:
-        if started:
-            dist.destroy_process_group()
-
-
-def _barrier() -> None:
-    if dist.is_initialized() and dist.get_world_size() > 1:
-        dist.barrier()
-
-
-def _rank0_first(rank: int, build: Callable[[], Any]) -> Any:
-    """Run ``build`` on rank 0 first (it may write caches), then on the others."""
-    if rank == 0:
-        value = build()
-        _barrier()
-        return value
-    _barrier()
-    return build()
 
 
 # ----------------------------------------------------------------------------- the run
@@ -639,12 +470,12 @@ def run_training(
     if cfg["threads"]:
         torch.set_num_threads(cfg["threads"])
     try:
-        with _process_group(cfg["device"]) as (rank, world, device):
+        with process_group(cfg["device"]) as (rank, world, device):
             start_epoch = _check_resume(out, cfg, resume)
             if rank == 0:
                 out.mkdir(parents=True, exist_ok=True)
                 (out / CONFIG_NAME).write_text(dumps_toml(cfg), encoding="utf-8")
-            _barrier()
+            barrier()
             return _run(cfg, out, table, rank, world, device, start_epoch, resume, t_start)
     finally:
         torch.set_num_threads(previous_threads)
@@ -712,7 +543,7 @@ def _run(cfg, out, sources, rank, world, device, start_epoch, resume, t_start) -
     brain_loader = heldout = None
     teacher_model = None
     if tcfg["kind"] == "brain":
-        brain = _rank0_first(rank, lambda: sources[f"teacher:{tcfg['source']}"](ctx))
+        brain = rank0_first(rank, lambda: sources[f"teacher:{tcfg['source']}"](ctx))
         brain = _match_ids(brain, tcfg["pattern_descriptor"])
         ctx.brain = brain
         teacher = BrainTeacher(brain.rdms, pattern_descriptor=tcfg["pattern_descriptor"])
@@ -723,7 +554,7 @@ def _run(cfg, out, sources, rank, world, device, start_epoch, resume, t_start) -
         sampler = ShardedStimulusBatchSampler(StimulusBatchSampler(len(stim), bsize, seed=seed),
                                               rank, world)  # fmt: skip
         brain_loader = DataLoader(stim, batch_sampler=sampler)
-    task = _rank0_first(rank, lambda: sources[f"data:{data_cfg['source']}"](ctx))
+    task = rank0_first(rank, lambda: sources[f"data:{data_cfg['source']}"](ctx))
     if tcfg["kind"] == "network":
         torch.manual_seed(seed + 1)
         teacher_model, _, _ = build_model(tcfg["spec"], tcfg["options"], tcfg["weights"])
@@ -747,7 +578,7 @@ def _run(cfg, out, sources, rank, world, device, start_epoch, resume, t_start) -
     if len(loader) == 0:
         raise ConfigError([f"[data] batch_size: {data_cfg['batch_size']} is larger than the "
                            f"{len(task.train)} training items"])  # fmt: skip
-    task_loader = _EpochLoader(loader, seed, start_epoch)
+    task_loader = EpochLoader(loader, seed, start_epoch)
     val_loader = DataLoader(task.val, batch_size=512) if task.val is not None else None
 
     # optimizer, gradient averaging, schedule
@@ -762,11 +593,11 @@ def _run(cfg, out, sources, rank, world, device, start_epoch, resume, t_start) -
         cls = torch.optim.AdamW if opt["name"] == "adamw" else torch.optim.Adam
         optimizer = cls(params, lr=opt["lr"], weight_decay=opt["weight_decay"])
     if world > 1:
-        optimizer.register_step_pre_hook(_average_gradients)
+        optimizer.register_step_pre_hook(average_gradients)
     max_steps = train_cfg["max_steps_per_epoch"] or None
     steps_per_epoch = min(len(loader), max_steps or len(loader))
     if cfg["schedule"]["name"] != "constant" or cfg["schedule"]["warmup_steps"]:
-        _Schedule(optimizer, cfg["schedule"], steps_per_epoch, steps_per_epoch * cfg["epochs"],
+        LRSchedule(optimizer, cfg["schedule"], steps_per_epoch, steps_per_epoch * cfg["epochs"],
                   start_epoch * steps_per_epoch)  # fmt: skip
 
     kwargs: dict[str, Any] = dict(
@@ -785,212 +616,12 @@ def _run(cfg, out, sources, rank, world, device, start_epoch, resume, t_start) -
 
     summary: dict[str, Any] = {}
     if rank == 0:
-        summary = _write_run(cfg, out, model, log, brain, heldout, teacher_model, spec_layers,
+        summary = write_run(cfg, out, model, log, brain, heldout, teacher_model, spec_layers,
                              device, world, t_start)  # fmt: skip
-    _barrier()
+    barrier()
     if teacher is not None and hasattr(teacher, "close"):
         teacher.close()
     return summary
-
-
-# ----------------------------------------------------------------------------- the run folder
-
-
-def _environment(device: torch.device, world: int) -> dict[str, Any]:
-    import brainrdl
-
-    versions = {"python": platform.python_version(), "brainrdl": brainrdl.__version__}
-    from importlib import metadata
-
-    for name in ("torch", "torchvision", "numpy", "rsatoolbox", "pandas", "nibabel"):
-        module = sys.modules.get(name)
-        try:  # the imported module's own version first (e.g. torch's "+cu130" build tag)
-            versions[name] = getattr(module, "__version__", None) or metadata.version(name)
-        except metadata.PackageNotFoundError:  # pragma: no cover - optional
-            versions[name] = None
-    env: dict[str, Any] = {
-        "versions": versions,
-        "platform": platform.platform(),
-        "hostname": platform.node(),
-        "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else
-        platform.processor() or "cpu",
-        "cuda": torch.version.cuda,
-        "world_size": world,
-        "backend": dist.get_backend() if dist.is_initialized() else None,
-        "command": sys.argv,
-        "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "git": {},
-    }
-    for where, folder in (("cwd", Path.cwd()), ("brainrdl", Path(__file__).resolve().parents[2])):
-        try:
-            sha = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"],
-                                 capture_output=True, text=True, timeout=5, check=True)  # fmt: skip
-            dirty = subprocess.run(["git", "-C", str(folder), "status", "--porcelain"],
-                                   capture_output=True, text=True, timeout=5)  # fmt: skip
-            env["git"][where] = {"commit": sha.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
-        except (OSError, subprocess.SubprocessError):
-            env["git"][where] = None
-    return env
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, (np.generic,)):
-        return value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def _safe_name(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-
-
-def _write_run(cfg, out, model, log, brain, heldout, teacher_model, spec_layers, device, world,
-               t_start) -> dict[str, Any]:  # fmt: skip
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    import brainrdl
-    from brainrdl.nets.taps import unwrap_model
-    from brainrdl.train.loop import plot_log
-
-    files = [CONFIG_NAME, "environment.json", "log.csv", WEIGHTS_NAME, SUMMARY_NAME,
-             f"{CHECKPOINT_DIR}/last.pt"]  # fmt: skip
-    (out / "environment.json").write_text(json.dumps(_environment(device, world), indent=2))
-    log.to_csv(out / "log.csv", index=False)
-    inner = unwrap_model(model)
-    torch.save(inner.state_dict(), out / WEIGHTS_NAME)
-
-    fig = plot_log(log)
-    from matplotlib.ticker import MaxNLocator
-
-    for ax, label in zip(fig.axes, ("loss", "accuracy", "Pearson r")):
-        ax.set_ylabel(label)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    fig.suptitle(f"learning curves ({world} process{'es' if world > 1 else ''})", y=1.02)
-    fig.tight_layout()
-    fig.savefig(out / "learning_curves.png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    files.append("learning_curves.png")
-    rsa_cols = [c for c in log if c.startswith("heldout_rsa/")]
-    if rsa_cols:
-        fig, ax = plt.subplots(figsize=(5, 3.4))
-        for c in rsa_cols:
-            layer = c.split("/", 1)[1]
-            label = f"{layer} → {cfg['alignment'][layer]['target']}"
-            ax.plot(log["epoch"], log[c], marker="o", label=label)
-        ax.set(xlabel="epoch", ylabel="Pearson r (layer RDM vs target RDM)",
-               title="held-out RSA per aligned layer")  # fmt: skip
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.legend(fontsize=8)
-        fig.savefig(out / "heldout_rsa.png", dpi=120, bbox_inches="tight")
-        plt.close(fig)
-        files.append("heldout_rsa.png")
-    tensorboard = _tensorboard(log, out)
-    if tensorboard:
-        files.append("tensorboard/")
-
-    table = None
-    targets: dict[str, Any] = {}
-    if heldout is not None:
-        images, ids = heldout
-        np.savez(out / "heldout_stimuli.npz", images=images.cpu().numpy(),
-                 stimulus_ids=np.asarray([str(i) if not isinstance(i, int) else i for i in ids]))
-        files.append("heldout_stimuli.npz")
-        desc = cfg["teacher"]["pattern_descriptor"]
-        if brain is not None:
-            targets = {name: r.subset_pattern(desc, list(ids)) for name, r in brain.rdms.items()
-                       if {str(v) for v in r.pattern_descriptors.get(desc, [])} >=
-                       {str(i) for i in ids}}  # fmt: skip
-        elif teacher_model is not None:
-            rdms = brainrdl.extract_rdms(teacher_model, images, list(cfg["teacher"]["layers"]),
-                                         method=cfg["heldout"]["rdm_method"],
-                                         stimulus_ids=list(ids), progress=False,
-                                         device=device)  # fmt: skip
-            targets = split_targets(rdms, "layer")
-        (out / "brain_rdms").mkdir(exist_ok=True)
-        index = {}
-        for name, r in targets.items():
-            path = out / "brain_rdms" / f"{_safe_name(name)}.hdf5"
-            r.save(str(path), file_type="hdf5", overwrite=True)
-            index[name] = path.name
-        (out / "brain_rdms" / "index.json").write_text(json.dumps(index, indent=2))
-        files.append("brain_rdms/")
-        layers = list(cfg["heldout"]["layers"]) or spec_layers or list(cfg["alignment"])
-        if targets and layers:
-            table = brainrdl.compare_layers(
-                inner, targets, stimuli=images, layer_names=layers, stimulus_ids=list(ids),
-                method=cfg["heldout"]["method"], device=device,
-                extract_kwargs={"method": cfg["heldout"]["rdm_method"],
-                                "dtype": torch.float64, "progress": False},
-            )  # fmt: skip
-            table.to_csv(out / "layer_region.csv", index=False)
-            files.append("layer_region.csv")
-            _table_figure(table, out)
-            files.append("layer_region.png")
-
-    last = log.iloc[-1].to_dict() if len(log) else {}
-    summary = {
-        "config": CONFIG_NAME,
-        "model": cfg["model"]["spec"],
-        "teacher": cfg["teacher"]["kind"] if cfg["teacher"]["kind"] != "brain"
-        else f"brain:{cfg['teacher']['source']}",
-        "alignment": {
-            k: {"target": v["target"], "loss": v["loss"], "weight": v["weight"]}
-            for k, v in cfg["alignment"].items()
-        },
-        "epochs": cfg["epochs"],
-        "epochs_logged": len(log),
-        "world_size": world,
-        "global_batch_size": cfg["data"]["batch_size"],
-        "brain_batch_size": cfg["training"]["brain_batch_size"],
-        "final": {k: _plain(v) for k, v in last.items()},
-        "heldout_rsa_metric": "Pearson r between upper triangles of the layer's RDM (the loss's "
-        "distance) and its target RDM on the held-out stimuli",
-        "n_heldout_stimuli": len(heldout[1]) if heldout is not None else 0,
-        "layer_region_method": cfg["heldout"]["method"],
-        "layer_region": None if table is None else
-        [{k: _plain(v) for k, v in row.items()} for row in table.to_dict(orient="records")],
-        "tensorboard": tensorboard,
-        "seconds": round(time.perf_counter() - t_start, 2),
-        "files": files,
-    }
-    (out / SUMMARY_NAME).write_text(json.dumps(summary, indent=2, default=str))
-    return summary
-
-
-def _tensorboard(log: Any, out: Path) -> bool:
-    """TensorBoard events of the log (one point per epoch); False when not installed."""
-    if importlib.util.find_spec("tensorboard") is None:
-        return False
-    from torch.utils.tensorboard import SummaryWriter
-
-    with SummaryWriter(str(out / "tensorboard")) as writer:
-        for row in log.to_dict(orient="records"):
-            for key, value in row.items():
-                if key != "epoch" and isinstance(value, (int, float)) and math.isfinite(value):
-                    writer.add_scalar(key, value, int(row["epoch"]))
-    return True
-
-
-def _table_figure(table: Any, out: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    grid = table.pivot_table(index="layer", columns="region", values="similarity", sort=False)
-    fig, ax = plt.subplots(figsize=(1.6 + 1.1 * grid.shape[1], 1.2 + 0.45 * grid.shape[0]))
-    im = ax.imshow(grid.to_numpy(), vmin=-1, vmax=1, cmap="RdBu_r", aspect="auto")
-    ax.set(xticks=range(grid.shape[1]), xticklabels=list(grid.columns), yticks=range(grid.shape[0]),
-           yticklabels=list(grid.index), xlabel="region", ylabel="layer",
-           title="held-out layer × region RSA")  # fmt: skip
-    for (i, j), v in np.ndenumerate(grid.to_numpy()):
-        ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=8)
-    method = table["method"].iloc[0] if "method" in table else "similarity"
-    fig.colorbar(im, ax=ax, label=f"RSA ({method})")
-    fig.savefig(out / "layer_region.png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
 
 
 # ----------------------------------------------------------------------------- reading a run
