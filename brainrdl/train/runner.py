@@ -251,6 +251,10 @@ def load_stimuli(
                 img = img.resize((image_size, image_size), Image.BILINEAR)
             arr = np.asarray(img, dtype=np.float32) / 255.0
         items.append(torch.from_numpy(arr).permute(2, 0, 1))
+    shapes = {tuple(x.shape) for x in items}
+    if len(shapes) > 1:
+        raise ValueError(f"stimuli in {str(path)!r} differ in size ({sorted(shapes)[:3]}); set "
+                         "[data] image_size to resize them")  # fmt: skip
     return torch.stack(items), [f.stem for f in files]
 
 
@@ -367,7 +371,8 @@ def _held_out_split(brain: BrainData, cfg: dict[str, Any]) -> tuple[list[int], l
                                f"of the {len(pool)} covered stimuli for training"])  # fmt: skip
         rng = np.random.default_rng(cfg["seed"])
         held = sorted(pool[i] for i in rng.permutation(len(pool))[:n])
-    train = [i for i in range(len(ids)) if i not in set(held)]
+    held_set = set(held)
+    train = [i for i in range(len(ids)) if i not in held_set]
     return held, train
 
 
