@@ -171,6 +171,11 @@ def test_cli_bad_config_exits_2_naming_the_key(tmp_path, capsys):
     path.write_text("epochs = 2\n[model\n")
     assert main(["train", str(path)]) == 2
     assert "not valid TOML" in capsys.readouterr().err
+    assert main(["train"]) == 2
+    assert "give a CONFIG file" in capsys.readouterr().err
+    path.write_text("epochs = 2\n")
+    assert main(["train", str(path), "--check"]) == 0
+    assert "the config is valid" in capsys.readouterr().out
 
 
 def test_module_spec_builds_the_labs_model(tmp_path, monkeypatch):
