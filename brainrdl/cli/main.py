@@ -26,13 +26,18 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "compare": (
         "brainrdl.cli.compare",
-        "compare saved layer RDMs (or a model checkpoint over a stimulus folder) with brain "
-        "RDMs; writes a CSV table and PNG plots",
+        "compare models (by spec, checkpoint or saved layer RDMs) with brain RDMs, layer by "
+        "region; writes a CSV table and PNG plots",
     ),
     "rdms": (
         "brainrdl.cli.rdms",
         "brain RDMs per region from NIfTI betas + an atlas or from an NWB file; writes one "
         "rsatoolbox HDF5 file for brainrdl compare --brain",
+    ),
+    "train": (
+        "brainrdl.cli.train",
+        "train a network toward brain RDMs from a config file (one process or torchrun); "
+        "writes a run folder with config.toml and summary.json",
     ),
     "make-demo-data": (
         "data_adapters.demo",
