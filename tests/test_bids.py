@@ -88,7 +88,7 @@ def test_subject_selection_and_prefixes(bids):
 def test_missing_events_is_a_named_error_naming_the_file(bids, bids_copy):
     missing = bids_copy / "sub-02" / "func" / f"sub-02_task-{bids.task}_run-2_events.tsv"
     missing.unlink()
-    with pytest.raises(BIDSDataError, match="sub-02_task-digits_run-2_events.tsv") as info:
+    with pytest.raises(BIDSDataError, match=r"sub-02_task-digits_run-2_events\.tsv") as info:
         rdms_from_bids(bids_copy, task=bids.task, atlas=bids.atlas, labels=bids.labels,
                        progress=False)
     assert info.value.failures["subject"].tolist() == ["sub-02"]
@@ -120,7 +120,7 @@ def test_missing_confound_column_names_the_tsv(bids, bids_copy):
     ok, failures = check_bids_subjects(bids_copy, task=bids.task)
     assert ok == ["sub-02", "sub-03"]
     assert failures["file"].tolist() == [str(path)]
-    with pytest.raises(BIDSDataError, match="desc-confounds_timeseries.tsv"):
+    with pytest.raises(BIDSDataError, match=r"desc-confounds_timeseries\.tsv"):
         rdms_from_bids(bids_copy, task=bids.task, atlas=bids.atlas, labels=bids.labels,
                        progress=False)
     # the subject is fine when only available confounds are asked for
@@ -131,7 +131,7 @@ def test_missing_confound_column_names_the_tsv(bids, bids_copy):
 
 
 def test_bad_arguments_are_named(bids, tmp_path):
-    with pytest.raises(FileNotFoundError, match="dataset_description.json"):
+    with pytest.raises(FileNotFoundError, match=r"dataset_description\.json"):
         rdms_from_bids(tmp_path, task="digits", atlas=bids.atlas, labels=bids.labels)
     with pytest.raises(FileNotFoundError, match="derivatives folder"):
         rdms_from_bids(bids.root, task="digits", derivatives="derivatives/nope",
