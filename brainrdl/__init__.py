@@ -45,6 +45,8 @@ _LAZY: dict[str, str] = {
     "extract_rdms": "brainrdl.analysis.layer_rdms",
     "compare_layers": "brainrdl.analysis.layer_comparison",
     "noise_ceiling": "brainrdl.stats.ceilings",
+    "compare_layers_over_time": "brainrdl.analysis.temporal",
+    "plot_layers_over_time": "brainrdl.analysis.temporal",
 }
 
 # rooms importable as attributes (``brainrdl.rsa``...); ``functional`` is the public loss module
@@ -66,12 +68,14 @@ __all__ = [
     "calc_rdm",
     "compare",
     "compare_layers",
+    "compare_layers_over_time",
     "compare_models",
     "compare_vectors",
     "extract_rdms",
     "fit",
     "noise_ceiling",
     "pairwise_rdm",
+    "plot_layers_over_time",
     "rank_transform",
     "square_from_upper_tri",
     "upper_tri",
@@ -96,6 +100,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from brainrdl.analysis.layer_comparison import compare_layers, compare_models
     from brainrdl.analysis.layer_rdms import extract_rdms
+    from brainrdl.analysis.temporal import compare_layers_over_time, plot_layers_over_time
     from brainrdl.nets.taps import LayerTaps
     from brainrdl.rsa.comparison import compare, compare_vectors
     from brainrdl.rsa.distances import pairwise_rdm, square_from_upper_tri, upper_tri
