@@ -6,13 +6,13 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import rsatoolbox  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import pytest
+import rsatoolbox
+import torch
 
-import brainrdl  # noqa: E402
-from brainrdl.analysis.temporal import compare_layers_over_time, plot_layers_over_time  # noqa: E402
+import brainrdl
+from brainrdl.analysis.temporal import compare_layers_over_time, plot_layers_over_time
 
 N_COND = 8
 K = N_COND * (N_COND - 1) // 2
