@@ -164,3 +164,10 @@ def test_named_errors(tmp_path):
         rdms_from_epochs(epochs, noise=np.eye(3))
     with pytest.raises(ValueError, match="step"):
         rdms_from_epochs(epochs, step=0.1)
+
+
+def test_subject_and_stimulus_descriptors():
+    epochs, _ = _epochs(seed=6, n_rep=3)
+    rdms = rdms_from_epochs(epochs, window=0.2, subject="sub-07")
+    assert rdms.rdm_descriptors["subject"] == ["sub-07"] * rdms.n_rdm
+    assert rdms.pattern_descriptors["stimulus"] == rdms.pattern_descriptors["conds"]

@@ -12,9 +12,10 @@ Layout (what nilearn's ``first_level_from_bids`` and fMRIPrep users expect)::
                     sub-01_task-digits_run-1_desc-confounds_timeseries.tsv (+ .json)
       derivatives/atlas/  dataset_description.json, the demo atlas + its label table
 
-Every subject sees the same digits in a new random order per run (BIDS ``events.tsv``); its BOLD
-is the demo GLM simulation (glover HRF, heteroscedastic noise) plus head-motion-like confound
-signals whose time courses are in the confounds TSV (``trans_x`` ... ``rot_z``,
+Every subject sees the same digits in a new random order per run (BIDS ``events.tsv``); its
+BOLD is the demo GLM simulation (glover HRF, heteroscedastic noise; the true voxel patterns of
+``EVC`` and ``IT`` are shared by all subjects, noise and order are not) plus head-motion-like
+confound signals whose time courses are in the confounds TSV (``trans_x`` ... ``rot_z``,
 ``framewise_displacement`` with the ``n/a`` first row fMRIPrep writes, ``global_signal``), so
 regressing them out matters. Deterministic in ``seed``.
 
@@ -180,9 +181,11 @@ def write_demo_bids(
                                                       index=False)
     brain = (atlas > 0).astype(np.uint8)
     bold, events, confounds = {}, {}, {}
+    # one geometry for everyone (the same true voxel patterns): subjects differ in trial
+    # order, noise and head motion, so agreement between subjects is limited by noise only
+    patterns = _true_patterns(stimuli.images, stimuli.labels, np.random.default_rng([seed, 7000]),
+                              n_voxels)
     for s, sub in enumerate(subjects):
-        rng = np.random.default_rng([seed, 7000 + s])
-        patterns = _true_patterns(stimuli.images, stimuli.labels, rng, n_voxels)
         raw_func, der_func = root / sub / "func", deriv / sub / "func"
         raw_func.mkdir(parents=True, exist_ok=True)
         der_func.mkdir(parents=True, exist_ok=True)

@@ -236,6 +236,7 @@ def rdms_from_epochs(
     noise: Any = "epochs",
     scale: str | None = "channel_type",
     n_folds: int | None = None,
+    subject: str | None = None,
     progress: bool = False,
 ) -> Any:
     """Time-resolved RDMs from MEG / EEG epochs: one RDM per time point or window.
@@ -262,6 +263,8 @@ def rdms_from_epochs(
         Divide each channel type by its noise standard deviation first.
     n_folds : int, optional
         Crossnobis folds (default: the smallest trial count of a condition).
+    subject : str, optional
+        Stored as the ``subject`` rdm descriptor of every RDM (for stacking subjects).
     progress : bool, default False
         tqdm bar over time points.
 
@@ -269,8 +272,10 @@ def rdms_from_epochs(
     -------
     rsatoolbox.rdm.RDMs
         One RDM per time point / window, rdm descriptors ``time`` (s; window centre),
-        ``window`` (``"[start, stop)"`` in s); pattern descriptor ``conds`` with the condition
-        labels (sorted); descriptors ``channel_types``, ``n_channels``, ``noise``.
+        ``window`` (``"[start, stop)"`` in s) and ``subject`` when given; pattern descriptors
+        ``conds`` and ``stimulus``, both the condition labels (sorted; ``stimulus`` lets
+        :func:`brainrdl.compare_layers` align model RDMs); descriptors ``channel_types``,
+        ``n_channels``, ``noise``.
 
     Examples
     --------
@@ -335,6 +340,9 @@ def rdms_from_epochs(
     for key in ("time", "window"):
         out.rdm_descriptors[key] = [r.rdm_descriptors[key][0] for r in rdms]
         out.descriptors.pop(key, None)
+    if subject is not None:
+        out.rdm_descriptors["subject"] = [str(subject)] * out.n_rdm
+    out.pattern_descriptors["stimulus"] = list(out.pattern_descriptors["conds"])
     out.descriptors.pop("noise", None)
     out.descriptors["noise"] = noise if isinstance(noise, str) or noise is None else "array"
     out.descriptors["channel_types"] = sorted(set(ep.ch_types))
