@@ -38,7 +38,9 @@ def _as_rdms(brain_rdms: Any) -> Any:
     if isinstance(brain_rdms, Sequence) and brain_rdms and all(
         isinstance(r, RDMs) for r in brain_rdms
     ):
-        return concat(list(brain_rdms))
+        first = brain_rdms[0].pattern_descriptors
+        target = "stimulus" if "stimulus" in first else None
+        return concat(list(brain_rdms), target_pdesc=target)
     raise TypeError("brain_rdms must be rsatoolbox RDMs with a time rdm descriptor, or a list of "
                     f"them (e.g. one per subject); got {type(brain_rdms).__name__}")
 

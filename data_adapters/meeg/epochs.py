@@ -136,14 +136,18 @@ def _windows(times: np.ndarray, window: float | None, step: float | None):
         raise ValueError(f"step must be a positive number of seconds; got {step!r}")
     dt = float(times[1] - times[0]) if len(times) > 1 else 0.0
     out = []
+    k = 0
     start = float(times[0])
-    # half a sample of tolerance so that windows of whole samples are not lost to rounding
-    while start + window <= times[-1] + dt - 1e-9 * max(dt, 1.0) or not out:
+    # a window ends at the last sample's end (times[-1] + dt); 1e-9 s tolerance for rounding
+    while start + window <= times[-1] + dt + 1e-9 or not out:
         idx = np.flatnonzero((times >= start - 1e-9) & (times < start + window - 1e-9))
         if idx.size == 0:
             raise ValueError(f"window={window} s holds no sample (sampling step {dt:g} s)")
-        out.append((idx, start + window / 2.0, (start, start + window)))
-        start += step
+        # times rounded to the nanosecond: sums of float seconds would print as 0.07500000001
+        out.append((idx, round(start + window / 2.0, 9),
+                    (round(start, 9), round(start + window, 9))))
+        k += 1
+        start = float(times[0]) + k * step
     return out
 
 
@@ -334,7 +338,9 @@ def rdms_from_epochs(
         rdm.rdm_descriptors["time"] = [float(ep.times[k])]
         start, stop = ep.windows[k]
         rdm.rdm_descriptors["window"] = [f"[{start:g}, {stop:g})"]
-        rdm.rdm_descriptors.pop("noise", None)  # per time point: kept out of the stack
+        # the precision differs per time point: kept out of the stack (descriptors say which)
+        rdm.rdm_descriptors.pop("noise", None)
+        rdm.descriptors.pop("noise", None)
         rdms.append(rdm)
     out = concat(rdms, target_pdesc="conds")
     for key in ("time", "window"):
@@ -343,7 +349,6 @@ def rdms_from_epochs(
     if subject is not None:
         out.rdm_descriptors["subject"] = [str(subject)] * out.n_rdm
     out.pattern_descriptors["stimulus"] = list(out.pattern_descriptors["conds"])
-    out.descriptors.pop("noise", None)
     out.descriptors["noise"] = noise if isinstance(noise, str) or noise is None else "array"
     out.descriptors["channel_types"] = sorted(set(ep.ch_types))
     out.descriptors["n_channels"] = n_chan
