@@ -143,3 +143,45 @@ def test_bad_arguments_are_named(bids, tmp_path):
     with pytest.raises(BIDSDataError, match="no preprocessed BOLD"):
         rdms_from_bids(bids.root, task="other", atlas=bids.atlas, labels=bids.labels,
                        progress=False)
+
+
+def test_sessions_are_descriptors_and_optionally_split(tmp_path):
+    ds = write_demo_bids(tmp_path / "ses", n_subjects=2, n_runs=2, n_sessions=2, seed=2)
+    assert "ses-02" in str(ds.bold["sub-01"][-1])
+    kw = {"task": ds.task, "atlas": ds.atlas, "labels": ds.labels, "progress": False}
+    pooled = rdms_from_bids(ds.root, **kw)["IT"]
+    assert pooled.rdm_descriptors["subject"] == ["sub-01", "sub-02"]
+    assert pooled.rdm_descriptors["session"] == ["01+02", "01+02"]
+    split = rdms_from_bids(ds.root, per_session=True, **kw)["IT"]
+    assert split.rdm_descriptors["subject"] == ["sub-01", "sub-01", "sub-02", "sub-02"]
+    assert split.rdm_descriptors["session"] == ["01", "02", "01", "02"]
+    # pooled: the four runs of both sessions are the folds, as the single-subject path does
+    conf = [pd.read_csv(p, sep="\t")[list(MOTION_CONFOUNDS)] for p in ds.confounds["sub-02"]]
+    ref = rdms_from_bold(ds.bold["sub-02"], ds.events["sub-02"], t_r=ds.t_r, atlas=ds.atlas,
+                         labels=ds.labels, confounds=conf)["IT"]
+    np.testing.assert_allclose(pooled.dissimilarities[1], ref.dissimilarities[0], rtol=1e-10)
+    # per session: the session's two runs only
+    ref1 = rdms_from_bold(ds.bold["sub-02"][:2], ds.events["sub-02"][:2], t_r=ds.t_r,
+                          atlas=ds.atlas, labels=ds.labels, confounds=conf[:2])["IT"]
+    np.testing.assert_allclose(split.dissimilarities[2], ref1.dissimilarities[0], rtol=1e-10)
+
+
+def test_slice_timing_reference_is_honoured(tmp_path):
+    """StartTime = 1 s in the preprocessed BOLD's JSON (and events 1 s later on the scanner
+    clock): the onsets are shifted back by slice_time_ref * t_r, giving the RDMs of the same data
+    simulated with StartTime = 0; ignoring it would not."""
+    kw = {"n_subjects": 1, "n_runs": 2, "seed": 3}
+    zero = write_demo_bids(tmp_path / "zero", **kw)
+    late = write_demo_bids(tmp_path / "late", start_time=1.0, **kw)
+    ev0 = pd.read_csv(zero.events["sub-01"][0], sep="\t")
+    ev1 = pd.read_csv(late.events["sub-01"][0], sep="\t")
+    np.testing.assert_allclose(ev1["onset"], ev0["onset"] + 1.0)
+    args = {"task": zero.task, "atlas": zero.atlas, "labels": zero.labels, "progress": False}
+    a = rdms_from_bids(zero.root, **args)["IT"].dissimilarities
+    b = rdms_from_bids(late.root, **args)["IT"].dissimilarities
+    np.testing.assert_allclose(b, a, rtol=1e-6)
+    conf = [pd.read_csv(p, sep="\t")[list(MOTION_CONFOUNDS)].fillna(0.0)
+            for p in late.confounds["sub-01"]]
+    ignored = rdms_from_bold(late.bold["sub-01"], late.events["sub-01"], t_r=late.t_r,
+                             atlas=late.atlas, labels=late.labels, confounds=conf)["IT"]
+    assert not np.allclose(ignored.dissimilarities, a, rtol=1e-3)

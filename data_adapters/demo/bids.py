@@ -101,12 +101,14 @@ def write_demo_bids(
     n_subjects: int = 3,
     n_runs: int = 2,
     n_stimuli: int = 10,
+    n_sessions: int = 1,
     seed: int = 0,
     noise: float = 1.0,
     motion: float = 2.0,
     t_r: float = 2.0,
     task: str = "digits",
     space: str = "MNI152NLin2009cAsym",
+    start_time: float = 0.0,
 ) -> DemoBIDS:
     """Write a small valid BIDS dataset with fMRIPrep-style derivatives and return its paths.
 
@@ -115,7 +117,11 @@ def write_demo_bids(
     root : path
         Folder to write (created; existing files are overwritten).
     n_subjects, n_runs, n_stimuli : int
-        Subjects, runs per subject (>= 2 for crossnobis), digits shown once per run (>= 10).
+        Subjects, runs per subject and session (>= 2 for crossnobis), digits shown once per run
+        (>= 10).
+    n_sessions : int
+        Sessions per subject; with more than one, files go to ``sub-XX/ses-YY/func`` and carry
+        ``ses-YY`` in their names.
     seed : int
         Seed of the simulation (patterns per subject, orders, noise, motion).
     noise : float
@@ -126,6 +132,10 @@ def write_demo_bids(
         Repetition time in seconds (written to the sidecar JSON files).
     task, space : str
         BIDS task label and fMRIPrep space label.
+    start_time : float
+        Acquisition time (s) of the reference slice within each volume, written as
+        ``StartTime`` in the preprocessed BOLD's JSON (as fMRIPrep does after slice-timing
+        correction); the simulated responses are sampled at ``scan * t_r + start_time``.
 
     Returns
     -------
@@ -142,9 +152,11 @@ def write_demo_bids(
     import pandas as pd
 
     for name, value, low in (("n_subjects", n_subjects, 1), ("n_runs", n_runs, 2),
-                             ("n_stimuli", n_stimuli, 10)):
+                             ("n_stimuli", n_stimuli, 10), ("n_sessions", n_sessions, 1)):
         if not isinstance(value, (int, np.integer)) or value < low:
             raise ValueError(f"{name} must be an integer >= {low}; got {value!r}")
+    if not 0.0 <= start_time < t_r:
+        raise ValueError(f"start_time must be in [0, t_r={t_r}); got {start_time!r}")
     root = Path(root)
     deriv = root / "derivatives" / "fmriprep"
     atlas_dir = root / "derivatives" / "atlas"
@@ -185,48 +197,71 @@ def write_demo_bids(
     # order, noise and head motion, so agreement between subjects is limited by noise only
     patterns = _true_patterns(stimuli.images, stimuli.labels, np.random.default_rng([seed, 7000]),
                               n_voxels)
+    sessions = [None] if n_sessions == 1 else [f"{k + 1:02d}" for k in range(n_sessions)]
     for s, sub in enumerate(subjects):
-        raw_func, der_func = root / sub / "func", deriv / sub / "func"
-        raw_func.mkdir(parents=True, exist_ok=True)
-        der_func.mkdir(parents=True, exist_ok=True)
         bold[sub], events[sub], confounds[sub] = [], [], []
-        for r in range(1, n_runs + 1):
-            stem = f"{sub}_task-{task}_run-{r}"
-            ev_path = raw_func / f"{stem}_events.tsv"
-            pre_path = der_func / f"{stem}_space-{space}_desc-preproc_bold.nii.gz"
-            _write_bold_run(pre_path, ev_path, patterns, atlas, affine, ids,
-                            np.random.default_rng([seed, 7000 + s, r]), noise, t_r)
-            img = nib.load(pre_path)
-            data = np.asarray(img.dataobj, dtype=np.float64)
-            conf = _confound_table(data.shape[-1], np.random.default_rng([seed, 8000 + s, r]))
-            # motion leaks into every voxel with its own loading: the GLM must regress it out
-            load = np.random.default_rng([seed, 9000 + s, r]).standard_normal(
-                (len(MOTION_CONFOUNDS), *data.shape[:3]))
-            data += motion * noise * np.tensordot(conf[list(MOTION_CONFOUNDS)].to_numpy().T,
-                                                  load, axes=(0, 0)).transpose(1, 2, 3, 0)
-            conf["global_signal"] = data[atlas > 0].mean(axis=0)
-            out = nib.Nifti1Image(data.astype(np.float32), affine, img.header)
-            nib.save(out, pre_path)
-            nib.save(out, raw_func / f"{stem}_bold.nii.gz")  # raw: same data (simulation)
-            sidecar = {"RepetitionTime": float(t_r), "TaskName": task}
-            _json(raw_func / f"{stem}_bold.json", sidecar)
-            # fMRIPrep writes StartTime when it slice-time corrects; 0 = the simulated timing
-            _json(pre_path.with_name(pre_path.name.replace(".nii.gz", ".json")),
-                  {**sidecar, "StartTime": 0.0, "SkullStripped": False})
-            nib.save(nib.Nifti1Image(brain, affine),
-                     der_func / f"{stem}_space-{space}_desc-brain_mask.nii.gz")
-            conf_path = der_func / f"{stem}_desc-confounds_timeseries.tsv"
-            conf.to_csv(conf_path, sep="\t", index=False, na_rep="n/a")
-            _json(conf_path.with_suffix(".json"),
-                  {c: {"Description": f"simulated {c}"} for c in conf.columns})
-            bold[sub].append(pre_path)
-            events[sub].append(ev_path)
-            confounds[sub].append(conf_path)
+        for k, ses in enumerate(sessions):
+            sub_dir = Path(sub) if ses is None else Path(sub) / f"ses-{ses}"
+            raw_func, der_func = root / sub_dir / "func", deriv / sub_dir / "func"
+            raw_func.mkdir(parents=True, exist_ok=True)
+            der_func.mkdir(parents=True, exist_ok=True)
+            for r in range(1, n_runs + 1):
+                stem = (f"{sub}_task-{task}_run-{r}" if ses is None
+                        else f"{sub}_ses-{ses}_task-{task}_run-{r}")
+                _write_run(stem, raw_func, der_func, space, patterns, atlas, affine, ids,
+                           [seed, 7000 + s, r + 1000 * k], [seed, 8000 + s, r + 1000 * k],
+                           [seed, 9000 + s, r + 1000 * k], noise, motion, t_r, task,
+                           start_time, brain, bold[sub], events[sub], confounds[sub])
     return DemoBIDS(
         root=root, derivatives=deriv, subjects=subjects, task=task, space=space,
         t_r=float(t_r), atlas=atlas_path, atlas_labels=labels_path, labels=dict(DEMO_LABELS),
         bold=bold, events=events, confounds=confounds, stimulus_ids=sorted(ids),
     )  # fmt: skip
+
+
+def _write_run(stem, raw_func, der_func, space, patterns, atlas, affine, ids, seed_bold,
+               seed_conf, seed_load, noise, motion, t_r, task, start_time, brain, bold, events,
+               confounds) -> None:
+    """One run: raw BOLD + events + sidecar, preprocessed BOLD + sidecar, mask, confounds."""
+    import nibabel as nib
+    import pandas as pd
+
+    ev_path = raw_func / f"{stem}_events.tsv"
+    pre_path = der_func / f"{stem}_space-{space}_desc-preproc_bold.nii.gz"
+    _write_bold_run(pre_path, ev_path, patterns, atlas, affine, ids,
+                    np.random.default_rng(seed_bold), noise, t_r)
+    if start_time:
+        # responses were sampled at scan * t_r; the reference slice is acquired
+        # start_time later, so the events happened start_time later on that clock
+        ev = pd.read_csv(ev_path, sep="\t")
+        ev["onset"] = ev["onset"] + start_time
+        ev.to_csv(ev_path, sep="\t", index=False)
+    img = nib.load(pre_path)
+    data = np.asarray(img.dataobj, dtype=np.float64)
+    conf = _confound_table(data.shape[-1], np.random.default_rng(seed_conf))
+    # motion leaks into every voxel with its own loading: the GLM must regress it out
+    load = np.random.default_rng(seed_load).standard_normal(
+        (len(MOTION_CONFOUNDS), *data.shape[:3]))
+    data += motion * noise * np.tensordot(conf[list(MOTION_CONFOUNDS)].to_numpy().T,
+                                          load, axes=(0, 0)).transpose(1, 2, 3, 0)
+    conf["global_signal"] = data[atlas > 0].mean(axis=0)
+    out = nib.Nifti1Image(data.astype(np.float32), affine, img.header)
+    nib.save(out, pre_path)
+    nib.save(out, raw_func / f"{stem}_bold.nii.gz")  # raw: same data (simulation)
+    sidecar = {"RepetitionTime": float(t_r), "TaskName": task}
+    _json(raw_func / f"{stem}_bold.json", sidecar)
+    # fMRIPrep writes StartTime when it slice-time corrects
+    _json(pre_path.with_name(pre_path.name.replace(".nii.gz", ".json")),
+          {**sidecar, "StartTime": float(start_time), "SkullStripped": False})
+    nib.save(nib.Nifti1Image(brain, affine),
+             der_func / f"{stem}_space-{space}_desc-brain_mask.nii.gz")
+    conf_path = der_func / f"{stem}_desc-confounds_timeseries.tsv"
+    conf.to_csv(conf_path, sep="\t", index=False, na_rep="n/a")
+    _json(conf_path.with_suffix(".json"),
+          {c: {"Description": f"simulated {c}"} for c in conf.columns})
+    bold.append(pre_path)
+    events.append(ev_path)
+    confounds.append(conf_path)
 
 
 def _confound_table(n_scans: int, rng: np.random.Generator):
