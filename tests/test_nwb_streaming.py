@@ -158,3 +158,8 @@ def test_named_errors(big_file, tmp_path):
         nwb.read_nwb_spikes(fh)
     with pytest.raises(TypeError, match=r"h5py\.File"):
         nwb.read_nwb_spikes(42)
+    plain = tmp_path / "plain.h5"  # valid HDF5, but not NWB
+    with h5py.File(plain, "w") as h5:
+        h5["x"] = np.arange(3)
+    with pytest.raises(ValueError, match=r"plain\.h5.*could not be read as an NWB file"):
+        nwb.read_nwb_spikes(plain)
