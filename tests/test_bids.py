@@ -185,3 +185,19 @@ def test_slice_timing_reference_is_honoured(tmp_path):
     ignored = rdms_from_bold(late.bold["sub-01"], late.events["sub-01"], t_r=late.t_r,
                              atlas=late.atlas, labels=late.labels, confounds=conf)["IT"]
     assert not np.allclose(ignored.dissimilarities, a, rtol=1e-3)
+
+
+def test_missing_start_time_is_said_once(bids, bids_copy):
+    for js in (bids_copy / "derivatives" / "fmriprep").rglob("*desc-preproc_bold.json"):
+        meta = json.loads(js.read_text())
+        meta.pop("StartTime")
+        js.write_text(json.dumps(meta))
+    with pytest.warns(UserWarning, match="no StartTime") as record:
+        rdms = rdms_from_bids(bids_copy, task=bids.task, atlas=bids.atlas, labels=bids.labels,
+                              progress=False)
+    assert sum("StartTime" in str(w.message) for w in record) == 1
+    assert "sub-01" in str(record[0].message) and "sub-03" in str(record[0].message)
+    # StartTime 0 and absent mean the same timing
+    ref = rdms_from_bids(bids.root, task=bids.task, atlas=bids.atlas, labels=bids.labels,
+                         progress=False)
+    np.testing.assert_allclose(rdms["IT"].dissimilarities, ref["IT"].dissimilarities)

@@ -306,6 +306,7 @@ def rdms_from_bids(
     deriv = Path(derivatives) if Path(derivatives).is_absolute() else root / derivatives
 
     per_roi: dict[str, list[Any]] = {}
+    no_start_time: list[str] = []
     subject_iter: Any = ok
     if progress:
         from tqdm.auto import tqdm
@@ -314,6 +315,8 @@ def rdms_from_bids(
     for sub in subject_iter:
         try:
             runs = _subject_runs(root, deriv, sub, task, space, desc, confounds)
+            if runs and runs[0]["no_start_time"]:
+                no_start_time.append(sub)
             for session, items in _sessions(runs, per_session):
                 rdms = rdms_from_bold(
                     [r["bold"] for r in items], [r["events"] for r in items],
@@ -332,6 +335,13 @@ def rdms_from_bids(
                 raise BIDSDataError(row) from err
             warnings.warn(f"skipping {sub}: {err}", UserWarning, stacklevel=2)
             failures = pd.concat([failures, row], ignore_index=True)
+    if no_start_time:
+        warnings.warn(
+            f"no StartTime in the preprocessed BOLD's JSON of {no_start_time}: events are "
+            "aligned to the start of each volume (slice_time_ref = 0), as nilearn assumes; "
+            "right if the data were not slice-time corrected",
+            UserWarning, stacklevel=2,
+        )  # fmt: skip
     if not per_roi:
         raise BIDSDataError(failures)
     out = {}
@@ -362,13 +372,22 @@ def _subject_runs(root: Path, deriv: Path, sub: str, task: str, space: str, desc
     except ValueError as err:
         raise ValueError(f"derivatives folder {str(deriv)!r} must lie inside root "
                          f"{str(root)!r} for nilearn's first_level_from_bids") from err
-    with warnings.catch_warnings():
-        # a derivative JSON without StartTime: nilearn warns and uses 0; the result is the same
-        warnings.filterwarnings("ignore", message=".*slice_time_ref.*")
+    with warnings.catch_warnings(record=True) as caught:
+        # a derivative JSON without StartTime: nilearn warns (once per subject) and uses 0;
+        # rdms_from_bids says so once for all subjects instead
+        warnings.simplefilter("always")
         models, imgs, events, confs = first_level_from_bids(
             str(root), task, space_label=space, sub_labels=[_label(sub)],
             img_filters=[("desc", desc)], derivatives_folder=str(rel),
         )  # fmt: skip
+    no_start_time = False
+    for w in caught:
+        text = str(w.message)
+        if ("slice_time_ref" in text and "not provided" in text) or (
+                "'StartTime' not found" in text):
+            no_start_time = True
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     model = models[0]
     if model.t_r is None:
         raise ValueError(f"{sub}: no RepetitionTime in the BOLD sidecar JSON files of "
@@ -392,7 +411,8 @@ def _subject_runs(root: Path, deriv: Path, sub: str, task: str, space: str, desc
                 raise KeyError(f"confound column(s) {absent} absent from {where!r}")
             conf = frame[list(confounds)].fillna(0.0).reset_index(drop=True)
         runs.append({"bold": path, "events": ev, "confounds": conf, "t_r": float(model.t_r),
-                     "session": ent.get("ses", "n/a"), "run": ent.get("run", str(j + 1))})
+                     "session": ent.get("ses", "n/a"), "run": ent.get("run", str(j + 1)),
+                     "no_start_time": no_start_time})
     return runs
 
 
