@@ -136,10 +136,12 @@ def test_bad_arguments_are_named(bids, tmp_path):
     with pytest.raises(FileNotFoundError, match="derivatives folder"):
         rdms_from_bids(bids.root, task="digits", derivatives="derivatives/nope",
                        atlas=bids.atlas, labels=bids.labels)
+    with pytest.raises(ValueError, match="needs ROIs"):
+        rdms_from_bids(bids.root, task="digits")
     with pytest.raises(ValueError, match="on_error"):
-        rdms_from_bids(bids.root, task="digits", on_error="ignore")
+        rdms_from_bids(bids.root, task="digits", atlas=bids.atlas, on_error="ignore")
     with pytest.raises(TypeError, match="confounds must be a list"):
-        rdms_from_bids(bids.root, task="digits", confounds="trans_x")
+        rdms_from_bids(bids.root, task="digits", atlas=bids.atlas, confounds="trans_x")
     with pytest.raises(BIDSDataError, match="no preprocessed BOLD"):
         rdms_from_bids(bids.root, task="other", atlas=bids.atlas, labels=bids.labels,
                        progress=False)

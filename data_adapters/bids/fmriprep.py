@@ -269,7 +269,9 @@ def rdms_from_bids(
     The repetition time and slice-timing reference come from the sidecar JSON files through
     ``first_level_from_bids``. nilearn samples the design at ``(scan + slice_time_ref) * t_r``;
     the GLM path used here samples at ``scan * t_r``, so the event onsets are shifted by
-    ``-slice_time_ref * t_r`` instead, which gives the same HRF regressors.
+    ``-slice_time_ref * t_r`` instead, which gives the same HRF regressors. Without a
+    ``StartTime`` in the JSON, nilearn assumes 0 (right for data that were not slice-time
+    corrected); one warning lists the subjects concerned.
 
     Examples
     --------
@@ -290,6 +292,8 @@ def rdms_from_bids(
             isinstance(c, str) for c in confounds)):
         raise TypeError(f"confounds must be a list of column names of the fMRIPrep confounds "
                         f"TSV (or None); got {confounds!r}")
+    if atlas is None and masks is None:
+        raise ValueError("rdms_from_bids needs ROIs: pass atlas= (with labels=) or masks=")
     root = Path(root)
     ok, failures = check_bids_subjects(root, task=task, space=space, derivatives=derivatives,
                                        subjects=subjects, confounds=confounds, desc=desc)
