@@ -49,6 +49,8 @@ _LAZY: dict[str, str] = {
     "load_model": "brainrdl.nets.loading",
     "list_layers": "brainrdl.nets.layers",
     "StimulusSet": "brainrdl.analysis.stimuli",
+    "compare_layers_over_time": "brainrdl.analysis.temporal",
+    "plot_layers_over_time": "brainrdl.analysis.temporal",
 }
 
 # rooms importable as attributes (``brainrdl.rsa``...); ``functional`` is the public loss module
@@ -71,6 +73,7 @@ __all__ = [
     "calc_rdm",
     "compare",
     "compare_layers",
+    "compare_layers_over_time",
     "compare_models",
     "compare_vectors",
     "extract_rdms",
@@ -79,6 +82,7 @@ __all__ = [
     "load_model",
     "noise_ceiling",
     "pairwise_rdm",
+    "plot_layers_over_time",
     "rank_transform",
     "square_from_upper_tri",
     "upper_tri",
@@ -106,6 +110,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from brainrdl.analysis.stimuli import StimulusSet
     from brainrdl.nets.layers import list_layers
     from brainrdl.nets.loading import load_model
+    from brainrdl.analysis.temporal import compare_layers_over_time, plot_layers_over_time
     from brainrdl.nets.taps import LayerTaps
     from brainrdl.rsa.comparison import compare, compare_vectors
     from brainrdl.rsa.distances import pairwise_rdm, square_from_upper_tri, upper_tri

@@ -8,4 +8,8 @@ ephys
     Spike times + trial tables or NWB files → rate Datasets / RDMs per region and time window.
 demo
     Builds the embedded demo study (NIfTI + NWB) deterministically and offline.
+bids
+    BIDS datasets with fMRIPrep derivatives → per-subject ROI RDMs (through nilearn).
+meeg
+    MNE epochs (MEG / EEG) → time-resolved RDMs.
 """

@@ -28,6 +28,8 @@ ALLOWED: dict[str, set[str]] = {
     "data_adapters.fmri": _BASE | {"brainrdl.rsa", "brainrdl.stats"},
     "data_adapters.ephys": _BASE | {"brainrdl.rsa", "brainrdl.stats"},
     "data_adapters.demo": _BASE | {"brainrdl.rsa", "brainrdl.stats", "data_adapters.ephys"},
+    "data_adapters.bids": _BASE | {"brainrdl.rsa", "brainrdl.stats", "data_adapters.fmri"},
+    "data_adapters.meeg": _BASE | {"brainrdl.rsa", "brainrdl.stats", "data_adapters.fmri"},
 }
 
 

@@ -29,6 +29,8 @@ SLOW_DOCTEST_MODULES = {
     "data_adapters.fmri.betas",
     "data_adapters.fmri.glm",
     "data_adapters.ephys.nwb",
+    "data_adapters.bids.fmriprep",
+    "data_adapters.demo.bids",
 }
 
 

@@ -6,6 +6,13 @@ named entry of ``nwbfile.intervals``) with a chosen stimulus column, then hands 
 :mod:`data_adapters.ephys.spikes`. Firing rate = spike count in ``[start_time + window[0],
 start_time + window[1])`` divided by the window length; RDMs average the trials per stimulus.
 
+Reads are lazy: the file is opened with pynwb (which reads no dataset until asked), then only
+the Units table's ids, spike-time index and region column, the intervals table's scalar
+columns, and the spike times of the selected units (``units=`` ids, ``regions=`` names; one
+contiguous read per run of adjacent units) are read. The source may be a path, an open
+``h5py.File`` (left open) or a binary file object such as a ``remfile.File`` streaming a DANDI
+asset, so a large remote file is never downloaded whole.
+
 Examples
 --------
 >>> import os, tempfile, numpy as np
@@ -19,6 +26,8 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,18 +82,21 @@ class NWBSpikes:
 
 
 def read_nwb_spikes(
-    path: str | Path,
+    path: str | Path | Any,
     *,
     stimulus_column: str = "stimulus",
     intervals: str = "trials",
     region_column: str | None = None,
+    units: Sequence[Any] | None = None,
+    regions: Sequence[str] | None = None,
 ) -> NWBSpikes:
-    """Read spike trains, unit regions and an intervals table from an NWB file.
+    """Read spike trains, unit regions and an intervals table from an NWB file, lazily.
 
     Parameters
     ----------
-    path : str or pathlib.Path
-        The NWB (HDF5) file.
+    path : str, pathlib.Path, h5py.File or binary file object
+        The NWB (HDF5) file: a path, an ``h5py.File`` opened by the caller (it stays open), or
+        a seekable binary file object (``open(p, "rb")``, ``remfile.File(url)``, fsspec).
     stimulus_column : str
         Column of the intervals table with the stimulus id of each trial.
     intervals : str
@@ -96,6 +108,10 @@ def read_nwb_spikes(
         from the unit's first electrode (or its group's ``location``). ``"auto"`` tries
         ``region``, ``location``, ``brain_area``, ``area`` and then the electrodes'
         ``location``. None: no regions.
+    units : sequence, optional
+        Ids of the units to read (default all); only their spike times are read.
+    regions : sequence of str, optional
+        Read only units in these regions (needs ``region_column``).
 
     Returns
     -------
@@ -110,22 +126,115 @@ def read_nwb_spikes(
     >>> read_nwb_spikes(path, region_column="location").unit_regions.tolist()
     ['V1', 'V1', 'IT', 'IT']
     """
-    from pynwb import NWBHDF5IO
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"path {str(path)!r} is not a file; expected an NWB file")
-    with NWBHDF5IO(str(path), mode="r") as io:
-        nwbfile = io.read()
-        units = _units_table(nwbfile, path)
-        trains, ids = _spike_trains(units)
-        regions = _unit_regions(units, region_column, path)
+    if regions is not None and region_column is None:
+        raise ValueError("regions= selects units by region: pass region_column= too (e.g. "
+                         "'location' or 'auto')")
+    with _open_nwb(path) as (nwbfile, path):
+        table_units = _units_table(nwbfile, path)
+        ids = np.asarray(table_units.id.data[:])
+        unit_regions = _unit_regions(table_units, region_column, path)
+        rows = _select_units(ids, unit_regions, units, regions, path)
+        trains = _spike_trains(table_units, rows)
         table = _intervals_table(nwbfile, intervals, path)
         trials = _intervals_frame(table, stimulus_column, intervals, path)
-        recording = _obs_span(units)
+        recording = _obs_span(table_units)
         subject = getattr(nwbfile.subject, "subject_id", None) if nwbfile.subject else None
         session = nwbfile.session_id or nwbfile.identifier
-    return NWBSpikes(trains, ids, regions, trials, recording, subject, session)
+    ids = ids[rows]
+    unit_regions = None if unit_regions is None else unit_regions[rows]
+    return NWBSpikes(trains, ids, unit_regions, trials, recording, subject, session)
+
+
+@contextlib.contextmanager
+def _open_nwb(source: Any):
+    """(nwbfile, display name) from a path, an open h5py.File or a binary file object.
+
+    A caller's h5py.File is left open (hdmf would close it); an h5py.File opened here on a
+    caller's file object is closed, the file object is not."""
+    import h5py
+    from pynwb import NWBHDF5IO
+
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.is_file():
+            raise FileNotFoundError(f"path {str(path)!r} is not a file; expected an NWB file")
+        with NWBHDF5IO(str(path), mode="r") as io:
+            yield _read(io, path), path
+        return
+    if isinstance(source, h5py.File):
+        if not source.id.valid:
+            raise ValueError("path is a closed h5py.File; open it again (h5py.File(..., 'r'))")
+        io = _borrowed_io(file=source, mode="r")
+        try:
+            yield _read(io, source.filename), source.filename
+        finally:
+            io.close()
+        return
+    if hasattr(source, "read") and hasattr(source, "seek"):
+        name = getattr(source, "name", None) or getattr(source, "url", None) or repr(source)
+        try:
+            h5 = h5py.File(source, "r")
+        except OSError as err:
+            raise ValueError(f"file object {name!r} is not an HDF5 (NWB) file: {err}") from err
+        with NWBHDF5IO(file=h5, mode="r") as io:
+            yield _read(io, name), name
+        return
+    raise TypeError("path must be a path, an h5py.File or a binary file object (e.g. "
+                    f"open(p, 'rb') or remfile.File(url)); got {type(source).__name__}")
+
+
+def _read(io: Any, name: Any) -> Any:
+    try:
+        return io.read()
+    except Exception as err:  # hdmf raises several types for a file that is not NWB
+        raise ValueError(f"{str(name)!r} could not be read as an NWB file: {err}") from err
+
+
+def _borrowed_io_class() -> Any:
+    from pynwb import NWBHDF5IO
+
+    class BorrowedFileIO(NWBHDF5IO):
+        """NWBHDF5IO on a caller's h5py.File: closing it leaves that file open."""
+
+        _released = False
+
+        def close(self, close_links: bool = True) -> None:
+            if close_links:
+                self.close_linked_files()
+            self._released = True
+
+        def is_open(self) -> bool:
+            return not self._released and super().is_open()
+
+    return BorrowedFileIO
+
+
+def _borrowed_io(**kwargs: Any) -> Any:
+    return _borrowed_io_class()(**kwargs)
+
+
+def _select_units(ids: np.ndarray, unit_regions: np.ndarray | None, units: Any, regions: Any,
+                  path: Any) -> np.ndarray:
+    """Row indices of the units to read."""
+    keep = np.ones(len(ids), dtype=bool)
+    if units is not None:
+        wanted = list(units)
+        missing = [u for u in wanted if u not in set(ids.tolist())]
+        if missing:
+            raise ValueError(f"units={missing[:5]} are not ids of the Units table of "
+                             f"{str(path)!r} (ids {ids[:10].tolist()}...)")
+        keep &= np.isin(ids, wanted)
+    if regions is not None:
+        assert unit_regions is not None
+        absent = sorted(set(regions) - set(unit_regions.tolist()))
+        if absent:
+            raise ValueError(f"regions={absent} do not occur in {str(path)!r}; its regions are "
+                             f"{sorted(set(unit_regions.tolist()))}")
+        keep &= np.isin(unit_regions, list(regions))
+    if not keep.any():
+        raise ValueError(f"no unit of {str(path)!r} is selected by units={units!r}, "
+                         f"regions={regions!r}")
+    return np.flatnonzero(keep)
 
 
 def datasets_from_nwb(
@@ -136,14 +245,17 @@ def datasets_from_nwb(
     windows: Sequence[Sequence[float]] | np.ndarray | None = None,
     region_column: str | None = None,
     intervals: str = "trials",
+    units: Sequence[Any] | None = None,
+    regions: Sequence[str] | None = None,
     **kwargs: Any,
 ) -> list[Dataset]:
     """Firing-rate Datasets (trials × units), one per window, from an NWB file.
 
     Parameters
     ----------
-    path, stimulus_column, intervals, region_column
-        As in :func:`read_nwb_spikes`; regions become the channel descriptor ``region``.
+    path, stimulus_column, intervals, region_column, units, regions
+        As in :func:`read_nwb_spikes` (a path, an open ``h5py.File`` or a binary file object;
+        only the selected units are read); regions become the channel descriptor ``region``.
     window : (start, stop) or sequence of (start, stop)
         Counting window(s) relative to each interval's ``start_time`` (half-open).
     windows : sequence of (start, stop), optional
@@ -171,8 +283,9 @@ def datasets_from_nwb(
     """
     the_window = _one_window_argument(window, windows)
     data = read_nwb_spikes(
-        path, stimulus_column=stimulus_column, intervals=intervals, region_column=region_column
-    )
+        path, stimulus_column=stimulus_column, intervals=intervals, region_column=region_column,
+        units=units, regions=regions,
+    )  # fmt: skip
     kwargs.setdefault("recording", data.recording)
     kwargs.setdefault("subject", data.subject)
     kwargs.setdefault("session", data.session)
@@ -199,14 +312,17 @@ def rdms_from_nwb(
     noise: np.ndarray | None = None,
     cv_descriptor: str = "repeat",
     progress: bool | None = None,
+    units: Sequence[Any] | None = None,
+    regions: Sequence[str] | None = None,
     **kwargs: Any,
 ) -> RDMs | dict[str, RDMs]:
     """RDMs from an NWB file in one call: one RDM per window, per region if asked.
 
     Parameters
     ----------
-    path, stimulus_column, window, region_column, intervals
-        As in :func:`datasets_from_nwb`.
+    path, stimulus_column, window, region_column, intervals, units, regions
+        As in :func:`datasets_from_nwb`: ``path`` may be an open ``h5py.File`` or a binary file
+        object (e.g. a streamed DANDI asset), and only the selected units are read.
     method : {"euclidean", "correlation", "poisson", "poisson_cv", "crossnobis"}
         Dissimilarity (rsatoolbox names); the cross-validated ones fold over ``cv_descriptor``.
     noise, cv_descriptor, progress
@@ -236,6 +352,8 @@ def rdms_from_nwb(
         window,
         region_column=region_column,
         intervals=intervals,
+        units=units,
+        regions=regions,
         **kwargs,
     )
     return ephys.rdms_from_datasets(
@@ -271,19 +389,26 @@ def _units_table(nwbfile: Any, path: Path) -> Any:
     )
 
 
-def _spike_trains(units: Any) -> tuple[list[np.ndarray], np.ndarray]:
-    ids = np.asarray(units.id.data[:])
+def _spike_trains(units: Any, rows: np.ndarray) -> list[np.ndarray]:
+    """Spike times of the units at ``rows``: the ragged column's end offsets are read whole
+    (one int per unit), the flat spike times only over the selected units, one contiguous
+    read per run of adjacent rows."""
     if "spike_times" not in units.colnames:
         raise ValueError(
             f"the Units table has no 'spike_times' column; its columns are {list(units.colnames)}"
         )
-    if len(ids) == 0:
+    if len(units.id.data) == 0:
         raise ValueError("the NWB Units table has no units (0 rows)")
-    # read the ragged column at once (flat data + end offsets) instead of row by row
-    flat = np.asarray(units["spike_times"].target.data[:], dtype=float)
+    flat = units["spike_times"].target.data
     ends = np.asarray(units["spike_times"].data[:], dtype=np.int64)
-    trains = np.split(flat, ends[:-1])
-    return trains, ids
+    starts = np.concatenate([[0], ends[:-1]])
+    trains: list[np.ndarray] = []
+    breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+    for run in np.split(rows, breaks):
+        lo, hi = int(starts[run[0]]), int(ends[run[-1]])
+        block = np.asarray(flat[lo:hi], dtype=float)
+        trains += np.split(block, ends[run[:-1]] - lo)
+    return trains
 
 
 def _unit_regions(units: Any, region_column: str | None, path: Path) -> np.ndarray | None:
