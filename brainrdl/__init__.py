@@ -108,9 +108,9 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from brainrdl.analysis.layer_comparison import compare_layers, compare_models
     from brainrdl.analysis.layer_rdms import extract_rdms
     from brainrdl.analysis.stimuli import StimulusSet
+    from brainrdl.analysis.temporal import compare_layers_over_time, plot_layers_over_time
     from brainrdl.nets.layers import list_layers
     from brainrdl.nets.loading import load_model
-    from brainrdl.analysis.temporal import compare_layers_over_time, plot_layers_over_time
     from brainrdl.nets.taps import LayerTaps
     from brainrdl.rsa.comparison import compare, compare_vectors
     from brainrdl.rsa.distances import pairwise_rdm, square_from_upper_tri, upper_tri
