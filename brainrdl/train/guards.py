@@ -207,10 +207,10 @@ class RunawayWatch:
                 raise TrainingDivergedError(
                     f"training ran away at epoch {epoch}, step {step}: {what} {key!r} grew "
                     f"{now / ref:.3g}-fold (from {ref:.4g} over the first {self.window} aligned "
-                    f"steps to {now:.4g}) {task}. Try the stable default RDLLoss() (a scale-free "
-                    "comparison; the paper form's teacher rescaling follows the student's own "
-                    "scale and can grow without bound under Adam), a lower alignment weight, or "
-                    "a lower learning rate",
+                    f"steps to {now:.4g}) {task}. Try a scale-free, stable RDL comparison "
+                    "(RDLLoss(comparison='pearson'); the paper form rescales the teacher to the "
+                    "student's own scale, which can grow without bound under Adam), a lower "
+                    "alignment weight, or a lower learning rate",
                     term=key, layer=key.partition("/")[2], epoch=epoch, step=step,
                 )  # fmt: skip
 
