@@ -68,7 +68,6 @@ def test_nan_inside_an_alignment_loss_names_term_layer_epoch_step():
     err = info.value
     assert (err.term, err.layer, err.epoch, err.step) == ("align/2", "2", 1, 1)
     assert "'align/2'" in str(err) and "epoch 1, step 1" in str(err)
-    assert not isinstance(err, ValueError) or isinstance(err, FloatingPointError)
 
 
 def test_huge_weight_is_blamed_on_the_alignment_term_not_the_task():

@@ -162,17 +162,18 @@ class HeldoutMonitor:
 
     @staticmethod
     def _teachers(targets: Any) -> dict[str, tuple[Any, list[str]]]:
-        def one(value: Any) -> Any:
-            return value if hasattr(value, "targets") and hasattr(value, "names") else (
-                BrainTeacher(value, target_names=["brain"] * int(value.n_rdm)))  # fmt: skip
+        def is_teacher(value: Any) -> bool:
+            return hasattr(value, "targets") and hasattr(value, "names")
 
         if isinstance(targets, Mapping):
             out = {}
             for label, value in targets.items():
-                t = one(value)
+                # the RDMs under one label are one target (their mean)
+                t = value if is_teacher(value) else BrainTeacher(
+                    value, target_names=["brain"] * int(value.n_rdm))  # fmt: skip
                 out[str(label)] = (t, list(t.names))
             return out
-        t = one(targets)
+        t = targets if is_teacher(targets) else BrainTeacher(targets)  # named by "roi"
         return {name: (t, [name]) for name in t.names}
 
     def _targets(

@@ -205,7 +205,7 @@ class BrainTeacher:
         Examples
         --------
         >>> import numpy as np, rsatoolbox
-        >>> d = rsatoolbox.rdm.RDMs(np.ones((1, 3)),
+        >>> d = rsatoolbox.rdm.RDMs(np.array([[1.0, 2.0, 3.0]]),
         ...                         pattern_descriptors={"stimulus": ["a", "b", "c"]})
         >>> BrainTeacher(d).indices(["c", "x"]).tolist()
         [2, -1]
