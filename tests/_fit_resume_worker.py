@@ -49,7 +49,8 @@ class TaskData(Dataset):
             raise Killed(f"killed at item fetch {self.fetched}")
         if self.delay:
             time.sleep(self.delay)
-        jitter = float(np.random.normal(0, 0.01)) + random.uniform(-0.01, 0.01)
+        # draws from the global NumPy and Python RNGs, as user datasets do
+        jitter = float(np.random.normal(0, 0.01)) + random.uniform(-0.01, 0.01)  # noqa: NPY002
         return self.x[i] + jitter, self.y[i]
 
 

@@ -105,7 +105,7 @@ def test_degenerate_network_teacher_layer_is_refused_on_its_first_batch():
         dead[0].weight.zero_()
         dead[0].bias.fill_(-1.0)  # every unit dead: all-zero features, a constant RDM
     x, y = _data(16)
-    with pytest.raises(ValueError, match="NetworkTeacher layer '1'.*constant"):
+    with pytest.raises(ValueError, match=r"NetworkTeacher layer '1'.*constant"):
         brainrdl.fit(_student(), [(x, y)], teacher=NetworkTeacher(dead, ["1"]),
                      alignment={"1": "1"}, progress=False)  # fmt: skip
 
@@ -113,7 +113,7 @@ def test_degenerate_network_teacher_layer_is_refused_on_its_first_batch():
 def test_duplicate_brain_ids_are_refused():
     teacher, images, ids = _brain()
     x, y = _data(8)
-    with pytest.raises(ValueError, match="repeated brain-stimulus ids.*e.g. 3"):
+    with pytest.raises(ValueError, match=r"repeated brain-stimulus ids.*e\.g\. 3"):
         brainrdl.fit(_student(), [(x, y)], teacher=teacher, alignment={"1": "IT"},
                      brain_loader=(images, [*ids[:-1], 3]), progress=False)  # fmt: skip
     # a user loader whose batches repeat a stimulus

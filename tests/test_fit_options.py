@@ -9,7 +9,6 @@ import torch
 from torch import nn
 
 import brainrdl
-from brainrdl.rsa.comparison import compare
 from brainrdl.train.brain_batches import BrainBatches
 from brainrdl.train.losses import RDLLoss
 from brainrdl.train.monitor import Heldout
@@ -205,7 +204,8 @@ def test_a_loss_is_called_by_what_it_declares_it_consumes():
             s = torch.cdist(student, student)
             return ((s - rdm) ** 2 * mask).mean()
 
-    brainrdl.fit(_student(), _task(32), teacher=teacher, alignment={"1": ("IT", 1.0, MyRDMLoss())},
+    brainrdl.fit(_student(), _task(32), teacher=teacher,
+                 alignment={"1": ("IT", 1.0, MyRDMLoss())},
                  brain_loader=BrainBatches(torch.randn(10, 5), ids, batch_size=5),
                  progress=False)  # fmt: skip
     assert received == [((5, 16), (5, 5), (5, 5))] * 2
@@ -230,9 +230,3 @@ def test_plot_log_lives_in_analysis():
                                  "heldout_rsa/IT/fc": [0.1, 0.2]}))  # fmt: skip
     assert fig.axes[2].get_lines() and fig.axes[0].get_ylabel()
 
-
-def test_compare_reference_for_vectors():
-    a, b = torch.rand(10, dtype=torch.float64), torch.rand(10, dtype=torch.float64)
-    ref = rsatoolbox.rdm.compare(rsatoolbox.rdm.RDMs(a.numpy()[None]),
-                                 rsatoolbox.rdm.RDMs(b.numpy()[None]), method="spearman")  # fmt: skip
-    assert float(compare(a[None], b[None], method="spearman")) == pytest.approx(ref[0, 0])

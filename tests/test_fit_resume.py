@@ -21,7 +21,7 @@ import brainrdl
 from brainrdl.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 sys.path.insert(0, str(Path(__file__).parent))
-import _fit_resume_worker as worker  # noqa: E402
+import _fit_resume_worker as worker
 
 torch.set_num_threads(1)
 
