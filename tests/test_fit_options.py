@@ -183,6 +183,8 @@ def test_brain_batches_options_are_checked():
         BrainBatches(torch.zeros(4, 2), [0, 1, 2, 3], mix_ratio=-1)
     with pytest.raises(ValueError, match="steps_per_epoch"):
         BrainBatches(torch.zeros(4, 2), [0, 1, 2, 3], steps_per_epoch=0)
+    with pytest.raises(ValueError, match="own transforms"):
+        BrainBatches([(torch.zeros(4, 2), torch.arange(4))], transform=lambda im: im)
     with pytest.raises(ValueError, match="task_loader"):
         brainrdl.fit(_student(), None, progress=False)
 

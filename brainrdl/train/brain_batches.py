@@ -219,6 +219,11 @@ class BrainBatches:
             )
         if self.stimulus_ids is None and isinstance(self.images, torch.Tensor):
             raise ValueError("BrainBatches(images, stimulus_ids): images need their stimulus ids")
+        if self.stimulus_ids is None and self.transform is not None:
+            raise ValueError(
+                "BrainBatches(loader, transform=...): a DataLoader applies its own transforms; "
+                "give images and stimulus_ids to have BrainBatches augment them"
+            )
 
     @classmethod
     def coerce(cls, value: Any) -> BrainBatches:
