@@ -59,7 +59,10 @@ CONVENTIONS: dict[str, str] = {
     "rdm": "loss(student, target_rdm (B, B), pair_mask (B, B) bool)",
     "features": "loss(student, teacher_features (B, D), item_mask (B,) bool | None)",
     "logits": "loss(student_logits, teacher_logits (B, C), item_mask (B,) bool | None)",
-    "maps": "loss(student_maps, teacher_maps (B, C, ...), item_mask (B,) bool | None)",
+    "maps": (
+        "loss(student_maps, teacher_maps (B, C, ...), item_mask (B,) bool | None): the "
+        "teacher's unreduced maps, or its reduced features when the student's are (B, C)"
+    ),
     "features_or_rdm": (
         "loss(student, teacher_features | None, target_rdm=None | (B, B), item_mask=...): "
         "the teacher's features when it has some (a network), else its RDM (a brain)"
@@ -147,7 +150,9 @@ def call_loss(
         if target.features is not None:
             return loss(student, target.features, target_rdm=None, item_mask=target.covered)
         return loss(student, None, target_rdm=target.rdm, item_mask=target.covered)
-    teacher = target.maps if kind == "maps" else target.features
+    teacher = target.features
+    if kind == "maps" and (student.ndim > 2 or target.features is None):
+        teacher = target.maps  # the student keeps its maps: so does the teacher
     if teacher is None:
         raise TypeError(
             f"{type(loss).__name__} consumes teacher {kind}, but the teacher gives only RDMs "
