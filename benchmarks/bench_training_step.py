@@ -253,12 +253,7 @@ def main() -> None:
         key = "cuda_mib" if device.type == "cuda" else "rss_mib"
         return statistics.median(r[key] for r in runs[rdl])
 
-    base, with_rdl = statistics.median(times["base"]), statistics.median(times["rdl"])
-    ratios = [r / b for b, r in zip(times["base"], times["rdl"])]
-    cpu = "n/a (GPU)"
-    if device.type == "cpu":
-        b_cpu, r_cpu = statistics.median(times["base_cpu"]), statistics.median(times["rdl_cpu"])
-        cpu = f"{b_cpu * 1e3:.0f} / {r_cpu * 1e3:.0f} = {r_cpu / b_cpu:.3f}"
+    base, with_rdl, ratios, cpu = _medians(times, "base", "rdl", device)
     widths = runs[True][0]["widths"]
     itemsize = torch.finfo(torch.get_default_dtype()).bits // 8
     analytic = (args.batch * sum(widths.values()) + 3 * args.batch**2) * itemsize / 2**20
@@ -283,17 +278,22 @@ def main() -> None:
 
 
 
+def _medians(times: dict, a: str, b: str, device: torch.device) -> tuple:
+    """Median wall times of settings ``a`` and ``b``, their pair ratios, the CPU-time cell."""
+    ratios = [y / x for x, y in zip(times[a], times[b])]
+    cpu = "n/a (GPU)"
+    if device.type == "cpu":
+        a_cpu, b_cpu = statistics.median(times[f"{a}_cpu"]), statistics.median(times[f"{b}_cpu"])
+        cpu = f"{a_cpu * 1e3:.0f} / {b_cpu * 1e3:.0f} = {b_cpu / a_cpu:.3f}"
+    return statistics.median(times[a]), statistics.median(times[b]), ratios, cpu
+
+
 def _fit_row(args: argparse.Namespace, times: dict, threads: int, load_start: float,
              device: torch.device) -> None:  # fmt: skip
     """Print and append the fit-vs-hand-written row."""
     for key in ("hand", "fit", "hand_cpu", "fit_cpu"):
         print(f"{key}: " + ", ".join(f"{t * 1e3:.0f}" for t in times[key]) + " ms", flush=True)
-    hand, fitted = statistics.median(times["hand"]), statistics.median(times["fit"])
-    ratios = [f / h for h, f in zip(times["hand"], times["fit"])]
-    cpu = "n/a (GPU)"
-    if device.type == "cpu":
-        h_cpu, f_cpu = statistics.median(times["hand_cpu"]), statistics.median(times["fit_cpu"])
-        cpu = f"{h_cpu * 1e3:.0f} / {f_cpu * 1e3:.0f} = {f_cpu / h_cpu:.3f}"
+    hand, fitted, ratios, cpu = _medians(times, "hand", "fit", device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     line = (
         f"| {name} | {args.label} | {threads} | {load_start:.1f}-{os.getloadavg()[0]:.1f} "
