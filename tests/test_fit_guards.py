@@ -174,3 +174,47 @@ def test_a_healthy_run_is_not_stopped():
     model, loader, kw = _runaway_setup()
     log = brainrdl.fit(model, loader, loss=RDLLoss(comparison="pearson"), **kw)
     assert len(log) == 8 and log["task_loss"].iloc[-1] < log["task_loss"].iloc[0]
+
+
+def test_one_host_transfer_per_step_for_all_checks_and_the_log(monkeypatch):
+    """Every finiteness check and the log share one device-to-host transfer per step.
+
+    Counted on CPU: every Tensor -> Python conversion (``tolist``, ``item``, ``bool``,
+    ``float``, ``int``) while fit runs 4 steps of task + 2 alignment terms, with a loss and a
+    teacher that convert nothing themselves. The old loop converted 3 times per term per step.
+    """
+    from brainrdl.train.teachers import Target
+
+    class Fixed:
+        names = ("a", "b")
+
+        def targets(self, x, ids=None):
+            rdm = torch.cdist(x, x) ** 2
+            mask = ~torch.eye(x.shape[0], dtype=torch.bool)
+            return {"a": Target(rdm, mask), "b": Target(rdm, mask)}
+
+    class Quiet:
+        consumes = "rdm"
+
+        def __call__(self, student, rdm, mask):
+            s = torch.cdist(student, student) ** 2
+            return ((s - rdm) ** 2 * mask).mean()
+
+    x, y = _data(32)
+    loader = [(x[i : i + 8], y[i : i + 8]) for i in range(0, 32, 8)]
+    model = _student()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    counts = {"n": 0}
+    for name in ("tolist", "item", "__bool__", "__float__", "__int__"):
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *a, _original=original, **k):
+            counts["n"] += 1
+            return _original(self, *a, **k)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    log = brainrdl.fit(model, loader, teacher=Fixed(), alignment={"0": "a", "1": ("b", 0.5)},
+                       loss=Quiet(), optimizer=opt, progress=False, runaway=None)  # fmt: skip
+    monkeypatch.undo()
+    assert counts["n"] == 4, counts
+    assert np.isfinite(log[["task_loss", "align/0", "align/1", "task_accuracy"]]).all(axis=None)

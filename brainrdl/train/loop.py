@@ -325,6 +325,7 @@ class _Run:
         self.credit, self.global_step, self.start_epoch = 0.0, 0, 0
         self.acc: dict[str, Any] | None = None  # the partial epoch of a resumed checkpoint
         self.warned_uncovered = False
+        self._batch_ids: Any = None  # ids of the last alignment batch
 
     def _default_optimizer(self, lr: float) -> torch.optim.Optimizer:
         params = list(self.model.parameters())
@@ -512,7 +513,7 @@ class _Run:
                 values.add(key, value, term, layer=p.layer, weight=p.weight)
                 values.add_stat(f"act_rms/{p.layer}", feats.detach().pow(2).mean().sqrt())
                 total = term if total is None else total + term
-        self._uncovered_ids = batch_ids  # for the uncovered-ids warning's example
+        self._batch_ids = batch_ids  # for the uncovered-ids warning's example
         return total
 
     def _note_uncovered(self, local: Mapping[str, Any], values: StepValues) -> None:
@@ -544,9 +545,10 @@ class _Run:
             if key.startswith("uncovered/") and missing > 0:
                 name = key.partition("/")[2]
                 items = int(host[f"items/{name}"][0])
+                example = _first_uncovered(self.teacher, self._batch_ids)
                 warnings.warn(
                     f"{int(missing)} of the batch's {items} stimulus ids are not covered by "
-                    f"target {name!r} (e.g. {_first_uncovered(self.teacher, name, self)!r}) and "
+                    f"target {name!r} (e.g. {example!r}) and "
                     "are masked out of its alignment term; this warning is shown once per fit",
                     UserWarning,
                     stacklevel=6,
@@ -655,14 +657,14 @@ def _term_value(
         ) from err
 
 
-def _first_uncovered(teacher: Any, name: str, run: _Run) -> Any:
-    """An example id of the last alignment batch that ``name`` does not cover (for a warning)."""
-    ids = getattr(run, "_uncovered_ids", None)
-    if ids is None or not hasattr(teacher, "targets"):
-        return "?"
+def _first_uncovered(teacher: Any, ids: Any) -> Any:
+    """An id of the batch ``ids`` that the teacher does not list (for the warning), else "?"."""
     covers = getattr(teacher, "stimulus_ids", None)
+    if ids is None or covers is None:
+        return "?"
+    covers = set(covers)
     for i in ids.tolist() if isinstance(ids, torch.Tensor) else ids:
-        if covers is not None and i not in covers:
+        if i not in covers:
             return i
     return "?"
 
