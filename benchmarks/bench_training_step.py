@@ -15,6 +15,11 @@ Memory: each setting runs two steps in its own fresh process, so the peak reside
 (``resource.getrusage(...).ru_maxrss``; on CUDA ``torch.cuda.max_memory_allocated``) is the peak
 of that setting alone.
 
+``--fit`` instead times ``brainrdl.fit`` against the hand-written RDL step above, on the same
+model, batch and target RDMs (ABBA over whole runs of ``--fit-steps`` steps; fit's per-call setup
+is included, amortised over those steps): fit's step overhead (its checks, logging and runaway
+watch, one host transfer per step). That row goes to the "fit vs hand-written step" table.
+
 ``--threads auto`` uses 2 torch (and BLAS) threads when the 1-minute load average is below 1 and
 1 thread otherwise (on a busy 2-core machine two threads wait on each other at every parallel
 op). The row is printed and appended to docs/benchmarks-training.md (or ``--out``).
@@ -106,6 +111,57 @@ def paired_times(args: argparse.Namespace, device: torch.device) -> dict:
     return times
 
 
+class _FixedTeacher:
+    """A teacher handing out the fixed target RDMs of the hand-written step (all pairs valid)."""
+
+    def __init__(self, targets: dict[str, torch.Tensor]) -> None:
+        from brainrdl.train.teachers import Target
+
+        b = next(iter(targets.values())).shape[0]
+        mask = ~torch.eye(b, dtype=torch.bool, device=next(iter(targets.values())).device)
+        self.names = list(targets)
+        self._targets = {n: Target(t, mask) for n, t in targets.items()}
+
+    def targets(self, inputs: torch.Tensor, stimulus_ids=None) -> dict:
+        return self._targets
+
+
+def fit_times(args: argparse.Namespace, device: torch.device) -> dict:
+    """Seconds per step of ``brainrdl.fit`` and of the hand-written RDL step, alternating ABBA."""
+    from brainrdl.train.loop import fit
+
+    model, opt, x, y, taps, targets = _setup(args, device)
+    loss_fn = RDLLoss()
+    teacher = _FixedTeacher(targets)
+    loader = [(x, y)] * args.fit_steps
+    for _ in range(args.warmup):
+        _step(True, model, opt, x, y, taps, targets, loss_fn, device)
+    times: dict[str, list[float]] = {"hand": [], "fit": [], "hand_cpu": [], "fit_cpu": []}
+    for i in range(args.repeats):
+        for which in ("hand", "fit") if i % 2 == 0 else ("fit", "hand"):
+            _sync(device)
+            t0, c0 = time.perf_counter(), time.process_time()
+            if which == "hand":
+                for _ in range(args.fit_steps):
+                    _step(True, model, opt, x, y, taps, targets, loss_fn, device)
+            else:
+                taps.capture = False  # fit taps the layers itself
+                fit(model, loader, teacher=teacher, alignment={n: n for n in LAYERS},
+                    loss=loss_fn, optimizer=opt, device=device, progress=False)
+            _sync(device)
+            times[which].append((time.perf_counter() - t0) / args.fit_steps)
+            times[f"{which}_cpu"].append((time.process_time() - c0) / args.fit_steps)
+    return times
+
+
+FIT_HEADER = (
+    "| device | code | torch threads | load avg (start-end) | input | batch | steps per run "
+    "| hand-written step (ms) | fit step (ms) | ratio (median of pair ratios) "
+    "| CPU time hand / fit (ms) = ratio | runs timed |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+)
+
+
 def peak_memory(rdl: bool, args: argparse.Namespace, device: torch.device) -> dict:
     """Peak memory of two steps of one setting (run in a fresh process)."""
     model, opt, x, y, taps, targets = _setup(args, device)
@@ -146,7 +202,9 @@ def main() -> None:
     p.add_argument("--threads", default="auto", help="torch threads: a number or 'auto'")
     p.add_argument("--reduction", default="flatten")
     p.add_argument("--label", default="this version", help="the table's 'code' column")
-    p.add_argument("--worker", choices=("time", "rdl", "base"), help=argparse.SUPPRESS)
+    p.add_argument("--fit", action="store_true", help="time brainrdl.fit vs the hand-written step")
+    p.add_argument("--fit-steps", type=int, default=3, help="steps per fit call (--fit)")
+    p.add_argument("--worker", choices=("time", "rdl", "base", "fit"), help=argparse.SUPPRESS)
     p.add_argument(
         "--out", default=str(Path(__file__).parents[1] / "docs" / "benchmarks-training.md")
     )
@@ -157,6 +215,8 @@ def main() -> None:
         torch.set_num_threads(int(args.threads))
         if args.worker == "time":
             result = paired_times(args, device)
+        elif args.worker == "fit":
+            result = fit_times(args, device)
         else:
             result = peak_memory(args.worker == "rdl", args, device)
         print(json.dumps(result))
@@ -167,14 +227,17 @@ def main() -> None:
 
     def worker(job: str) -> dict:
         cmd = [sys.executable, __file__, "--worker", job, "--threads", str(threads)]
-        for key in ("device", "size", "batch", "repeats", "warmup", "reduction"):
-            cmd += [f"--{key}", str(getattr(args, key))]
+        for key in ("device", "size", "batch", "repeats", "warmup", "reduction", "fit_steps"):
+            cmd += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
         # BLAS pools too (NumPy's OpenBLAS serves the no-grad Gram): same thread count as torch
         env = {**os.environ, "OMP_NUM_THREADS": str(threads),
                "OPENBLAS_NUM_THREADS": str(threads)}
         done = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
         return json.loads(done.stdout.strip().splitlines()[-1])
 
+    if args.fit:
+        _fit_row(args, worker("fit"), threads, load_start, device)
+        return
     times = worker("time")
     for key in ("base", "rdl", "base_cpu", "rdl_cpu"):
         print(f"{key}: " + ", ".join(f"{t * 1e3:.0f}" for t in times[key]) + " ms", flush=True)
@@ -190,12 +253,7 @@ def main() -> None:
         key = "cuda_mib" if device.type == "cuda" else "rss_mib"
         return statistics.median(r[key] for r in runs[rdl])
 
-    base, with_rdl = statistics.median(times["base"]), statistics.median(times["rdl"])
-    ratios = [r / b for b, r in zip(times["base"], times["rdl"])]
-    cpu = "n/a (GPU)"
-    if device.type == "cpu":
-        b_cpu, r_cpu = statistics.median(times["base_cpu"]), statistics.median(times["rdl_cpu"])
-        cpu = f"{b_cpu * 1e3:.0f} / {r_cpu * 1e3:.0f} = {r_cpu / b_cpu:.3f}"
+    base, with_rdl, ratios, cpu = _medians(times, "base", "rdl", device)
     widths = runs[True][0]["widths"]
     itemsize = torch.finfo(torch.get_default_dtype()).bits // 8
     analytic = (args.batch * sum(widths.values()) + 3 * args.batch**2) * itemsize / 2**20
@@ -217,6 +275,44 @@ def main() -> None:
         )
     with out.open("a") as f:
         f.write(line + "\n")
+
+
+
+def _medians(times: dict, a: str, b: str, device: torch.device) -> tuple:
+    """Median wall times of settings ``a`` and ``b``, their pair ratios, the CPU-time cell."""
+    ratios = [y / x for x, y in zip(times[a], times[b])]
+    cpu = "n/a (GPU)"
+    if device.type == "cpu":
+        a_cpu, b_cpu = statistics.median(times[f"{a}_cpu"]), statistics.median(times[f"{b}_cpu"])
+        cpu = f"{a_cpu * 1e3:.0f} / {b_cpu * 1e3:.0f} = {b_cpu / a_cpu:.3f}"
+    return statistics.median(times[a]), statistics.median(times[b]), ratios, cpu
+
+
+def _fit_row(args: argparse.Namespace, times: dict, threads: int, load_start: float,
+             device: torch.device) -> None:  # fmt: skip
+    """Print and append the fit-vs-hand-written row."""
+    for key in ("hand", "fit", "hand_cpu", "fit_cpu"):
+        print(f"{key}: " + ", ".join(f"{t * 1e3:.0f}" for t in times[key]) + " ms", flush=True)
+    hand, fitted, ratios, cpu = _medians(times, "hand", "fit", device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    line = (
+        f"| {name} | {args.label} | {threads} | {load_start:.1f}-{os.getloadavg()[0]:.1f} "
+        f"| {args.size}x{args.size} | {args.batch} | {args.fit_steps} | {hand * 1e3:.0f} "
+        f"| {fitted * 1e3:.0f} | {fitted / hand:.3f} ({statistics.median(ratios):.3f}) | {cpu} "
+        f"| {len(times['hand'])} + {len(times['fit'])} |"
+    )
+    print(line)
+    out = Path(args.out)
+    text = out.read_text() if out.exists() else ""
+    if "## fit vs the hand-written step" not in text:
+        text += (
+            "\n## fit vs the hand-written step\n\n"
+            "`python benchmarks/bench_training_step.py --fit`: the same model, batch and RDL "
+            "terms, once through `brainrdl.fit` (a teacher handing out the fixed target RDMs) and "
+            "once by hand; ABBA over whole runs, fit's per-call setup included. Target: fit / "
+            "hand-written ≤ 1.10.\n\n" + FIT_HEADER
+        )
+    out.write_text(text + line + "\n")
 
 
 if __name__ == "__main__":

@@ -54,6 +54,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from brainrdl.nets.models import digit_student, digit_teacher
 from brainrdl.rsa.distances import pairwise_rdm
+from brainrdl.train.brain_batches import BrainBatches
 from brainrdl.train.loop import evaluate, fit
 from brainrdl.train.losses import KDLoss, KnowledgeProjection, PKTLoss, RDLLoss
 from brainrdl.train.teachers import NetworkTeacher, Target
@@ -156,11 +157,11 @@ def train_student(method: str, weight: float, seed: int, train, teacher: CachedT
     align = alignment(method, weight)
     extra = {}
     if align is not None:
-        extra = dict(teacher=teacher, alignment=align, mix_ratio=1.0,
-                     brain_loader=(xtr, list(range(len(xtr)))),
-                     brain_batch_size=UNLABELLED_BATCH)
+        extra = dict(teacher=teacher, alignment=align,
+                     brain_loader=BrainBatches(xtr, list(range(len(xtr))), mix_ratio=1.0,
+                                               batch_size=UNLABELLED_BATCH, seed=seed))
     log = fit(student, loader, epochs=epochs, max_steps_per_epoch=len(loader), lr=LR,
-              progress=False, seed=seed, **extra)
+              progress=False, **extra)
     return student, log
 
 

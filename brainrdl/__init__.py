@@ -41,6 +41,12 @@ _LAZY: dict[str, str] = {
     "CKALoss": "brainrdl.train.losses",
     "KDLoss": "brainrdl.train.losses",
     "fit": "brainrdl.train.loop",
+    "BrainBatches": "brainrdl.train.brain_batches",
+    "Heldout": "brainrdl.train.monitor",
+    "NonFiniteLossError": "brainrdl.train.guards",
+    "TrainingDivergedError": "brainrdl.train.guards",
+    "OuterAutocastError": "brainrdl.train.precision",
+    "CheckpointError": "brainrdl.train.checkpoint",
     # analysis
     "extract_rdms": "brainrdl.analysis.layer_rdms",
     "compare_layers": "brainrdl.analysis.layer_comparison",
@@ -59,16 +65,22 @@ _SUBPACKAGES = frozenset(
 )
 
 __all__ = [
+    "BrainBatches",
     "BrainTeacher",
     "CKALoss",
+    "CheckpointError",
+    "Heldout",
     "KDLoss",
     "KnowledgeProjection",
     "LayerTaps",
     "NetworkTeacher",
+    "NonFiniteLossError",
+    "OuterAutocastError",
     "PKTLoss",
     "RDLLoss",
     "StimulusSet",
     "Teacher",
+    "TrainingDivergedError",
     "__version__",
     "calc_rdm",
     "compare",
@@ -117,6 +129,11 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from brainrdl.rsa.ranks import rank_transform
     from brainrdl.rsa.rdm import calc_rdm
     from brainrdl.stats.ceilings import noise_ceiling
+    from brainrdl.train.brain_batches import BrainBatches
+    from brainrdl.train.checkpoint import CheckpointError
+    from brainrdl.train.guards import NonFiniteLossError, TrainingDivergedError
     from brainrdl.train.loop import fit
     from brainrdl.train.losses import CKALoss, KDLoss, KnowledgeProjection, PKTLoss, RDLLoss
+    from brainrdl.train.monitor import Heldout
+    from brainrdl.train.precision import OuterAutocastError
     from brainrdl.train.teachers import BrainTeacher, NetworkTeacher, Teacher

@@ -123,7 +123,7 @@ def test_each_rdm_is_read_in_its_own_stimulus_order_and_set():
 
 
 def test_rdms_without_the_stimulus_descriptor_cannot_mix_with_ones_that_have_it():
-    bare = rsatoolbox.rdm.RDMs(np.ones((1, 3)))
+    bare = rsatoolbox.rdm.RDMs(np.array([[4.0, 5.0, 6.0]]))
     with pytest.raises(ValueError, match=r"'V1'.*'stimulus'"):
         BrainTeacher({"IT": _one("xyz", [1.0, 2.0, 3.0]), "V1": bare})
     # explicit ids apply to every RDM, in their (shared) order

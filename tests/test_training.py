@@ -11,9 +11,11 @@ import rsatoolbox
 import torch
 from torch import nn
 
+from brainrdl.train.brain_batches import BrainBatches
 from brainrdl.train.checkpoint import load_checkpoint
 from brainrdl.train.functional import rdl_loss
-from brainrdl.train.loop import NonFiniteLossError, fit
+from brainrdl.train.guards import NonFiniteLossError
+from brainrdl.train.loop import fit
 from brainrdl.train.losses import RDLLoss
 from brainrdl.train.teachers import BrainTeacher, NetworkTeacher
 
@@ -83,7 +85,7 @@ def test_brain_mixing_warmup_and_log_columns():
     loader = [(x[i : i + 8], y[i : i + 8]) for i in range(0, 32, 8)]  # 4 steps per epoch
     held = (images[8:], ids[8:])
     log = fit(_student(), loader, teacher=counting, alignment={"1": "IT"},
-              brain_loader=(images[:8], ids[:8]), brain_batch_size=4, mix_ratio=0.5,
+              brain_loader=BrainBatches(images[:8], ids[:8], batch_size=4, mix_ratio=0.5),
               warmup_epochs=1, epochs=2, heldout=held, val_loader=loader, progress=False)
     train_calls = [c for c in counting.calls if len(c) == 4]
     assert len(train_calls) == 2  # warm-up epoch: none; then 4 steps x 0.5
@@ -99,7 +101,7 @@ def test_heldout_rsa_is_pearson_of_upper_triangles():
     model = _student()
     x, y = _data(8)
     log = fit(model, [(x, y)], teacher=teacher, alignment={"1": ("IT", 0.0)},
-              brain_loader=(images, ids), brain_batch_size=5, heldout=(images, ids),
+              brain_loader=BrainBatches(images, ids, batch_size=5), heldout=(images, ids),
               optimizer=torch.optim.SGD(model.parameters(), lr=0.0), progress=False)
     with torch.no_grad():
         h = model[1](model[0](images)).double()
@@ -117,7 +119,7 @@ def test_nonfinite_loss_names_the_term():
         model[0].weight[0, 0] = float("nan")
     with pytest.raises((NonFiniteLossError, ValueError), match=r"task_loss|1"):
         fit(model, [(x, y)], teacher=teacher, alignment={"1": "IT"},
-            brain_loader=(images, ids), brain_batch_size=4, progress=False)
+            brain_loader=BrainBatches(images, ids, batch_size=4), progress=False)
     with pytest.raises(NonFiniteLossError, match="task_loss"):
         fit(model, [(x, y)], progress=False)
 
@@ -126,14 +128,14 @@ def test_checkpoint_resume_equals_uninterrupted(tmp_path):
     teacher, images, ids = _brain()
     x, y = _data(16)
     loader = [(x[:8], y[:8]), (x[8:], y[8:])]
-    kw = dict(teacher=teacher, alignment={"1": "IT"}, brain_loader=(images, ids),
-              brain_batch_size=6, progress=False, lr=0.01)
+    kw = dict(teacher=teacher, alignment={"1": "IT"},
+              brain_loader=BrainBatches(images, ids, batch_size=6), progress=False, lr=0.01)
     straight = _student()
     log_a = fit(straight, loader, epochs=3, **kw)
     resumed = _student()
     fit(resumed, loader, epochs=2, checkpoint_dir=tmp_path, **kw)
     state = load_checkpoint(tmp_path / "last.pt")
-    assert state["epoch"] == 1 and not list(tmp_path.glob("*.tmp"))
+    assert state["epoch"] == 2 and state["acc"] is None and not list(tmp_path.glob("*.tmp"))
     log_b = fit(resumed, loader, epochs=3, checkpoint_dir=tmp_path, resume=True, **kw)
     for a, b in zip(straight.parameters(), resumed.parameters()):
         torch.testing.assert_close(a, b)
@@ -147,7 +149,7 @@ def test_separate_bn_keeps_task_statistics():
     model = nn.Sequential(nn.Linear(5, 4), nn.BatchNorm1d(4), nn.ReLU(), nn.Linear(4, 3))
     ref = copy.deepcopy(model)
     fit(model, [(x, y)], teacher=teacher, alignment={"2": "IT"},
-        brain_loader=(images + 10.0, ids), brain_batch_size=6, separate_bn=True,
+        brain_loader=BrainBatches(images + 10.0, ids, batch_size=6, separate_bn=True),
         optimizer=torch.optim.SGD(model.parameters(), lr=0.0), progress=False)
     ref.train()
     ref(x)  # the task batch alone
@@ -169,7 +171,7 @@ def test_argument_errors():
         from brainrdl.train.losses import PKTLoss
 
         fit(_student(), [(x, y)], teacher=teacher, alignment={"1": "IT"}, loss=PKTLoss(),
-            brain_loader=(images, ids), brain_batch_size=4, progress=False)
+            brain_loader=BrainBatches(images, ids, batch_size=4), progress=False)
 
 
 def test_default_loss_is_rdl():
@@ -195,11 +197,11 @@ def test_uncovered_ids_raise_or_warn_once_and_heldout_must_be_covered():
     assert (log["align/1"] > 0).all()
     with pytest.raises(ValueError, match="heldout"):
         fit(_student(), [(x, y)], teacher=teacher, alignment={"1": "IT"},
-            brain_loader=(images, ids), brain_batch_size=4, heldout=(images[:3], [0, 1, 2]),
+            brain_loader=BrainBatches(images, ids, batch_size=4), heldout=(images[:3], [0, 1, 2]),
             progress=False)
     with pytest.raises(ValueError, match=r"heldout.*1 of the 3"):
         fit(_student(), [(x, y)], teacher=teacher, alignment={"1": "IT"},
-            brain_loader=(images, ids), brain_batch_size=4,
+            brain_loader=BrainBatches(images, ids, batch_size=4),
             heldout=(images[:3], [*ids[:2], "zz"]), progress=False)
 
 

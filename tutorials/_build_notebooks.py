@@ -192,7 +192,7 @@ def quickstart() -> list[Cell]:
                 model, task_loader, teacher=teacher, alignment={LAYER: ("IT", weight)},
                 loss=RDLLoss(comparison="pearson"), brain_loader=brain_train,
                 heldout=heldout, val_loader=val, epochs=EPOCHS, lr=2e-3, device=DEVICE,
-                progress=False, seed=0)
+                progress=False)
             models[name] = model
         logs["rdl"].round(3)
         """),

@@ -13,6 +13,7 @@ Examples
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -315,3 +316,53 @@ def _square(rdm, categories):
             raise ValueError(f"rdm must be RDMs, a square matrix or a vector; got {arr.shape}")
         mat = arr
     return np.asarray(mat, dtype=float), categories, name
+
+
+def plot_log(log: pd.DataFrame, path: str | Path | None = None):
+    """Learning curves of a :func:`brainrdl.fit` log: losses, accuracies and held-out RSA.
+
+    Parameters
+    ----------
+    log
+        The DataFrame ``fit`` returns (one row per epoch).
+    path
+        Where to save the figure (then it is closed); None returns it open.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Three panels: losses and alignment terms, accuracies, held-out scores.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> fig = plot_log(pd.DataFrame({"epoch": [0, 1], "task_loss": [1.0, 0.5]}))
+    >>> len(fig.axes)
+    3
+    """
+    import matplotlib
+
+    if path is not None:
+        matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+    groups = [
+        ("loss", "loss value", [c for c in log if c.endswith("loss") or c.startswith("align/")]),
+        ("accuracy", "accuracy", [c for c in log if c.endswith("accuracy")]),
+        ("held-out RSA", "similarity (method in the legend)",
+         [c for c in log if c.startswith("heldout_")]),
+    ]  # fmt: skip
+    for ax, (title, ylabel, cols) in zip(axes, groups):
+        for c in cols:
+            ax.plot(log["epoch"], log[c], marker="o", label=c)
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+        if cols:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+    return fig

@@ -140,8 +140,10 @@ def _run_demo(
     import torch
     from torch.utils.data import DataLoader, TensorDataset
 
+    from brainrdl.analysis.plot import plot_log
     from brainrdl.nets.models import DigitCNN
-    from brainrdl.train.loop import fit, plot_log
+    from brainrdl.train.brain_batches import BrainBatches
+    from brainrdl.train.loop import fit
     from brainrdl.train.losses import RDLLoss
     from brainrdl.train.teachers import BrainTeacher
     from data_adapters.demo import load_task_digits, make_demo_study
@@ -180,9 +182,10 @@ def _run_demo(
         val = DataLoader(TensorDataset(x[test_idx], y[test_idx]), batch_size=512)
         log = fit(
             model, loader, teacher=teacher, alignment={TAPPED_LAYER: ("IT", w)},
-            loss=RDLLoss(comparison=comparison), brain_loader=brain,
-            brain_batch_size=len(train), mix_ratio=1.0, heldout=heldout, val_loader=val,
-            epochs=epochs, device=device, progress=progress, seed=seed, lr=2e-3,
+            loss=RDLLoss(comparison=comparison),
+            brain_loader=BrainBatches(*brain, batch_size=len(train), mix_ratio=1.0, seed=seed),
+            heldout=heldout, val_loader=val, epochs=epochs, device=device, progress=progress,
+            lr=2e-3,
         )  # fmt: skip
         last = log.iloc[-1]
         results[name] = {

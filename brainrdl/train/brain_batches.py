@@ -7,7 +7,8 @@ distinct stimuli: a repeated stimulus would add zero-distance pairs that carry n
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -65,10 +66,13 @@ class StimulusBatchSampler(Sampler[list[int]]):
 
 
 class StimulusSet(Dataset):
-    """Images with their stimulus ids (and optional labels) as a map-style dataset.
+    """Images with their stimulus ids as a map-style dataset, optionally augmented.
 
     Items are ``(image, index)``: the integer position in ``stimulus_ids``, so that batches
-    collate into a LongTensor; :attr:`stimulus_ids` maps positions back to ids.
+    collate into a LongTensor; :attr:`stimulus_ids` maps positions back to ids. Ids must be
+    distinct: a repeated stimulus would pair with itself at distance zero. ``transform`` (any
+    callable on one image, e.g. a torchvision transform) is applied each time an item is read,
+    so every pass sees a new augmentation of the brain stimuli (drawn from the global torch RNG).
 
     Examples
     --------
@@ -78,7 +82,12 @@ class StimulusSet(Dataset):
     (2, 'c')
     """
 
-    def __init__(self, images: Any, stimulus_ids: Sequence[Any]) -> None:
+    def __init__(
+        self,
+        images: Any,
+        stimulus_ids: Sequence[Any],
+        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> None:
         images = torch.as_tensor(images)
         if not torch.is_floating_point(images):
             images = images.float()
@@ -86,22 +95,39 @@ class StimulusSet(Dataset):
             raise ValueError(
                 f"stimulus_ids has {len(stimulus_ids)} ids but images has {images.shape[0]} items"
             )
-        self.images, self.stimulus_ids = images, list(stimulus_ids)
+        ids = [i.item() if hasattr(i, "item") else i for i in stimulus_ids]
+        seen: set[Any] = set()
+        repeated = [i for i in ids if i in seen or seen.add(i)]
+        if repeated:
+            raise ValueError(
+                f"stimulus_ids: {len(repeated)} repeated brain-stimulus ids (e.g. {repeated[0]!r});"
+                " each stimulus must appear once (average repeated presentations into one RDM "
+                "condition first)"
+            )
+        if transform is not None and not callable(transform):
+            raise TypeError(f"transform must be callable; got {type(transform).__name__}")
+        self.images, self.stimulus_ids, self.transform = images, list(stimulus_ids), transform
 
     def __len__(self) -> int:
         return self.images.shape[0]
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        return self.images[i], i
+        image = self.images[i]
+        return (self.transform(image) if self.transform is not None else image), i
 
 
 def brain_loader(
-    images: Any, stimulus_ids: Sequence[Any], *, batch_size: int = 64, seed: int = 0
+    images: Any,
+    stimulus_ids: Sequence[Any],
+    *,
+    batch_size: int = 64,
+    seed: int = 0,
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> DataLoader:
     """A DataLoader of ``(images, positions)`` batches of distinct stimuli.
 
     ``batch_size`` is capped at the size of the set; positions index
-    ``loader.dataset.stimulus_ids``.
+    ``loader.dataset.stimulus_ids``; ``transform`` augments each image as it is read.
 
     Examples
     --------
@@ -110,7 +136,7 @@ def brain_loader(
     >>> x, pos = next(iter(loader)); tuple(x.shape), len(set(pos.tolist()))
     ((5, 1, 8, 8), 5)
     """
-    dataset = StimulusSet(images, stimulus_ids)
+    dataset = StimulusSet(images, stimulus_ids, transform)
     sampler = StimulusBatchSampler(len(dataset), min(batch_size, len(dataset)), seed=seed)
     return DataLoader(dataset, batch_sampler=sampler)
 
@@ -135,3 +161,95 @@ def endless(loader: Any) -> Iterator[Any]:
         if empty:
             raise ValueError("brain_loader yielded no batches")
         epoch += 1
+
+
+@dataclass
+class BrainBatches:
+    """Brain-stimulus batches for :func:`brainrdl.fit` and how they mix with task batches.
+
+    Parameters
+    ----------
+    images
+        The brain stimuli (N, ...) as a tensor, with ``stimulus_ids``; or a DataLoader of
+        ``(images, stimulus_ids_or_positions)`` batches (then ``stimulus_ids`` is None and
+        ``batch_size``, ``transform`` and ``seed`` are the loader's business).
+    stimulus_ids
+        One id per image (distinct), as the teacher's RDMs list them.
+    batch_size
+        Distinct stimuli per brain batch (capped at N).
+    mix_ratio
+        Brain batches per task batch (0.5: one every second step; 2: two per step), their
+        gradients added to the task step's.
+    steps_per_epoch
+        Without a task loader (RDL-only training): optimiser steps per epoch, one brain batch
+        each (default: one pass over the stimuli).
+    transform
+        Augmentation applied to each brain image every time it is drawn (e.g. a torchvision
+        transform); the target RDM stays the stimulus's.
+    separate_bn
+        Brain batches use their own BatchNorm running statistics.
+    seed
+        Seed of the brain-batch order (each pass is a new seeded permutation).
+
+    Examples
+    --------
+    >>> import torch
+    >>> b = BrainBatches(torch.zeros(10, 3), list(range(10)), batch_size=4, mix_ratio=0.5)
+    >>> x, pos = next(iter(b.loader())); tuple(x.shape)
+    (4, 3)
+    """
+
+    images: Any
+    stimulus_ids: Sequence[Any] | None = None
+    batch_size: int = 64
+    mix_ratio: float = 1.0
+    steps_per_epoch: int | None = None
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None
+    separate_bn: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.mix_ratio >= 0:
+            raise ValueError(f"mix_ratio must be >= 0; got {self.mix_ratio!r}")
+        if self.steps_per_epoch is not None and (
+            not isinstance(self.steps_per_epoch, int) or self.steps_per_epoch < 1
+        ):
+            raise ValueError(
+                f"steps_per_epoch must be a positive int or None; got {self.steps_per_epoch!r}"
+            )
+        if self.stimulus_ids is None and isinstance(self.images, torch.Tensor):
+            raise ValueError("BrainBatches(images, stimulus_ids): images need their stimulus ids")
+        if self.stimulus_ids is None and self.transform is not None:
+            raise ValueError(
+                "BrainBatches(loader, transform=...): a DataLoader applies its own transforms; "
+                "give images and stimulus_ids to have BrainBatches augment them"
+            )
+
+    @classmethod
+    def coerce(cls, value: Any) -> BrainBatches:
+        """A BrainBatches from what ``fit(brain_loader=...)`` accepts: itself, a tuple, a loader."""
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, tuple):
+            if len(value) != 2:
+                raise ValueError(
+                    "brain_loader as a tuple must be (images, stimulus_ids); got "
+                    f"{len(value)} items"
+                )
+            return cls(value[0], value[1])
+        return cls(value)
+
+    def loader(self) -> Any:
+        """The DataLoader of brain batches (built once from images and ids)."""
+        if self.stimulus_ids is None:
+            return self.images
+        if not hasattr(self, "_loader"):
+            self._loader = brain_loader(
+                self.images, self.stimulus_ids, batch_size=self.batch_size, seed=self.seed,
+                transform=self.transform,
+            )  # fmt: skip
+        return self._loader
+
+    def stimulus_id_list(self) -> list[Any] | None:
+        """Ids by position (positions from the loader map to them), or None (ids as given)."""
+        return getattr(getattr(self.loader(), "dataset", None), "stimulus_ids", None)

@@ -1,7 +1,9 @@
 """Atomic training checkpoints: write to a temporary file, then ``os.replace`` onto the name.
 
-A crash mid-write leaves the previous checkpoint intact. Checkpoints hold only tensors and plain
-Python values, so they load with ``torch.load(weights_only=True)`` (no arbitrary code runs).
+A crash mid-write leaves the previous checkpoint intact and, at worst, a stale temporary file
+that :func:`remove_stale_temporaries` clears before the next run writes. Checkpoints hold only
+tensors and plain Python values, so they load with ``torch.load(weights_only=True)`` (no arbitrary
+code runs); a file that cannot be read raises :class:`CheckpointError` naming it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,16 @@ from typing import Any
 import torch
 
 CHECKPOINT_NAME = "last.pt"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file exists but cannot be read (empty, truncated, not a checkpoint).
+
+    Examples
+    --------
+    >>> issubclass(CheckpointError, RuntimeError)
+    True
+    """
 
 
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
@@ -56,4 +68,40 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
-    return torch.load(path, map_location=map_location, weights_only=True)
+    full = path.resolve()
+    if path.stat().st_size == 0:
+        raise CheckpointError(
+            f"checkpoint {full} is empty (a write was interrupted before the atomic rename?); "
+            "delete it to start over"
+        )
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # EOFError, zip / unpickling errors: all mean "not readable"
+        raise CheckpointError(
+            f"checkpoint {full} is corrupt or not a brainrdl checkpoint "
+            f"({type(err).__name__}: {err}); delete it to start over"
+        ) from err
+    if not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint {full} does not hold a dict of training state")
+    return state
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Delete temporary files a killed :func:`save_checkpoint` left next to ``path``.
+
+    Returns the removed paths.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp()); _ = (d / ".last.pt.abc.tmp").write_bytes(b"x")
+    >>> [p.name for p in remove_stale_temporaries(d / "last.pt")]
+    ['.last.pt.abc.tmp']
+    """
+    path = Path(path)
+    removed = []
+    if path.parent.is_dir():
+        for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed

@@ -60,6 +60,8 @@ class RDLLoss(nn.Module):
     ['fc']
     """
 
+    consumes = "rdm"  # how fit calls it: see brainrdl.train.registry.CONVENTIONS
+
     def __init__(
         self,
         distance: str = "euclidean",
@@ -147,6 +149,8 @@ class PKTLoss(nn.Module):
     0.0
     """
 
+    consumes = "features"
+
     def __init__(self, eps: float = 1e-7) -> None:
         super().__init__()
         self.eps = eps
@@ -167,6 +171,8 @@ class CKALoss(nn.Module):
     >>> abs(float(CKALoss(log=False)(x, 3 * x))) < 1e-6
     True
     """
+
+    consumes = "features_or_rdm"
 
     def __init__(self, log: bool = True, eps: float = 1e-8) -> None:
         super().__init__()
@@ -191,6 +197,8 @@ class KDLoss(nn.Module):
     >>> round(float(KDLoss(2.0)(z, z)), 6)
     0.0
     """
+
+    consumes = "logits"
 
     def __init__(self, temperature: float = 4.0) -> None:
         super().__init__()
@@ -239,6 +247,8 @@ class KnowledgeProjection(nn.Module):
     >>> loss.ndim
     0
     """
+
+    consumes = "maps"
 
     def __init__(self, teacher_channels: int, student_channels: int, *, kind: str = "auto",
                  bias: bool = True) -> None:

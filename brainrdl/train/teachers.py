@@ -189,6 +189,8 @@ class BrainTeacher:
                 names.append(name if combine == "mean" else f"{name}/{subj}")
                 mats.append(_nanmean(np.stack([g[0] for g in chosen])))
                 cover_rows.append(np.any([g[1] for g in chosen], axis=0))
+        for name, mat in zip(names, mats):
+            _refuse_degenerate(mat, f"rdms: target {name!r}")
         self.names: list[str] = names
         self.rdms = torch.as_tensor(np.stack(mats), dtype=torch.float64)  # (T, N, N)
         # which stimuli each target covers (T, N): targets may cover different sets
@@ -203,7 +205,7 @@ class BrainTeacher:
         Examples
         --------
         >>> import numpy as np, rsatoolbox
-        >>> d = rsatoolbox.rdm.RDMs(np.ones((1, 3)),
+        >>> d = rsatoolbox.rdm.RDMs(np.array([[1.0, 2.0, 3.0]]),
         ...                         pattern_descriptors={"stimulus": ["a", "b", "c"]})
         >>> BrainTeacher(d).indices(["c", "x"]).tolist()
         [2, -1]
@@ -352,6 +354,7 @@ class NetworkTeacher:
         self._name_of = {layer: target_names.get(layer, layer) for layer in self.taps.layers}
         self.names: list[str] = list(self._name_of.values())
         self.output: torch.Tensor | None = None
+        self._checked = False  # the first batch's RDMs are checked for degenerate layers
 
     @torch.no_grad()
     def targets(self, inputs: torch.Tensor | None, stimulus_ids: Any = None) -> dict[str, Target]:
@@ -373,6 +376,9 @@ class NetworkTeacher:
             rdm = pairwise_rdm(f.reshape(b, -1), self.distance)
             maps = raw[layer].to(inputs.device)
             out[name] = Target(rdm, mask, f, self.distance, maps=maps)
+            if not self._checked and b >= 3:  # once, on the first batch that has 3 pairs
+                _refuse_degenerate(rdm.double().cpu().numpy(), f"NetworkTeacher layer {layer!r}")
+        self._checked = self._checked or b >= 3
         return out
 
     def close(self) -> None:
@@ -381,6 +387,33 @@ class NetworkTeacher:
 
     def __repr__(self) -> str:
         return f"NetworkTeacher(layers={self.taps.layers}, distance={self.distance!r})"
+
+
+def _refuse_degenerate(rdm: np.ndarray, where: str) -> None:
+    """Refuse a target RDM with no finite off-diagonal entry, or with all of them equal.
+
+    Such a target carries no geometry: every alignment term against it is 0 or undefined.
+
+    Examples
+    --------
+    >>> _refuse_degenerate(np.ones((3, 3)) - np.eye(3), "rdms")
+    Traceback (most recent call last):
+    ...
+    ValueError: rdms: the target RDM is constant (every dissimilarity 1); ...
+    """
+    n = rdm.shape[-1]
+    off = rdm[~np.eye(n, dtype=bool)]
+    finite = off[np.isfinite(off)]
+    if finite.size == 0:
+        raise ValueError(
+            f"{where}: the target RDM has no finite dissimilarity (all NaN or infinite); "
+            "it cannot guide training: check the RDMs (or the teacher layer) it was built from"
+        )
+    if float(finite.max() - finite.min()) <= 1e-12 * max(1.0, float(np.abs(finite).max())):
+        raise ValueError(
+            f"{where}: the target RDM is constant (every dissimilarity {float(finite[0]):.6g}); "
+            "a constant target carries no geometry to align to (a dead or saturated layer?)"
+        )
 
 
 def _as_groups(rdms: Any, target_names: str | Sequence[str] | None) -> dict[str, list]:

@@ -1,26 +1,23 @@
 """Alignment terms of the training helper: which layer meets which target, with which loss.
 
 ``alignment={"layer3": "IT", "fc": ("logits", 0.5, KDLoss(4.0))}`` pairs a student layer with a
-teacher target, a weight and optionally its own loss. One dispatch (:func:`alignment_value`) calls
-any brainrdl loss with what a :class:`brainrdl.train.teachers.Target` holds, so the training helper
-never asks which kind of teacher it has: RDM losses get the target RDM and pair mask; feature losses
-(PKT, KP, KD) get the teacher's features; CKA gets features when there are some, else the RDM.
-A knowledge projection (KP) whose student activation keeps its shape (B, C, H, W) gets the
-teacher's unreduced maps (``Target.maps``) instead.
+teacher target, a weight and optionally its own loss. Each loss declares what it consumes
+(``consumes``, see :mod:`brainrdl.train.registry`); it is read once, when the mapping is parsed,
+and every step calls the loss the same way through :func:`alignment_value`, so the training
+helper never asks which kind of teacher or loss it has.
 """
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from brainrdl.rsa.distances import pairwise_rdm, upper_tri
 from brainrdl.train.distributed import all_gather_nograd, is_distributed
-from brainrdl.train.losses import KnowledgeProjection
+from brainrdl.train.registry import call_loss, consumes
 from brainrdl.train.teachers import Target
 
 
@@ -32,6 +29,8 @@ class AlignmentPair:
     target: str
     weight: float
     loss: Callable[..., torch.Tensor]
+    #: what the loss consumes (its declared ``consumes``), read once
+    kind: str = field(default="rdm")
 
 
 def parse_alignment(
@@ -43,8 +42,9 @@ def parse_alignment(
 
     Examples
     --------
-    >>> [p.weight for p in parse_alignment({"fc": ("IT", 0.5)}, lambda *a: 0, ["IT"])]
-    [0.5]
+    >>> from brainrdl.train.losses import RDLLoss
+    >>> [(p.weight, p.kind) for p in parse_alignment({"fc": ("IT", 0.5)}, RDLLoss(), ["IT"])]
+    [(0.5, 'rdm')]
     """
     if not isinstance(alignment, Mapping) or not alignment:
         raise ValueError(
@@ -65,22 +65,15 @@ def parse_alignment(
                 f"alignment[{layer!r}] names target {target!r}, which the teacher does not "
                 f"provide; its targets: {target_names}"
             )
-        if not weight >= 0:
-            raise ValueError(f"alignment[{layer!r}] weight must be >= 0; got {weight}")
-        pairs.append(AlignmentPair(str(layer), target, weight, loss))
+        if not 0 <= weight < float("inf"):
+            raise ValueError(f"alignment[{layer!r}] weight must be finite and >= 0; got {weight}")
+        kind = consumes(loss, f"alignment[{layer!r}]")
+        pairs.append(AlignmentPair(str(layer), target, weight, loss, kind))
     return pairs
 
 
-def _accepts(fn: Callable[..., Any], name: str) -> bool:
-    target = fn.forward if isinstance(fn, torch.nn.Module) else fn
-    try:
-        return name in inspect.signature(target).parameters
-    except (TypeError, ValueError):
-        return False
-
-
 def is_projection(loss: Any) -> bool:
-    """True for a :class:`brainrdl.train.losses.KnowledgeProjection` (a loss with parameters).
+    """True for a loss that consumes the teacher's unreduced maps (a knowledge projection).
 
     Examples
     --------
@@ -88,16 +81,13 @@ def is_projection(loss: Any) -> bool:
     >>> is_projection(KnowledgeProjection(4, 2)), is_projection(RDLLoss())
     (True, False)
     """
-    return isinstance(loss, KnowledgeProjection)
+    return getattr(loss, "consumes", None) == "maps"
 
 
-def alignment_value(
-    loss: Callable[..., torch.Tensor], features: torch.Tensor, target: Target, name: str
-) -> torch.Tensor:
-    """Value of one alignment term for student ``features`` (B, D) and a ``target``.
+def alignment_value(pair: AlignmentPair, features: torch.Tensor, target: Target) -> torch.Tensor:
+    """Unweighted value of one alignment term for student ``features`` and a ``target``.
 
-    A :class:`brainrdl.train.losses.KnowledgeProjection` given student ``features`` of more than two
-    dims (reduction ``"none"``) is compared with the teacher's unreduced ``target.maps``.
+    The loss is called by its declared kind (:func:`brainrdl.train.registry.call_loss`).
 
     Examples
     --------
@@ -105,28 +95,10 @@ def alignment_value(
     >>> from brainrdl.train.losses import RDLLoss
     >>> x = torch.randn(6, 4)
     >>> t = Target(pairwise_rdm(x), ~torch.eye(6, dtype=torch.bool))
-    >>> float(alignment_value(RDLLoss(), x, t, "fc")) < 1e-10
+    >>> float(alignment_value(AlignmentPair("fc", "IT", 1.0, RDLLoss()), x, t)) < 1e-10
     True
     """
-    if hasattr(loss, "comparison") and hasattr(loss, "distance"):  # RDM-to-RDM loss (RDLLoss)
-        return loss({name: features}, {name: target.rdm}, {name: target.pair_mask})
-    items = target.pair_mask.any(dim=1)
-    kwargs: dict[str, Any] = {}
-    if _accepts(loss, "name"):
-        kwargs["name"] = name
-    if _accepts(loss, "item_mask") and not bool(items.all()):
-        kwargs["item_mask"] = items
-    if target.features is not None:
-        teacher_feats = target.features
-        if is_projection(loss) and features.ndim > 2 and target.maps is not None:
-            teacher_feats = target.maps
-        return loss(features, teacher_feats, **kwargs)
-    if _accepts(loss, "target_rdm"):
-        return loss(features, target_rdm=target.rdm, **kwargs)
-    raise TypeError(
-        f"alignment of {name!r}: {type(loss).__name__} needs teacher features, but the teacher "
-        "gives only RDMs (a brain teacher); use RDLLoss or CKALoss"
-    )
+    return call_loss(pair.loss, pair.kind, features, target)
 
 
 def global_targets(
