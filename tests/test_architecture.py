@@ -25,6 +25,9 @@ ALLOWED: dict[str, set[str]] = {
     "brainrdl.train": _BASE | {"brainrdl.rsa", "brainrdl.stats", "brainrdl.nets"},
     "brainrdl.analysis": _BASE
     | {"brainrdl.rsa", "brainrdl.stats", "brainrdl.nets", "brainrdl.datasets"},
+    "brainrdl.runs": _BASE
+    | {"brainrdl.rsa", "brainrdl.stats", "brainrdl.nets", "brainrdl.train", "brainrdl.analysis",
+       "brainrdl.datasets"},
     "data_adapters.fmri": _BASE | {"brainrdl.rsa", "brainrdl.stats"},
     "data_adapters.ephys": _BASE | {"brainrdl.rsa", "brainrdl.stats"},
     "data_adapters.demo": _BASE | {"brainrdl.rsa", "brainrdl.stats", "data_adapters.ephys"},

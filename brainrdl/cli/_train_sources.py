@@ -1,7 +1,7 @@
 """Data sources of ``brainrdl train`` that read lab formats or the embedded demo.
 
 They live in the CLI because they call ``data_adapters`` (the training room never does); the
-runner (:mod:`brainrdl.train.runner`) looks them up by name: ``"teacher:demo"``,
+runner (:mod:`brainrdl.runs.runner`) looks them up by name: ``"teacher:demo"``,
 ``"teacher:betas"``, ``"data:demo"``.
 """
 
@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch.utils.data import TensorDataset
 
-from brainrdl.train.runner import BrainData, RunContext, TaskData, load_stimuli, split_targets
+from brainrdl.runs.runner import BrainData, RunContext, TaskData, load_stimuli, split_targets
 
 
 def demo_brain(ctx: RunContext) -> BrainData:
@@ -44,7 +44,7 @@ def betas_brain(ctx: RunContext) -> BrainData:
 
 def demo_task(ctx: RunContext) -> TaskData:
     """The scikit-learn digits that are not demo-study stimuli, split into train / validation."""
-    from brainrdl.train.runner import split_task
+    from brainrdl.runs.runner import split_task
     from data_adapters.demo import load_task_digits
 
     exclude = list(ctx.brain.stimulus_ids) if ctx.brain is not None else None
@@ -57,7 +57,7 @@ def demo_task(ctx: RunContext) -> TaskData:
     return split_task(ds, ctx.cfg)
 
 
-#: name -> source, passed to :func:`brainrdl.train.runner.run_training`
+#: name -> source, passed to :func:`brainrdl.runs.runner.run_training`
 SOURCES: dict[str, Any] = {
     "teacher:demo": demo_brain,
     "teacher:betas": betas_brain,

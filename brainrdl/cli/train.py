@@ -1,7 +1,7 @@
 """``brainrdl train CONFIG``: train a network toward brain (or network) RDMs from a config file.
 
 The config (TOML; YAML when PyYAML is installed) is checked against the schema of
-:mod:`brainrdl.train.config` before anything runs; :func:`brainrdl.train.runner.run_training`
+:mod:`brainrdl.train.config` before anything runs; :func:`brainrdl.runs.runner.run_training`
 builds the parts, calls :func:`brainrdl.fit` and writes the run folder (``--out``). Under
 ``torchrun --nproc_per_node=N -m brainrdl.cli.main train CONFIG --out DIR`` every process runs
 this command; see the how-to "Train on a cluster".
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{args.config}: the config is valid")
         return 0
     from brainrdl.cli._train_sources import SOURCES
-    from brainrdl.train.runner import run_training
+    from brainrdl.runs.runner import run_training
 
     out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
     try:

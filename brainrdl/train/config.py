@@ -14,7 +14,7 @@ with the key it concerns, e.g. ``[alignment.fc1] weight: expected a number ≥ 0
 config that trains on the embedded demo data as printed.
 
 This module reads files and checks values only; it builds nothing (see
-:mod:`brainrdl.train.runner`).
+:mod:`brainrdl.runs.runner`).
 
 Examples
 --------
@@ -105,9 +105,9 @@ SCHEMA: dict[str, tuple[Key, ...]] = {
         _k("epochs", "int", 4, "passes over the task data", minimum=1),
         _k("seed", "int", 0, "seed of the model initialisation, data order and stimulus split",
            minimum=0),
-        _k("precision", "str", "32", 'numeric precision of training ("32"; "16-mixed" and '
-           '"bf16-mixed" need a brainrdl.fit that takes precision=)',
-           choices=("32", "16-mixed", "bf16-mixed")),
+        _k("precision", "str", "32", 'numeric precision of training: "32", "bf16" or "fp16" '
+           "(autocast per step, as brainrdl.fit(precision=...))",
+           choices=("32", "bf16", "fp16")),
         _k("device", "str", "auto", '"auto" (the rank\'s GPU when there is one, else CPU), "cpu" '
            'or "cuda"', choices=("auto", "cpu", "cuda")),
         _k("threads", "int", 1, "CPU threads per process (0: torch's default)", minimum=0),
@@ -199,8 +199,8 @@ SCHEMA: dict[str, tuple[Key, ...]] = {
         _k("gamma", "number", 0.1, "decay factor (step schedule)", positive=True),
     ),
     "checkpoint": (
-        _k("every", "int", 1, "save checkpoints/last.pt every N epochs (needs a brainrdl.fit "
-           "that takes checkpoint_every= for N > 1)", minimum=1),
+        _k("every", "int", 0, "also save checkpoints/last.pt every N optimiser steps, so a killed "
+           "job loses at most N steps (0: only at the end of each epoch)", minimum=0),
     ),
     "heldout": (
         _k("n_stimuli", "int", 40, "brain stimuli held out of training (drawn with seed); "

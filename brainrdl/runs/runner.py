@@ -56,8 +56,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
-from brainrdl.train.config import ConfigError, dumps_toml, load_config, parse_text, validate
-from brainrdl.train.run_folder import (
+from brainrdl.runs.run_folder import (
     CHECKPOINT_DIR,
     CONFIG_NAME,
     SUMMARY_NAME,
@@ -65,6 +64,7 @@ from brainrdl.train.run_folder import (
     split_targets,
     write_run,
 )
+from brainrdl.train.config import ConfigError, dumps_toml, load_config, parse_text, validate
 from brainrdl.train.sharding import (
     EpochLoader,
     LRSchedule,
@@ -185,14 +185,8 @@ def build_model(
             raise TypeError(f"model spec {spec!r}: the factory returned a "
                             f"{type(model).__name__}, not a torch.nn.Module")  # fmt: skip
     else:
-        import brainrdl
+        from brainrdl.nets.loading import load_model
 
-        load_model = getattr(brainrdl, "load_model", None)
-        if load_model is None:  # pragma: no cover - until brainrdl.load_model lands
-            raise ValueError(
-                f"model spec {spec!r} needs brainrdl.load_model, which this version does not "
-                'have; use "demo:..." or "module:pkg.mod:factory"'
-            )
         if options:
             raise ValueError(f"model spec {spec!r}: options are for demo and module specs only")
         model, transform, layers = load_model(spec, weights=str(weights) if weights else None)
@@ -386,15 +380,17 @@ def _match_ids(brain: BrainData, descriptor: str) -> BrainData:
     return BrainData(brain.rdms, brain.images, ids)
 
 
-def _check_resume(out: Path, cfg: dict[str, Any], resume: bool) -> int:
-    """The epoch to start from (0, or after the checkpoint); refuses to overwrite a run."""
+def _check_resume(out: Path, cfg: dict[str, Any], resume: bool) -> tuple[int, int]:
+    """(epoch, optimiser step) to start from: (0, 0), or where the checkpoint left off (the epoch
+    in progress or the next one: ``fit`` replays a partial epoch itself); refuses to overwrite a
+    run."""
     ckpt = out / CHECKPOINT_DIR / "last.pt"
     saved = out / CONFIG_NAME
     if not resume:
         if ckpt.exists() or (out / SUMMARY_NAME).exists():
             raise FileExistsError(f"--out {str(out)!r} already holds a run; pass --resume to "
                                   "continue it, or choose another --out")  # fmt: skip
-        return 0
+        return 0, 0
     if saved.exists():
         before = validate(parse_text(saved.read_text(encoding="utf-8")), check_paths=False)
         diff = _differences(before, cfg)
@@ -402,10 +398,11 @@ def _check_resume(out: Path, cfg: dict[str, Any], resume: bool) -> int:
         if diff:
             raise ConfigError([f"{d}: differs from the run being resumed ({saved})" for d in diff])
     if not ckpt.exists():
-        return 0  # nothing saved yet: --resume starts from scratch (safe for requeued jobs)
+        return 0, 0  # nothing saved yet: --resume starts from scratch (safe for requeued jobs)
     from brainrdl.train.checkpoint import load_checkpoint
 
-    return int(load_checkpoint(ckpt)["epoch"]) + 1
+    state = load_checkpoint(ckpt)
+    return int(state["epoch"]), int(state["global_step"])
 
 
 def _differences(a: Mapping[str, Any], b: Mapping[str, Any], path: tuple = ()) -> list[str]:
@@ -476,12 +473,13 @@ def run_training(
         torch.set_num_threads(cfg["threads"])
     try:
         with process_group(cfg["device"]) as (rank, world, device):
-            start_epoch = _check_resume(out, cfg, resume)
+            start_epoch, start_step = _check_resume(out, cfg, resume)
             if rank == 0:
                 out.mkdir(parents=True, exist_ok=True)
                 (out / CONFIG_NAME).write_text(dumps_toml(cfg), encoding="utf-8")
             barrier()
-            return _run(cfg, out, table, rank, world, device, start_epoch, resume, t_start)
+            return _run(cfg, out, table, rank, world, device, (start_epoch, start_step), resume,
+                        t_start)
     finally:
         torch.set_num_threads(previous_threads)
 
@@ -501,21 +499,8 @@ def _build_losses(cfg: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _fit_options(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """The options of ``fit`` that only newer versions take, when set (else a ConfigError)."""
-    from brainrdl.train.loop import fit
-
-    accepted = inspect.signature(fit).parameters
-    out = {}
-    for name, key, value, default in (
-        ("precision", "precision", cfg["precision"], "32"),
-        ("checkpoint_every", "[checkpoint] every", cfg["checkpoint"]["every"], 1),
-    ):
-        if name in accepted:
-            out[name] = value
-        elif value != default:
-            raise ConfigError([f"{key}: {value!r} needs brainrdl.fit({name}=...), which this "
-                               "version does not have"])  # fmt: skip
-    return out
+    """The options of ``fit`` that come straight from the config."""
+    return {"precision": cfg["precision"], "checkpoint_every": cfg["checkpoint"]["every"] or None}
 
 
 def _preflight(cfg: Mapping[str, Any]) -> None:
@@ -524,12 +509,13 @@ def _preflight(cfg: Mapping[str, Any]) -> None:
     _fit_options(cfg)
 
 
-def _run(cfg, out, sources, rank, world, device, start_epoch, resume, t_start) -> dict[str, Any]:
-    from brainrdl.train.brain_batches import StimulusBatchSampler, StimulusSet
+def _run(cfg, out, sources, rank, world, device, start, resume, t_start) -> dict[str, Any]:
+    from brainrdl.train.brain_batches import BrainBatches, StimulusBatchSampler, StimulusSet
     from brainrdl.train.loop import fit
     from brainrdl.train.teachers import BrainTeacher, NetworkTeacher
 
     seed = cfg["seed"]
+    start_epoch, start_step = start
     data_cfg, tcfg, train_cfg = cfg["data"], cfg["teacher"], cfg["training"]
     if data_cfg["batch_size"] % world:
         raise ConfigError([f"[data] batch_size: {data_cfg['batch_size']} is not divisible by "
@@ -558,7 +544,10 @@ def _run(cfg, out, sources, rank, world, device, start_epoch, resume, t_start) -
         bsize = min(train_cfg["brain_batch_size"], len(stim))
         sampler = ShardedStimulusBatchSampler(StimulusBatchSampler(len(stim), bsize, seed=seed),
                                               rank, world)  # fmt: skip
-        brain_loader = DataLoader(stim, batch_sampler=sampler)
+        # the sampler shards one seeded brain batch over the ranks; BrainBatches says how it mixes
+        brain_loader = BrainBatches(DataLoader(stim, batch_sampler=sampler),
+                                    mix_ratio=train_cfg["mix_ratio"],
+                                    separate_bn=train_cfg["separate_bn"])
     task = rank0_first(rank, lambda: sources[f"data:{data_cfg['source']}"](ctx))
     if tcfg["kind"] == "network":
         torch.manual_seed(seed + 1)
@@ -603,15 +592,14 @@ def _run(cfg, out, sources, rank, world, device, start_epoch, resume, t_start) -
     steps_per_epoch = min(len(loader), max_steps or len(loader))
     if cfg["schedule"]["name"] != "constant" or cfg["schedule"]["warmup_steps"]:
         LRSchedule(optimizer, cfg["schedule"], steps_per_epoch, steps_per_epoch * cfg["epochs"],
-                  start_epoch * steps_per_epoch)  # fmt: skip
+                  start_step)  # fmt: skip
 
     kwargs: dict[str, Any] = dict(
         teacher=teacher, alignment=alignment or None, brain_loader=brain_loader,
-        optimizer=optimizer, epochs=cfg["epochs"], mix_ratio=train_cfg["mix_ratio"],
-        warmup_epochs=train_cfg["warmup_epochs"], separate_bn=train_cfg["separate_bn"],
+        optimizer=optimizer, epochs=cfg["epochs"], warmup_epochs=train_cfg["warmup_epochs"],
         heldout=heldout if teacher is not None else None, val_loader=val_loader,
         checkpoint_dir=out / CHECKPOINT_DIR, resume=resume, device=device,
-        progress=cfg["log"]["progress"] and rank == 0, seed=seed, max_steps_per_epoch=max_steps,
+        progress=cfg["log"]["progress"] and rank == 0, max_steps_per_epoch=max_steps,
     )  # fmt: skip
     kwargs.update(_fit_options(cfg))
     if resume and start_epoch >= cfg["epochs"] and rank == 0:

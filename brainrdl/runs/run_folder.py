@@ -1,7 +1,7 @@
 """The run folder of ``brainrdl train``: resolved config, environment, log, curves, table, summary.
 
-:func:`write_run` is called by :func:`brainrdl.train.runner.run_training` on rank 0 after
-training; :func:`brainrdl.train.runner.load_run` reads a run folder back.
+:func:`write_run` is called by :func:`brainrdl.runs.runner.run_training` on rank 0 after
+training; :func:`brainrdl.runs.runner.load_run` reads a run folder back.
 
 Examples
 --------
@@ -114,9 +114,10 @@ def write_run(cfg, out, model, log, brain, heldout, teacher_model, spec_layers, 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    import brainrdl
+    from brainrdl.analysis.layer_comparison import compare_layers
+    from brainrdl.analysis.layer_rdms import extract_rdms
+    from brainrdl.analysis.plot import plot_log
     from brainrdl.nets.taps import unwrap_model
-    from brainrdl.train.loop import plot_log
 
     files = [CONFIG_NAME, "environment.json", "log.csv", WEIGHTS_NAME, SUMMARY_NAME,
              f"{CHECKPOINT_DIR}/last.pt"]  # fmt: skip
@@ -167,7 +168,7 @@ def write_run(cfg, out, model, log, brain, heldout, teacher_model, spec_layers, 
                        if {str(v) for v in r.pattern_descriptors.get(desc, [])} >=
                        {str(i) for i in ids}}  # fmt: skip
         elif teacher_model is not None:
-            rdms = brainrdl.extract_rdms(teacher_model, images, list(cfg["teacher"]["layers"]),
+            rdms = extract_rdms(teacher_model, images, list(cfg["teacher"]["layers"]),
                                          method=cfg["heldout"]["rdm_method"],
                                          stimulus_ids=list(ids), progress=False,
                                          device=device)  # fmt: skip
@@ -182,7 +183,7 @@ def write_run(cfg, out, model, log, brain, heldout, teacher_model, spec_layers, 
         files.append("brain_rdms/")
         layers = list(cfg["heldout"]["layers"]) or spec_layers or list(cfg["alignment"])
         if targets and layers:
-            table = brainrdl.compare_layers(
+            table = compare_layers(
                 inner, targets, stimuli=images, layer_names=layers, stimulus_ids=list(ids),
                 method=cfg["heldout"]["method"], device=device,
                 extract_kwargs={"method": cfg["heldout"]["rdm_method"],
