@@ -45,6 +45,12 @@ _LAZY: dict[str, str] = {
     "extract_rdms": "brainrdl.analysis.layer_rdms",
     "compare_layers": "brainrdl.analysis.layer_comparison",
     "noise_ceiling": "brainrdl.stats.ceilings",
+    # named errors
+    "BrainrdlError": "brainrdl.errors",
+    "InvalidArgumentError": "brainrdl.errors",
+    "InvalidTypeError": "brainrdl.errors",
+    "DegenerateDataError": "brainrdl.errors",
+    "DataFileError": "brainrdl.errors",
 }
 
 # rooms importable as attributes (``brainrdl.rsa``...); ``functional`` is the public loss module
@@ -54,7 +60,12 @@ _SUBPACKAGES = frozenset(
 
 __all__ = [
     "BrainTeacher",
+    "BrainrdlError",
     "CKALoss",
+    "DataFileError",
+    "DegenerateDataError",
+    "InvalidArgumentError",
+    "InvalidTypeError",
     "KDLoss",
     "KnowledgeProjection",
     "LayerTaps",
@@ -96,6 +107,13 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from brainrdl.analysis.layer_comparison import compare_layers, compare_models
     from brainrdl.analysis.layer_rdms import extract_rdms
+    from brainrdl.errors import (
+        BrainrdlError,
+        DataFileError,
+        DegenerateDataError,
+        InvalidArgumentError,
+        InvalidTypeError,
+    )
     from brainrdl.nets.taps import LayerTaps
     from brainrdl.rsa.comparison import compare, compare_vectors
     from brainrdl.rsa.distances import pairwise_rdm, square_from_upper_tri, upper_tri
