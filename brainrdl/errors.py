@@ -41,13 +41,16 @@ class InvalidArgumentError(BrainrdlError, ValueError):
     """
 
 
-class InvalidTypeError(BrainrdlError, TypeError):
+class InvalidTypeError(BrainrdlError, TypeError, ValueError):
     """An argument has the wrong type (a float where an int is needed, a list for a tensor).
+
+    Also a ValueError: earlier versions raised ValueError for some wrong types (``epochs=2.5``),
+    and ``except ValueError`` blocks written for them keep working.
 
     Examples
     --------
-    >>> isinstance(InvalidTypeError("x"), TypeError)
-    True
+    >>> isinstance(InvalidTypeError("x"), TypeError), isinstance(InvalidTypeError("x"), ValueError)
+    (True, True)
     """
 
 

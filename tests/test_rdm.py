@@ -6,8 +6,6 @@ import warnings
 
 import numpy as np
 import pytest
-
-from brainrdl.errors import DegenerateDataError
 import rsatoolbox
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -15,6 +13,7 @@ from hypothesis import strategies as st
 from rsatoolbox.data import Dataset
 
 from brainrdl import calc_rdm
+from brainrdl.errors import DegenerateDataError
 
 SETTINGS = settings(max_examples=25, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])

@@ -33,9 +33,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from brainrdl.rsa.methods import LAYER_RDM_METHODS
 from brainrdl.validation import check_choice
 
-METHODS = ("correlation", "cosine", "euclidean")
+METHODS = LAYER_RDM_METHODS  # the one list: brainrdl.rsa.methods
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 

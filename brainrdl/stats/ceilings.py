@@ -24,12 +24,12 @@ import warnings
 import numpy as np
 import torch
 
+from brainrdl.errors import DegenerateDataError, InvalidArgumentError, InvalidTypeError
+from brainrdl.rsa.methods import NOISE_CEILING_METHODS
 from brainrdl.stats.bootstrap import compare_all_pairs, weighted_ranks
+from brainrdl.validation import check_choice
 
-POOL_METHODS = (
-    "cosine", "corr", "spearman", "rho-a", "tau-a", "kendall", "tau-b", "corr_cov", "cosine_cov",
-    "euclid", "neg_riem_dist",
-)  # fmt: skip
+POOL_METHODS = NOISE_CEILING_METHODS  # alias kept for existing imports
 
 
 def noise_ceiling(
@@ -69,6 +69,7 @@ def noise_ceiling(
     >>> [round(b, 4) for b in noise_ceiling(v, "spearman")]
     [0.3333, 0.6667]
     """
+    check_choice("method", method, POOL_METHODS)
     vectors, groups = _as_vectors(rdms, rdm_descriptor, groups)
     if device is None:
         device = vectors.device if isinstance(vectors, torch.Tensor) else "cpu"
@@ -92,10 +93,13 @@ def noise_ceiling_vectors(
     True
     """
     if y.ndim != 2 or y.shape[0] < 1:
-        raise ValueError(f"brain RDMs must be (n_rdms, n_pairs) vectors; got {tuple(y.shape)}")
+        raise InvalidArgumentError(
+            f"brain RDMs must be (n_rdms, n_pairs) vectors; got {tuple(y.shape)}")
     labels = np.arange(y.shape[0]) if groups is None else np.asarray(groups)
     if labels.shape != (y.shape[0],):
-        raise ValueError(f"groups must have one label per RDM ({y.shape[0]}); got {labels.shape}")
+        raise InvalidArgumentError(
+            f"groups must have one label per RDM ({y.shape[0]}); got {labels.shape}")
+    check_not_constant_rdms("brain RDMs", y, method)
     unique = np.unique(labels)
     pooled_all = pool_vectors(y, method)
     if len(unique) < 2:
@@ -120,10 +124,6 @@ def pool_vectors(y: torch.Tensor, method: str) -> torch.Tensor:
     >>> pool_vectors(torch.tensor([[1.0, 2.0], [3.0, 6.0]]), "cosine").shape
     torch.Size([1, 2])
     """
-    if method not in POOL_METHODS:
-        raise ValueError(
-            f"method={method!r} is not supported; expected one of {list(POOL_METHODS)}"
-        )
     v = y.to(torch.float64)
     if method in ("cosine", "cosine_cov"):
         v = v / torch.sqrt(torch.nanmean(v**2, dim=1, keepdim=True))
@@ -138,6 +138,46 @@ def pool_vectors(y: torch.Tensor, method: str) -> torch.Tensor:
     if method in ("corr", "corr_cov"):
         pooled = pooled - torch.min(pooled[torch.isfinite(pooled)])
     return pooled
+
+
+def check_not_constant_rdms(name: str, y: torch.Tensor, method: str) -> torch.Tensor:
+    """Refuse RDM vectors (S, K) whose comparison under ``method`` is undefined.
+
+    Correlation- and rank-based methods cannot compare a constant RDM (all dissimilarities
+    equal, up to rounding): its pooled, normalised version is 0/0. Cosine methods only need a
+    non-zero RDM. Non-finite entries other than NaN (missing pairs) are refused too.
+
+    Examples
+    --------
+    >>> import torch
+    >>> check_not_constant_rdms("brain RDMs", torch.rand(3, 6), "corr").shape
+    torch.Size([3, 6])
+    """
+    if bool(torch.isinf(y).any()):
+        raise DegenerateDataError(f"{name} contain infinite dissimilarities; remove them")
+    finite = torch.isfinite(y)
+    if not bool(finite.any(dim=1).all()):
+        rows = torch.nonzero(~finite.any(dim=1)).flatten().tolist()
+        raise DegenerateDataError(f"{name}: RDMs {rows[:10]} hold no finite dissimilarity")
+    big = torch.where(finite, y, torch.full_like(y, -torch.inf)).amax(dim=1)
+    small = torch.where(finite, y, torch.full_like(y, torch.inf)).amin(dim=1)
+    size = torch.maximum(big.abs(), small.abs())
+    if method in ("cosine", "cosine_cov"):
+        bad = size == 0
+        what = "all zero"
+    elif method in ("euclid", "neg_riem_dist"):
+        return y
+    else:
+        bad = (big - small) <= 100 * torch.finfo(y.dtype).eps * size
+        what = "constant (all dissimilarities equal)"
+    if bool(bad.any()):
+        rows = torch.nonzero(bad).flatten().tolist()
+        raise DegenerateDataError(
+            f"{name}: RDMs {rows[:10]} ({len(rows)} of {y.shape[0]}) are {what}; "
+            f"method={method!r} cannot compare them (0/0), so there is no noise ceiling. Drop "
+            "those RDMs (e.g. a region without signal) or check how they were computed"
+        )
+    return y
 
 
 def _nanstd(v: torch.Tensor) -> torch.Tensor:
@@ -184,10 +224,10 @@ def _as_vectors(rdms, rdm_descriptor: str | None, groups) -> tuple:
             iu, ju = np.triu_indices(n, 1)
             arr = arr[:, iu, ju]
         if arr.ndim != 2:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"rdms must be RDMs, (S, K) vectors or (S, n, n) matrices; got shape {arr.shape}"
             )
         return arr, groups
-    raise TypeError(
+    raise InvalidTypeError(
         f"rdms must be rsatoolbox RDMs, an array or a tensor; got {type(rdms).__name__}"
     )

@@ -36,6 +36,7 @@ from brainrdl.train.terms import (
     parse_alignment,
     rsa_pearson,
 )
+from brainrdl.validation import check_scalar
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -154,8 +155,7 @@ def fit(
     """
     from brainrdl.train.losses import RDLLoss
 
-    if not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs must be a positive int; got {epochs!r}")
+    epochs = check_scalar("epochs", epochs, int, min_val=1)
     if not mix_ratio >= 0:
         raise ValueError(f"mix_ratio must be >= 0; got {mix_ratio!r}")
     if teacher is None and (alignment or brain_loader is not None):

@@ -38,6 +38,7 @@ from rsatoolbox.data import Dataset
 from rsatoolbox.rdm import RDMs
 from rsatoolbox.rdm import concat as _concat_rdms
 
+from brainrdl.rsa.methods import CV_RDM_METHODS, SPIKE_RDM_METHODS
 from brainrdl.validation import check_choice
 
 __all__ = [
@@ -54,8 +55,8 @@ __all__ = [
     "rdms_from_spikes",
 ]
 
-METHODS: tuple[str, ...] = ("poisson", "poisson_cv", "crossnobis", "correlation", "euclidean")
-CV_METHODS: tuple[str, ...] = ("poisson_cv", "crossnobis")
+METHODS: tuple[str, ...] = SPIKE_RDM_METHODS  # the one list: brainrdl.rsa.methods
+CV_METHODS: tuple[str, ...] = CV_RDM_METHODS
 _TRANSFORMS = ("sqrt", "zscore")
 # show a progress bar when computing more windows than this
 _PROGRESS_MIN_WINDOWS = 20

@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from brainrdl.rsa.methods import FMRI_RDM_METHODS
+from brainrdl.validation import check_choice
 from data_adapters.fmri._io import ImageLike, VolumeSource, volume_labels
 from data_adapters.fmri.noise import noise_from_measurements
 from data_adapters.fmri.rois import roi_masks
@@ -44,7 +46,7 @@ __all__ = [
     "rdms_from_betas",
 ]
 
-_METHODS = ("euclidean", "correlation", "mahalanobis", "crossnobis", "poisson")
+_METHODS = FMRI_RDM_METHODS  # the one list: brainrdl.rsa.methods
 
 
 def extract_roi_voxels(
@@ -241,8 +243,7 @@ def calc_rdms(
     # brainrdl's engine, never rsatoolbox's: a broken import must fail loudly
     from brainrdl.rsa.rdm import calc_rdm
 
-    if method not in _METHODS:
-        raise ValueError(f"method={method!r} is not supported; expected one of {list(_METHODS)}")
+    check_choice("method", method, _METHODS)
     out = {}
     for name, ds in datasets.items():
         kwargs: dict[str, Any] = {"method": method, "descriptor": descriptor}
@@ -322,8 +323,7 @@ def rdms_from_betas(
     >>> rdm.dissimilarity_measure, [str(c) for c in rdm.pattern_descriptors["stimulus"]]
     ('crossnobis', ['a', 'b', 'c'])
     """
-    if method not in _METHODS:
-        raise ValueError(f"method={method!r} is not supported; expected one of {list(_METHODS)}")
+    check_choice("method", method, _METHODS)
     datasets = datasets_from_betas(
         betas, conditions, runs, atlas=atlas, labels=labels, masks=masks, subject=subject,
         resample=resample, progress=progress,

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from brainrdl.validation import check_scalar
 from data_adapters.fmri._io import ImageLike, VolumeSource, read_tsv
 from data_adapters.fmri.betas import calc_rdms, extract_roi_voxels
 from data_adapters.fmri.noise import precision_from_residuals
@@ -150,8 +151,7 @@ def first_level_glm(
     # SVDs, and on a busy 2-core machine OpenBLAS's spinning threads made them ~40x slower
     if noise_model not in ("ols", "ar1"):
         raise ValueError(f"noise_model={noise_model!r} is not supported; expected 'ols' or 'ar1'")
-    if not (isinstance(t_r, (int, float)) and t_r > 0):
-        raise ValueError(f"t_r must be a positive number of seconds; got {t_r!r}")
+    check_scalar("t_r", t_r, float, min_val=0.0, include_min=False)
     bold_list, events_list = _as_list(bold), _as_list(events)
     if len(bold_list) != len(events_list):
         raise ValueError(f"bold has {len(bold_list)} runs but events has {len(events_list)}; "
