@@ -21,6 +21,7 @@ from pathlib import Path
 __all__ = [
     "BrainrdlError",
     "DataFileError",
+    "DataFileNotFoundError",
     "DegenerateDataError",
     "InvalidArgumentError",
     "InvalidTypeError",
@@ -89,3 +90,13 @@ class DataFileError(BrainrdlError, OSError):
 
     def __reduce__(self):  # picklable (multiprocessing) despite the two-argument constructor
         return (type(self), (self.path, self.problem))
+
+
+class DataFileNotFoundError(DataFileError, FileNotFoundError):
+    """A data file that does not exist (also a FileNotFoundError, as before).
+
+    Examples
+    --------
+    >>> isinstance(DataFileNotFoundError("/x.tsv", "no such file"), FileNotFoundError)
+    True
+    """

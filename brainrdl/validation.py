@@ -10,14 +10,17 @@ from __future__ import annotations
 import math
 import numbers
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from brainrdl.errors import (
+    BrainrdlError,
     DataFileError,
+    DataFileNotFoundError,
     DegenerateDataError,
     InvalidArgumentError,
     InvalidTypeError,
@@ -271,3 +274,58 @@ def check_descriptor(name: str, value: str, available: Iterable[str]) -> str:
             f"{name}={value!r} is not an obs_descriptor of the dataset; available: {available}"
         )
     return value
+
+
+def check_input_file(name: str, path: str | os.PathLike, what: str = "file") -> Path:
+    """The path of an existing, non-empty regular file, else a DataFileError naming its full path.
+
+    Subclasses FileNotFoundError's meaning too: a missing file raises a DataFileError, which is
+    an OSError.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "x.tsv"; _ = p.write_text("a")
+    >>> check_input_file("labels", p).name
+    'x.tsv'
+    """
+    p = Path(path)
+    if not p.exists():
+        raise DataFileNotFoundError(p, f"{name}: no such file (expected a {what})")
+    if not p.is_file():
+        raise DataFileError(p, f"{name}: expected a {what}, found a folder or special file")
+    if p.stat().st_size == 0:
+        raise DataFileError(p, f"{name}: the {what} is empty (0 bytes)")
+    return p
+
+
+@contextmanager
+def reading(path: str | os.PathLike, what: str = "file") -> Iterator[None]:
+    """Turn any failure while reading ``path`` into a DataFileError naming its full path.
+
+    Wrap only the calls that read the file (nibabel, h5py, pynwb, pandas): a truncated gzip
+    stream, a corrupt HDF5 block or a bad header then reads "<full path>: cannot read this NIfTI
+    file (EOFError: ...); is it truncated or corrupt?" instead of a bare library traceback.
+    brainrdl's own errors pass through unchanged.
+
+    Examples
+    --------
+    >>> try:
+    ...     with reading("/no/such/file.nii.gz", "NIfTI file"):
+    ...         open("/no/such/file.nii.gz").read()
+    ... except DataFileError as err:
+    ...     print(err)
+    /no/such/file.nii.gz: cannot read this NIfTI file (FileNotFoundError: ...)...
+    """
+    try:
+        yield
+    except BrainrdlError:
+        raise
+    except (KeyboardInterrupt, MemoryError):  # pragma: no cover - not about the file
+        raise
+    except Exception as err:
+        raise DataFileError(
+            path,
+            f"cannot read this {what} ({type(err).__name__}: {err}); is it truncated, corrupt "
+            "or of another format?",
+        ) from err

@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from data_adapters.fmri._io import ImageLike, load_image, read_tsv
+from brainrdl.errors import DataFileError, InvalidArgumentError, InvalidTypeError
+from data_adapters.fmri._io import ImageLike, image_data, load_image, read_tsv
 
 #: largest absolute difference between two affines (mm) still treated as the same grid
 AFFINE_ATOL = 1e-3
@@ -41,22 +42,39 @@ def read_label_table(labels: LabelSpec | str | os.PathLike) -> dict[str, list[in
                 f"{table.columns.tolist()}"
             )
         out: dict[str, list[int]] = {}
-        for index, name in zip(table["index"], table["name"]):
-            out.setdefault(str(name), []).append(int(index))
+        for row, (index, name) in enumerate(zip(table["index"], table["name"])):
+            if not _is_integer_value(index):
+                raise DataFileError(
+                    labels, f"labels table row {row + 1}: index {index!r} (name {name!r}) is not "
+                    "an integer atlas value; the 'index' column must hold integers"
+                )
+            out.setdefault(str(name), []).append(int(float(index)))
         return out
     if not isinstance(labels, Mapping):
-        raise TypeError(
+        raise InvalidTypeError(
             "labels must be a dict {name: value or [values]} or a path to a TSV with columns "
             f"index and name; got {type(labels).__name__}"
         )
     out = {}
     for name, value in labels.items():
         values = [value] if np.isscalar(value) else list(value)
-        if not values or not all(float(v).is_integer() for v in values):
-            raise ValueError(f"labels[{name!r}] must be an integer or a list of integers; got "
-                             f"{value!r}")
-        out[str(name)] = [int(v) for v in values]
+        if not values or not all(_is_integer_value(v) for v in values):
+            raise InvalidArgumentError(
+                f"labels[{name!r}] must be an integer atlas value or a list of them; got "
+                f"{value!r}")
+        out[str(name)] = [int(float(v)) for v in values]
     return out
+
+
+def _is_integer_value(v: Any) -> bool:
+    """Whether ``v`` is an integer atlas value (1, 1.0, "3"); False for "V1", 1.5, NaN, True."""
+    if isinstance(v, (bool, np.bool_)):
+        return False
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return False
+    return bool(np.isfinite(f) and f.is_integer())
 
 
 def _on_grid(img: Any, shape: tuple[int, ...], affine: np.ndarray, name: str,
@@ -78,7 +96,7 @@ def _on_grid(img: Any, shape: tuple[int, ...], affine: np.ndarray, name: str,
         raise ValueError(f"{name} must be a 3D image; got shape {tuple(img.shape)}")
     same = img_shape == tuple(shape) and np.allclose(img.affine, affine, atol=AFFINE_ATOL)
     if same:
-        return np.asarray(img.dataobj).reshape(shape)
+        return image_data(img).reshape(shape)
     diff = float(np.abs(np.asarray(img.affine) - affine).max())
     if not resample:
         raise ValueError(
@@ -96,7 +114,7 @@ def _on_grid(img: Any, shape: tuple[int, ...], affine: np.ndarray, name: str,
         stacklevel=4,
     )
     target = nib.Nifti1Image(np.zeros(shape, dtype=np.int8), affine)
-    src = nib.Nifti1Image(np.asarray(img.dataobj).reshape(img_shape), img.affine)
+    src = nib.Nifti1Image(image_data(img).reshape(img_shape), img.affine)
     out = resample_to_img(
         src, target, interpolation="nearest", force_resample=True, copy_header=True
     )
@@ -106,7 +124,7 @@ def _on_grid(img: Any, shape: tuple[int, ...], affine: np.ndarray, name: str,
 def _no_labels_message(atlas: Any, resample: bool) -> str:
     """Why an atlas has no labelled voxel on the data grid (empty atlas, or off the grid)."""
     if not isinstance(atlas, np.ndarray) and resample:
-        original = np.asarray(load_image(atlas, "atlas").dataobj)
+        original = image_data(load_image(atlas, "atlas"))
         if np.any(np.nan_to_num(original) != 0):
             return (
                 "no atlas voxel overlaps the data grid: after resampling the atlas onto the "
