@@ -39,7 +39,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from brainrdl.validation import check_scalar
+from brainrdl.validation import check_output_dir, check_scalar
 
 __all__ = [
     "DEMO_LABELS",
@@ -388,7 +388,7 @@ def make_demo_study(
     if with_bold:
         check_scalar("n_bold_runs", n_bold_runs, int, min_val=2)
     root = Path(out_dir) if out_dir is not None else default_cache_dir()
-    root.mkdir(parents=True, exist_ok=True)
+    check_output_dir("out_dir", root)  # an unwritable folder fails here, before any work
     params = {
         "version": _FORMAT_VERSION, "seed": int(seed), "n_stimuli": int(n_stimuli),
         "n_runs": int(n_runs), "n_subjects": int(n_subjects), "noise": float(noise),
