@@ -446,13 +446,24 @@ def _centre(x: torch.Tensor) -> torch.Tensor:
 
 
 def _cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Cosines of all row pairs; 0 where a row has zero length (as rsatoolbox's ``_cosine``)."""
+    """Cosines of all row pairs; 0 where a row has zero length (as rsatoolbox's ``_cosine``).
+
+    Each row is first divided by its largest |entry| (detached; the cosine is scale-free, so
+    value and gradient are unchanged): norms of rows at 1e-200 or 1e200 then neither underflow
+    to 0 nor overflow to inf.
+    """
+    a, b = _unit_max(a), _unit_max(b)
     na = torch.linalg.vector_norm(a, dim=-1)
     nb = torch.linalg.vector_norm(b, dim=-1)
     # Dividing each side first keeps the zero rows zero (0 / 1) and their gradient finite.
     a = a / torch.where(na > 0, na, torch.ones_like(na)).unsqueeze(-1)
     b = b / torch.where(nb > 0, nb, torch.ones_like(nb)).unsqueeze(-1)
     return a @ b.transpose(-1, -2)
+
+
+def _unit_max(x: torch.Tensor) -> torch.Tensor:
+    size = x.detach().abs().amax(dim=-1, keepdim=True)
+    return x / torch.where(size > 0, size, torch.ones_like(size))
 
 
 def _whiten(

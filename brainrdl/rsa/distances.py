@@ -236,7 +236,7 @@ def mahalanobis_rdm(x: torch.Tensor, precision: torch.Tensor | None = None) -> t
     elif precision.ndim >= 2 and tuple(precision.shape[-2:]) == (d, d):
         weighted = xc @ precision
     else:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"noise must have shape (D, D) = ({d}, {d}) or its diagonal ({d},); "
             f"got {tuple(precision.shape)}"
         )
@@ -260,7 +260,7 @@ def poisson_rdm(
     """
     rates = (x + prior_lambda * prior_weight) / (1.0 + prior_weight)
     if bool((rates <= 0).any()):
-        raise ValueError(
+        raise DegenerateDataError(
             "data: poisson distance needs rates > 0 after shrinkage, i.e. values > "
             f"-prior_lambda*prior_weight = {-prior_lambda * prior_weight}"
         )
@@ -434,7 +434,7 @@ def square_from_upper_tri(vector: torch.Tensor) -> torch.Tensor:
     k = vector.shape[-1]
     n = round((1 + (1 + 8 * k) ** 0.5) / 2)
     if n * (n - 1) // 2 != k:
-        raise ValueError(f"vector length {k} is not n(n-1)/2 for any n")
+        raise InvalidArgumentError(f"vector length {k} is not n(n-1)/2 for any n")
     rows, cols = torch.triu_indices(n, n, offset=1, device=vector.device)
     square = vector.new_zeros((*vector.shape[:-1], n, n))
     square[..., rows, cols] = vector

@@ -100,6 +100,7 @@ def noise_ceiling_vectors(
         raise InvalidArgumentError(
             f"groups must have one label per RDM ({y.shape[0]}); got {labels.shape}")
     check_not_constant_rdms("brain RDMs", y, method)
+    y = _scaled(y, method)
     unique = np.unique(labels)
     pooled_all = pool_vectors(y, method)
     if len(unique) < 2:
@@ -124,7 +125,7 @@ def pool_vectors(y: torch.Tensor, method: str) -> torch.Tensor:
     >>> pool_vectors(torch.tensor([[1.0, 2.0], [3.0, 6.0]]), "cosine").shape
     torch.Size([1, 2])
     """
-    v = y.to(torch.float64)
+    v = _scaled(y.to(torch.float64), method)
     if method in ("cosine", "cosine_cov"):
         v = v / torch.sqrt(torch.nanmean(v**2, dim=1, keepdim=True))
     elif method in ("corr", "corr_cov"):
@@ -178,6 +179,16 @@ def check_not_constant_rdms(name: str, y: torch.Tensor, method: str) -> torch.Te
             "those RDMs (e.g. a region without signal) or check how they were computed"
         )
     return y
+
+
+def _scaled(v: torch.Tensor, method: str) -> torch.Tensor:
+    """For the scale-free methods, each RDM divided by its largest |entry|: squares then neither
+    underflow (1e-200) nor overflow (1e200), and no result changes."""
+    if method not in ("cosine", "cosine_cov", "corr", "corr_cov", "spearman", "rho-a", "tau-a",
+                      "kendall", "tau-b"):  # fmt: skip
+        return v
+    size = torch.where(torch.isnan(v), torch.zeros_like(v), v.abs()).amax(dim=1, keepdim=True)
+    return v / torch.where(size > 0, size, torch.ones_like(size))
 
 
 def _nanstd(v: torch.Tensor) -> torch.Tensor:
