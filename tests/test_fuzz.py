@@ -9,6 +9,7 @@ with hypothesis: ``calc_rdm`` and ``compare`` either return finite numbers or ra
 from __future__ import annotations
 
 import gzip
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -561,7 +562,9 @@ from hypothesis.extra import numpy as hnp  # noqa: E402
 _BIG32 = float(np.float32(1e30))
 _FLOATS32 = st.floats(min_value=-_BIG32, max_value=_BIG32, allow_nan=False, allow_infinity=False,
                       width=32)  # fmt: skip
-_SETTINGS = settings(max_examples=60, deadline=None,
+# reproducible in the suite (derandomized, 60 examples); FUZZ_EXAMPLES=1000 explores at random
+_SETTINGS = settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", 60)), deadline=None,
+                     derandomize="FUZZ_EXAMPLES" not in os.environ,
                      suppress_health_check=[HealthCheck.too_slow])  # fmt: skip
 
 

@@ -106,14 +106,26 @@ def noise_ceiling_vectors(
     if len(unique) < 2:
         # rsatoolbox's leave-one-out with one group uses all RDMs as both train and test set
         value = compare_all_pairs(pooled_all, y, method).mean()
-        return value, value
+        return _check_ceiling(value, value, method)
     lows, highs = [], []
     for label in unique:
         test = torch.as_tensor(labels == label, device=y.device)
         pooled_train = pool_vectors(y[~test], method)
         lows.append(compare_all_pairs(pooled_train, y[test], method).mean())
         highs.append(compare_all_pairs(pooled_all, y[test], method).mean())
-    return torch.stack(lows).mean(), torch.stack(highs).mean()
+    low, high = torch.stack(lows).mean(), torch.stack(highs).mean()
+    return _check_ceiling(low, high, method)
+
+
+def _check_ceiling(low: torch.Tensor, high: torch.Tensor, method: str):
+    """NaN bounds mean a pooled RDM came out constant (the RDMs cancel when averaged): say so."""
+    if not (bool(torch.isfinite(low)) and bool(torch.isfinite(high))):
+        raise DegenerateDataError(
+            f"brain RDMs: the noise ceiling is undefined for method={method!r}: the pooled "
+            "(averaged) RDM of some subjects is constant, so its comparison is 0/0. The RDMs "
+            "have too little in common (or too few dissimilarities) for a noise ceiling"
+        )
+    return low, high
 
 
 def pool_vectors(y: torch.Tensor, method: str) -> torch.Tensor:
