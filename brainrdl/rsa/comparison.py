@@ -119,7 +119,7 @@ def compare(
             f"{_describe(n1, t1.shape[-1])} and rdm2 with {_describe(n2, t2.shape[-1])}"
         )
     sigma = None if sigma_k is None or method not in _COV_METHODS else _as_tensor(sigma_k, t1)
-    out = compare_vectors(t1, t2, method, sigma)
+    out = _compare_vectors(t1, t2, method, sigma, None, None)
     return out if tensor_out else out.numpy()
 
 
@@ -180,6 +180,11 @@ def compare_vectors(
     torch.Size([100, 4, 3])
     """
     check_choice("method", method, METHODS)
+    return _compare_vectors(a, b, method, sigma_k, n_conditions, valid)
+
+
+def _compare_vectors(a, b, method, sigma_k, n_conditions, valid) -> torch.Tensor:
+    """:func:`compare_vectors` after the method check (``compare`` checked it already)."""
     for name, x in (("a", a), ("b", b)):
         if not isinstance(x, torch.Tensor):
             raise InvalidTypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")

@@ -311,6 +311,12 @@ def pairwise_rdm(
             raise InvalidArgumentError(
                 f"noise is used by method='mahalanobis' only, not {method!r}")
         check_precision("noise", noise, x.shape[-1])
+    return _pairwise(x, method, noise, vector, prior_lambda, prior_weight)
+
+
+def _pairwise(x: torch.Tensor, method: str, noise: torch.Tensor | None, vector: bool,
+              prior_lambda: float, prior_weight: float) -> torch.Tensor:
+    """:func:`pairwise_rdm` without the boundary checks, for callers that made them already."""
     if method == "euclidean":
         rdm = euclidean_rdm(x)
     elif method == "correlation":

@@ -16,9 +16,15 @@ import torch
 
 from brainrdl.errors import DegenerateDataError, InvalidArgumentError, InvalidTypeError
 from brainrdl.rsa import crossnobis as cv
-from brainrdl.rsa.distances import _CONSTANT_EPS, check_precision, pairwise_rdm, upper_tri
+from brainrdl.rsa.distances import _CONSTANT_EPS, _pairwise, check_precision, upper_tri
 from brainrdl.rsa.methods import CV_RDM_METHODS, RDM_DATASET_METHODS, RDM_TENSOR_METHODS
-from brainrdl.validation import check_choice, check_descriptor, check_device, check_finite
+from brainrdl.validation import (
+    check_choice,
+    check_descriptor,
+    check_device,
+    check_finite,
+    check_patterns,
+)
 
 DATASET_METHODS = RDM_DATASET_METHODS  # alias kept for existing imports
 _CV_METHODS = CV_RDM_METHODS
@@ -153,8 +159,8 @@ def _calc_tensor(x, method, descriptor, noise, cv_descriptor, prior_lambda, prio
             raise InvalidArgumentError(
                 f"noise is used by method='mahalanobis' only, not {method!r}")
         noise = _as_precision(noise, x.shape[-1], dtype=x.dtype, device=x.device)
-    return pairwise_rdm(x, method, noise=noise, vector=vector, prior_lambda=prior_lambda,
-                        prior_weight=prior_weight)
+    check_patterns("data", x)
+    return _pairwise(x, method, noise, vector, prior_lambda, prior_weight)
 
 
 # --------------------------------------------------------------------------- datasets
@@ -226,8 +232,8 @@ def _calc_dataset(ds, method, descriptor, noise, cv_descriptor, prior_lambda, pr
             "data: poisson needs (prior-shrunk) rates > 0; got condition means ≤ "
             f"-prior_lambda*prior_weight = {-prior_lambda * prior_weight}"
         )
-    square = pairwise_rdm(means, tensor_method, noise=precision, prior_lambda=prior_lambda,
-                          prior_weight=prior_weight)
+    # data and precision were checked above: the kernel runs without re-validating
+    square = _pairwise(means, tensor_method, precision, False, prior_lambda, prior_weight)
     measure = "squared euclidean" if tensor_method == "euclidean" else _MEASURE[method]
     descriptors = {"noise": _stored_noise(noise)} if precision is not None else {}
     return groups.build_rdms(upper_tri(square), measure, descriptors)
