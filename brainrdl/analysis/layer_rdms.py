@@ -379,6 +379,6 @@ def _rdm_from_gram(gram: torch.Tensor, dim: int, method: str, name: str) -> np.n
 def _progress(enabled: bool, total: int):
     if not enabled:
         return None
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     return tqdm(total=total, desc="layer RDMs", unit="batch")

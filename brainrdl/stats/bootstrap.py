@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from brainrdl.errors import InvalidArgumentError
 from brainrdl.rsa.methods import COMPARISON_METHODS, FAST_BOOTSTRAP_METHODS

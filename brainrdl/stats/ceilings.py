@@ -102,7 +102,9 @@ def noise_ceiling_vectors(
     check_not_constant_rdms("brain RDMs", y, method)
     y = _scaled(y, method)
     unique = np.unique(labels)
-    pooled_all = pool_vectors(y, method)
+    if method in ("kendall", "tau-b", "tau-a"):  # once per ceiling, not once per held-out group
+        warnings.warn("Noise ceiling for tau based on averaged ranks!", stacklevel=3)
+    pooled_all = pool_vectors(y, method, warn=False)
     if len(unique) < 2:
         # rsatoolbox's leave-one-out with one group uses all RDMs as both train and test set
         value = compare_all_pairs(pooled_all, y, method).mean()
@@ -110,7 +112,7 @@ def noise_ceiling_vectors(
     lows, highs = [], []
     for label in unique:
         test = torch.as_tensor(labels == label, device=y.device)
-        pooled_train = pool_vectors(y[~test], method)
+        pooled_train = pool_vectors(y[~test], method, warn=False)
         lows.append(compare_all_pairs(pooled_train, y[test], method).mean())
         highs.append(compare_all_pairs(pooled_all, y[test], method).mean())
     low, high = torch.stack(lows).mean(), torch.stack(highs).mean()
@@ -128,7 +130,7 @@ def _check_ceiling(low: torch.Tensor, high: torch.Tensor, method: str):
     return low, high
 
 
-def pool_vectors(y: torch.Tensor, method: str) -> torch.Tensor:
+def pool_vectors(y: torch.Tensor, method: str, *, warn: bool = True) -> torch.Tensor:
     """The (1, K) pooled RDM vector that rsatoolbox's ``pool_rdm`` builds for ``method``.
 
     Examples
@@ -144,7 +146,7 @@ def pool_vectors(y: torch.Tensor, method: str) -> torch.Tensor:
         v = v - torch.nanmean(v, dim=1, keepdim=True)
         v = v / _nanstd(v)
     elif method in ("spearman", "rho-a", "kendall", "tau-b", "tau-a"):
-        if method in ("kendall", "tau-b", "tau-a"):
+        if method in ("kendall", "tau-b", "tau-a") and warn:
             warnings.warn("Noise ceiling for tau based on averaged ranks!", stacklevel=3)
         v = _nan_ranks(v)
     pooled = _nan_mean(v)
@@ -254,3 +256,21 @@ def _as_vectors(rdms, rdm_descriptor: str | None, groups) -> tuple:
     raise InvalidTypeError(
         f"rdms must be rsatoolbox RDMs, an array or a tensor; got {type(rdms).__name__}"
     )
+
+
+def describe_noise_ceiling(low: float, high: float, n_rdms: int) -> str:
+    """The noise ceiling as a reader should see it; with fewer than two brain RDMs there is none.
+
+    With one subject the "ceiling" compares that RDM with itself and reads 1.000–1.000, which
+    says nothing about the data's reliability: report its absence instead.
+
+    Examples
+    --------
+    >>> describe_noise_ceiling(0.284, 0.69, 3)
+    'noise ceiling 0.284-0.690'
+    >>> describe_noise_ceiling(1.0, 1.0, 1)
+    'no noise ceiling (one brain RDM: a ceiling needs several subjects)'
+    """
+    if n_rdms < 2:
+        return "no noise ceiling (one brain RDM: a ceiling needs several subjects)"
+    return f"noise ceiling {low:.3f}-{high:.3f}"

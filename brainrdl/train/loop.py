@@ -597,7 +597,7 @@ def _add(sums: dict[str, Any], key: str, value: torch.Tensor) -> None:
 def _progress(iterable: Iterable[Any], enabled: bool, desc: str) -> Iterable[Any]:
     if not enabled:
         return iterable
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     return tqdm(iterable, desc=desc, leave=False)
 
