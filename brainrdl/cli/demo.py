@@ -284,7 +284,7 @@ def _figure(logs: dict[str, Any], table: Any, out: Path) -> None:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    fig, axes = plt.subplots(1, 4, figsize=(16, 3.8))
+    fig, axes = plt.subplots(1, 4, figsize=(17, 3.8), gridspec_kw={"wspace": 0.45})
     for name, log in logs.items():
         axes[0].plot(log["epoch"], log["val_accuracy"], marker="o", label=name)
         axes[1].plot(log["epoch"], log[f"heldout_rsa/{TAPPED_LAYER}"], marker="o", label=name)
