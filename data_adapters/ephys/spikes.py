@@ -580,7 +580,7 @@ def _rdms_over_windows(
 ) -> RDMs:
     iterator: Any = dss
     if progress:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         iterator = tqdm(dss, desc=f"{method} RDMs", unit="window")
     # brainrdl's engine, never rsatoolbox's: a broken import must fail loudly, since the

@@ -103,7 +103,7 @@ def extract_roi_voxels(
     values = np.empty((src.n_volumes, flat.size), dtype=np.float64)
     chunks = src.iter_chunks(flat)
     if progress:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         chunks = tqdm(chunks, desc="reading volumes", unit="chunk", leave=False)
     for start, block in chunks:

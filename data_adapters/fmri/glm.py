@@ -165,7 +165,7 @@ def first_level_glm(
 
     run_iter: Any = range(len(bold_list))
     if progress:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         run_iter = tqdm(run_iter, desc="GLM runs", unit="run", leave=False)
     betas: dict[str, list[np.ndarray]] = {}
