@@ -37,7 +37,7 @@ def read_label_table(labels: LabelSpec | str | os.PathLike) -> dict[str, list[in
         table = read_tsv(labels, "labels")
         missing = {"index", "name"} - set(table.columns)
         if missing:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"labels table {str(labels)!r} needs the columns 'index' and 'name'; it has "
                 f"{table.columns.tolist()}"
             )
@@ -85,7 +85,8 @@ def _on_grid(img: Any, shape: tuple[int, ...], affine: np.ndarray, name: str,
     """
     if isinstance(img, np.ndarray):
         if img.shape != tuple(shape):
-            raise ValueError(f"{name} is an array of shape {img.shape}; an array must have the "
+            raise InvalidArgumentError(
+                f"{name} is an array of shape {img.shape}; an array must have the "
                              f"data grid shape {tuple(shape)} (use an image to resample)")
         return img
     img = load_image(img, name)
@@ -93,13 +94,13 @@ def _on_grid(img: Any, shape: tuple[int, ...], affine: np.ndarray, name: str,
     if len(img_shape) == 4 and img_shape[3] == 1:
         img_shape = img_shape[:3]
     if len(img_shape) != 3:
-        raise ValueError(f"{name} must be a 3D image; got shape {tuple(img.shape)}")
+        raise InvalidArgumentError(f"{name} must be a 3D image; got shape {tuple(img.shape)}")
     same = img_shape == tuple(shape) and np.allclose(img.affine, affine, atol=AFFINE_ATOL)
     if same:
         return image_data(img).reshape(shape)
     diff = float(np.abs(np.asarray(img.affine) - affine).max())
     if not resample:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"{name} is not on the grid of the data: shape {img_shape} vs {tuple(shape)}, largest "
             f"affine difference {diff:.3g} (tolerance {AFFINE_ATOL}); pass resample=True to "
             "resample it (nearest neighbour) onto the data grid"
@@ -174,19 +175,21 @@ def roi_masks(
     {'a': 1, 'b': 2}
     """
     if atlas is None and masks is None:
-        raise ValueError("give an atlas (with labels) or masks to define the ROIs; got neither")
+        raise InvalidArgumentError(
+            "give an atlas (with labels) or masks to define the ROIs; got neither")
     if labels is not None and atlas is None:
-        raise ValueError("labels were given without an atlas; pass atlas= as well")
+        raise InvalidArgumentError("labels were given without an atlas; pass atlas= as well")
     affine = np.asarray(affine, dtype=float)
     out: dict[str, np.ndarray] = {}
     if atlas is not None:
         data = _on_grid(atlas, shape, affine, "atlas", resample)
         if not np.all(np.isfinite(data)):
-            raise ValueError("atlas contains NaN or infinite values; expected integer labels")
+            raise InvalidArgumentError(
+                "atlas contains NaN or infinite values; expected integer labels")
         data = np.rint(data).astype(np.int64)
         present = np.unique(data[data != 0])
         if present.size == 0:
-            raise ValueError(_no_labels_message(atlas, resample))
+            raise InvalidArgumentError(_no_labels_message(atlas, resample))
         if labels is None:
             table = {str(v): [int(v)] for v in present}
         else:
@@ -194,7 +197,7 @@ def roi_masks(
         for name, values in table.items():
             unknown = [v for v in values if v not in present]
             if unknown:
-                raise ValueError(
+                raise InvalidArgumentError(
                     f"ROI {name!r}: label value(s) {unknown} do not occur in the atlas; values "
                     f"present are {present.tolist()[:20]}"
                     + (" ..." if len(present) > 20 else "")
@@ -205,11 +208,11 @@ def roi_masks(
         for name, mask in items:
             name = str(name)
             if name in out:
-                raise ValueError(f"ROI name {name!r} is used by both labels and masks")
+                raise InvalidArgumentError(f"ROI name {name!r} is used by both labels and masks")
             arg = f"masks[{name!r}]" if isinstance(masks, Mapping) else "masks"
             data = _on_grid(mask, shape, affine, arg, resample)
             out[name] = np.nan_to_num(np.asarray(data, dtype=float)) != 0
     for name, mask in out.items():
         if not mask.any():
-            raise ValueError(f"ROI {name!r} is empty: it has no voxels on the data grid")
+            raise InvalidArgumentError(f"ROI {name!r} is empty: it has no voxels on the data grid")
     return out
