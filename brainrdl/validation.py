@@ -279,8 +279,8 @@ def check_descriptor(name: str, value: str, available: Iterable[str]) -> str:
 def check_input_file(name: str, path: str | os.PathLike, what: str = "file") -> Path:
     """The path of an existing, non-empty regular file, else a DataFileError naming its full path.
 
-    Subclasses FileNotFoundError's meaning too: a missing file raises a DataFileError, which is
-    an OSError.
+    A missing file raises a DataFileNotFoundError (also a FileNotFoundError); a folder or an
+    empty file, a DataFileError (an OSError).
 
     Examples
     --------
