@@ -67,9 +67,12 @@ class DegenerateDataError(BrainrdlError, ValueError):
     """
 
 
-class DataFileError(BrainrdlError, OSError):
+class DataFileError(BrainrdlError, OSError, ValueError):
     """A data file is missing, truncated, corrupt or of the wrong kind; the message names its full
     path. Also an output location that cannot be written.
+
+    An OSError (the file could not be used) and a ValueError (what reading libraries raised for
+    bad content before, e.g. a malformed table), so both kinds of existing ``except`` still work.
 
     Examples
     --------
