@@ -410,6 +410,9 @@ def upper_tri(square: torch.Tensor) -> torch.Tensor:
     >>> upper_tri(torch.arange(9.0).reshape(3, 3)).tolist()
     [1.0, 2.0, 5.0]
     """
+    if square.ndim < 2 or square.shape[-1] != square.shape[-2]:
+        raise InvalidArgumentError(
+            f"upper_tri needs square matrices (..., n, n); got shape {tuple(square.shape)}")
     n = square.shape[-1]
     if n > _INDEX_LIMIT:
         # large n: copying row slices beats gathering through 2·n²/2 int64 indices (or a

@@ -24,6 +24,7 @@ from brainrdl.validation import (
     check_device,
     check_finite,
     check_patterns,
+    check_scalar,
 )
 
 DATASET_METHODS = RDM_DATASET_METHODS  # alias kept for existing imports
@@ -121,7 +122,16 @@ def calc_rdm(
     torch.Size([3, 10])
     """
     check_device("device", device)
+    check_scalar("prior_lambda", prior_lambda, float)
+    check_scalar("prior_weight", prior_weight, float, min_val=0.0)
+    for flag, value in (("vector", vector), ("remove_mean", remove_mean)):
+        if not isinstance(value, (bool, np.bool_)):
+            raise InvalidTypeError(f"{flag} must be True or False; got {value!r}")
     if isinstance(data, torch.Tensor):
+        if remove_mean:
+            raise InvalidArgumentError(
+                "remove_mean=True applies to rsatoolbox Datasets only; for a tensor, subtract "
+                "each pattern's mean yourself (x - x.mean(-1, keepdim=True))")
         return _calc_tensor(data, method, descriptor, noise, cv_descriptor, prior_lambda,
                             prior_weight, device, vector)
     if vector:

@@ -513,6 +513,7 @@ def bootstrap_compare(
     """
     check_choice("bootstrap", bootstrap, BOOTSTRAP_KINDS)
     n_bootstrap = check_scalar("n_bootstrap", n_bootstrap, int, min_val=1)
+    seed = check_scalar("seed", seed, int, allow_none=True)
     check_device("device", device)
     if device is None:
         device = x.device if isinstance(x, torch.Tensor) else torch.device("cpu")

@@ -98,6 +98,11 @@ def as_spike_trains(
     >>> [t.tolist() for t in trains], ids.tolist()
     ([[0.1], [0.2, 0.3]], [0, 1])
     """
+    if isinstance(spike_times, (str, bytes)) or not hasattr(spike_times, "__len__"):
+        raise InvalidTypeError(
+            "spike_times must be a dict {unit: times}, a list of per-unit time arrays or a flat "
+            f"array with spike_units; got {type(spike_times).__name__}"
+        )
     if spike_units is not None:
         times = np.asarray(spike_times, dtype=float)
         units = np.asarray(spike_units)
@@ -127,7 +132,13 @@ def as_spike_trains(
             "or give a dict / list of per-unit arrays"
         )
     else:
-        trains = [np.asarray(v, dtype=float).ravel() for v in spike_times]
+        try:
+            trains = [np.asarray(v, dtype=float).ravel() for v in spike_times]
+        except (TypeError, ValueError):
+            raise InvalidTypeError(
+                "spike_times must hold numeric spike times (seconds) per unit; got "
+                f"{type(spike_times).__name__} with non-numeric entries"
+            ) from None
         ids = np.arange(len(trains)) if unit_ids is None else np.asarray(unit_ids)
         if len(ids) != len(trains):
             raise InvalidArgumentError(
