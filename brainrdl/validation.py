@@ -291,9 +291,9 @@ def check_input_file(name: str, path: str | os.PathLike, what: str = "file") -> 
     """
     p = Path(path)
     if not p.exists():
-        raise DataFileNotFoundError(p, f"{name}: no such file (expected a {what})")
+        raise DataFileNotFoundError(p, f"{name}: no such file (expected: {what})")
     if not p.is_file():
-        raise DataFileError(p, f"{name}: expected a {what}, found a folder or special file")
+        raise DataFileError(p, f"{name}: expected: {what}; found a folder or special file")
     if p.stat().st_size == 0:
         raise DataFileError(p, f"{name}: the {what} is empty (0 bytes)")
     return p

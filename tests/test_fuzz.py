@@ -351,7 +351,7 @@ CASES: list[Case] = [
     Case("nwb-junk", lambda f: _nwb(f, "nwb_junk"),
          DataFileError, r"/junk\.nwb: cannot read this NWB file"),
     Case("nwb-not-a-file", lambda f: _nwb({"nwb": f["root"]}),
-         DataFileError, "expected a NWB file, found a folder"),
+         DataFileError, "expected: NWB file; found a folder"),
     Case("nwb-bad-method", lambda f: _nwb(f, method="manhattan"),
          InvalidArgumentError, "method='manhattan'"),
     Case("spikes-bad-method", lambda f: __import__("data_adapters.ephys", fromlist=["x"])
