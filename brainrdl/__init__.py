@@ -51,6 +51,7 @@ _LAZY: dict[str, str] = {
     "InvalidTypeError": "brainrdl.errors",
     "DegenerateDataError": "brainrdl.errors",
     "DataFileError": "brainrdl.errors",
+    "DataFileNotFoundError": "brainrdl.errors",
 }
 
 # rooms importable as attributes (``brainrdl.rsa``...); ``functional`` is the public loss module
@@ -63,6 +64,7 @@ __all__ = [
     "BrainrdlError",
     "CKALoss",
     "DataFileError",
+    "DataFileNotFoundError",
     "DegenerateDataError",
     "InvalidArgumentError",
     "InvalidTypeError",
@@ -110,6 +112,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from brainrdl.errors import (
         BrainrdlError,
         DataFileError,
+        DataFileNotFoundError,
         DegenerateDataError,
         InvalidArgumentError,
         InvalidTypeError,
