@@ -57,6 +57,13 @@ _LAZY: dict[str, str] = {
     "StimulusSet": "brainrdl.analysis.stimuli",
     "compare_layers_over_time": "brainrdl.analysis.temporal",
     "plot_layers_over_time": "brainrdl.analysis.temporal",
+    # named errors
+    "BrainrdlError": "brainrdl.errors",
+    "InvalidArgumentError": "brainrdl.errors",
+    "InvalidTypeError": "brainrdl.errors",
+    "DegenerateDataError": "brainrdl.errors",
+    "DataFileError": "brainrdl.errors",
+    "DataFileNotFoundError": "brainrdl.errors",
 }
 
 # rooms importable as attributes (``brainrdl.rsa``...); ``functional`` is the public loss module
@@ -67,9 +74,15 @@ _SUBPACKAGES = frozenset(
 __all__ = [
     "BrainBatches",
     "BrainTeacher",
+    "BrainrdlError",
     "CKALoss",
     "CheckpointError",
+    "DataFileError",
+    "DataFileNotFoundError",
+    "DegenerateDataError",
     "Heldout",
+    "InvalidArgumentError",
+    "InvalidTypeError",
     "KDLoss",
     "KnowledgeProjection",
     "LayerTaps",
@@ -121,6 +134,14 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from brainrdl.analysis.layer_rdms import extract_rdms
     from brainrdl.analysis.stimuli import StimulusSet
     from brainrdl.analysis.temporal import compare_layers_over_time, plot_layers_over_time
+    from brainrdl.errors import (
+        BrainrdlError,
+        DataFileError,
+        DataFileNotFoundError,
+        DegenerateDataError,
+        InvalidArgumentError,
+        InvalidTypeError,
+    )
     from brainrdl.nets.layers import list_layers
     from brainrdl.nets.loading import load_model
     from brainrdl.nets.taps import LayerTaps

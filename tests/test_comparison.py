@@ -435,3 +435,18 @@ def test_rank_methods_warn_when_a_gradient_is_expected():
         assert compare(a, b, "corr").requires_grad
         with torch.no_grad():
             compare(a, b, "tau-a")
+
+
+def test_square_rdms_with_rounding_on_the_diagonal_are_read_as_squares():
+    # 1 - corrcoef leaves ~1e-7 on the diagonal in float32: still one square RDM each, not a
+    # stack of row vectors (which gave an (n, n) table before)
+    g = torch.Generator().manual_seed(0)
+    a = 1 - torch.corrcoef(torch.randn(7, 30, generator=g)).float()
+    b = 1 - torch.corrcoef(torch.randn(7, 30, generator=g)).float()
+    torch.diagonal(a).fill_(1e-7)
+    torch.diagonal(b).fill_(-2e-7)
+    out = compare(a, b, method="corr")
+    assert out.shape == (1, 1)
+    iu = torch.triu_indices(7, 7, 1)
+    expected = np.corrcoef(a[iu[0], iu[1]].double(), b[iu[0], iu[1]].double())[0, 1]
+    assert out.item() == pytest.approx(expected, rel=1e-5)

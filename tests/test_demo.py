@@ -95,3 +95,34 @@ def test_demo_out_defaults_to_the_readme_folder():
     parser = argparse.ArgumentParser()
     demo.add_arguments(parser)
     assert parser.parse_args([]).out == "brainrdl-demo-out"
+
+
+def test_demo_figures_are_labelled_and_keep_alignment_apart(tmp_path, monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    saved = []
+    monkeypatch.setattr(plt.Figure, "savefig", lambda self, *a, **k: saved.append(self))
+    log = pd.DataFrame({"epoch": [0, 1, 2], "task_loss": [2.0, 1.0, 0.5],
+                        "align/fc1": [0.0, 50.0, 175.0], "val_accuracy": [0.5, 0.8, 0.9],
+                        "heldout_rsa/fc1": [0.1, 0.2, 0.3]})  # fmt: skip
+    demo.plot_curves(log, tmp_path / "c.png", monitored_only=True)
+    axes = saved[-1].axes
+    task_ax = next(ax for ax in axes if ax.get_title() == "task loss")
+    assert [line.get_label() for line in task_ax.lines] == ["task_loss"]  # alignment not here
+    assert "monitored only" in axes[1].get_title() and axes[1].get_ylabel() == "RDL loss"
+    assert all(ax.get_xlabel() == "epoch" and ax.get_ylabel() for ax in axes)
+    table = pd.DataFrame([{"model": m, "layer": layer, "region": r, "rsa": 0.1}
+                          for m in ("baseline", "rdl") for layer in demo.LAYERS
+                          for r in demo.REGIONS])  # fmt: skip
+    demo._figure({"baseline": log, "rdl": log}, table, tmp_path)
+    fig = saved[-1]
+    labelled = [ax for ax in fig.axes if ax.get_ylabel()]
+    assert any("Pearson r" in ax.get_ylabel() for ax in labelled if ax.get_label() == "<colorbar>")
+    for ax in fig.axes[:2]:  # epochs drawn as whole numbers
+        ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        assert all(float(t).is_integer() for t in ticks)
+    plt.close("all")

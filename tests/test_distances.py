@@ -307,3 +307,25 @@ def test_no_b_by_b_by_d_tensor_in_forward_or_backward(method):
     with Largest():
         calc_rdm(x, method).sum().backward()
     assert largest and max(largest) <= b * d
+
+
+@pytest.mark.parametrize("scale", [1e-30, 1e-9, 1e10, 1e20, 1e30])
+@pytest.mark.parametrize("method", ["correlation", "cosine"])
+def test_scale_free_measures_are_exact_in_float32_at_any_scale(method, scale):
+    # squares of 1e20 overflow float32 and those of 1e-30 underflow: rows are scaled first
+    x = torch.randn(6, 9, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    reference = pairwise_rdm(x, method)
+    got = pairwise_rdm((x * scale).float(), method)
+    assert torch.isfinite(got).all()
+    torch.testing.assert_close(got.double(), reference, atol=2e-6, rtol=1e-5)
+
+
+def test_scale_free_gradient_is_unchanged_by_the_row_scaling():
+    x = torch.randn(5, 7, dtype=torch.float64, requires_grad=True)
+    pairwise_rdm(x, "correlation").sum().backward()
+    g1 = x.grad.clone()
+    x2 = x.detach().clone().requires_grad_(True)
+    xc = x2 - x2.mean(-1, keepdim=True)
+    xn = xc / xc.norm(dim=-1, keepdim=True)
+    (1 - xn @ xn.T).sum().backward()
+    torch.testing.assert_close(g1, x2.grad)

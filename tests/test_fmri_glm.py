@@ -122,7 +122,7 @@ def test_bad_inputs_raise_named_errors(runs, tmp_path):
                              masks=MASKS)
     with pytest.raises(ValueError, match="noise_model='ar2'"):
         fmri.first_level_glm(img, events, t_r=T_R, masks=MASKS, noise_model="ar2")
-    with pytest.raises(ValueError, match="t_r must be a positive"):
+    with pytest.raises(ValueError, match=r"t_r=0\.0 is out of range"):
         fmri.first_level_glm(img, events, t_r=0, masks=MASKS)
     bad_onset = events.assign(onset="soon")
     with pytest.raises(ValueError, match="column 'onset' must be numeric"):

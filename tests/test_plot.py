@@ -79,3 +79,34 @@ def test_mds_recovers_two_clusters():
 def test_bad_table():
     with pytest.raises(ValueError, match="columns"):
         plot.layer_region_heatmap(pd.DataFrame({"layer": ["a"]}))
+
+
+def test_rdm_image_sorts_split_categories_into_blocks():
+    # stimuli in id order, classes interleaved: one tick per class, blocks after sorting
+    labels = list("abcabcabc")
+    vec = np.random.default_rng(1).random(36)
+    rdm = RDMs(vec[None], dissimilarity_measure="crossnobis",
+               pattern_descriptors={"cat": labels})  # fmt: skip
+    ax = plot.rdm_image(rdm, categories="cat")
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b", "c"]
+    np.testing.assert_allclose(ax.get_xticks(), [1.0, 4.0, 7.0])
+    order = np.argsort(np.array(labels), kind="stable")
+    np.testing.assert_allclose(ax.images[0].get_array(),
+                               rdm.get_matrices()[0][np.ix_(order, order)])  # fmt: skip
+    assert ax.figure.axes[-1].get_ylabel() == "crossnobis dissimilarity"
+    ax = plot.rdm_image(rdm, categories="cat", sort=False)
+    assert len(ax.get_xticklabels()) == 9  # unsorted: every run gets its tick
+    plt.close("all")
+
+
+def test_similarity_profile_draws_no_ceiling_for_one_brain_rdm():
+    import pandas as pd
+
+    table = pd.DataFrame({"layer": ["a", "b"], "region": ["IT", "IT"], "similarity": [0.2, 0.3],
+                          "noise_ceiling_low": [1.0, 1.0], "noise_ceiling_high": [1.0, 1.0],
+                          "n_rdms": [1, 1], "method": ["corr", "corr"]})  # fmt: skip
+    ax = plot.similarity_profile(table)
+    assert not ax.patches  # no band at 1-1
+    ax = plot.similarity_profile(table.assign(n_rdms=3))
+    assert len(ax.patches) == 1
+    plt.close("all")

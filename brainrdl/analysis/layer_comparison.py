@@ -20,13 +20,13 @@ Examples
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 
+from brainrdl.rsa.methods import LAYER_COMPARISON_METHODS
 from brainrdl.stats.bootstrap import (
     BOOTSTRAP_KINDS,
     bootstrap_compare,
@@ -34,9 +34,9 @@ from brainrdl.stats.bootstrap import (
     percentile_ci,
 )
 from brainrdl.stats.ceilings import noise_ceiling_vectors
-from brainrdl.validation import check_choice
+from brainrdl.validation import check_choice, check_device, check_scalar
 
-METHODS = ("cosine", "corr", "spearman", "rho-a", "tau-a", "kendall", "corr_cov", "cosine_cov")
+METHODS = LAYER_COMPARISON_METHODS  # the one list: brainrdl.rsa.methods
 
 
 def compare_layers(
@@ -300,15 +300,10 @@ def _compare(
     """Shared engine: the table, and per region (keys, mean similarities, bootstrap samples)."""
     check_choice("method", method, METHODS)
     check_choice("bootstrap", bootstrap, BOOTSTRAP_KINDS)
-    if (
-        not isinstance(n_bootstrap, numbers.Integral)
-        or isinstance(n_bootstrap, bool)
-        or n_bootstrap < 0
-    ):
-        raise ValueError(f"n_bootstrap must be a non-negative int; got {n_bootstrap!r}")
-    n_bootstrap = int(n_bootstrap)
-    if not 0.0 < ci < 1.0:
-        raise ValueError(f"ci must be in (0, 1); got {ci!r}")
+    n_bootstrap = check_scalar("n_bootstrap", n_bootstrap, int, min_val=0)
+    ci = check_scalar("ci", ci, float, min_val=0.0, max_val=1.0, include_min=False,
+                      include_max=False)
+    check_device("device", device)
     regions = _regions(brain_rdms)
     device = torch.device(device) if device is not None else torch.device("cpu")
     rows, boot = [], {}

@@ -33,9 +33,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from brainrdl.rsa.methods import LAYER_RDM_METHODS
 from brainrdl.validation import check_choice
 
-METHODS = ("correlation", "cosine", "euclidean")
+METHODS = LAYER_RDM_METHODS  # the one list: brainrdl.rsa.methods
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
@@ -379,6 +380,6 @@ def _rdm_from_gram(gram: torch.Tensor, dim: int, method: str, name: str) -> np.n
 def _progress(enabled: bool, total: int):
     if not enabled:
         return None
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     return tqdm(total=total, desc="layer RDMs", unit="batch")

@@ -160,7 +160,9 @@ def similarity_profile(
         if {"ci_low", "ci_high"} <= set(r) and np.isfinite(r["ci_low"].to_numpy(float)).any():
             low, high = r["ci_low"].to_numpy(float), r["ci_high"].to_numpy(float)
             ax.errorbar(x, y, yerr=[y - low, high - y], fmt="none", ecolor=color, capsize=3)
-        if show_ceiling and {"noise_ceiling_low", "noise_ceiling_high"} <= set(r):
+        # one brain RDM has no noise ceiling (held out against itself it would read 1–1)
+        single = "n_rdms" in r and int(np.nanmax(r["n_rdms"].to_numpy(float))) < 2
+        if show_ceiling and not single and {"noise_ceiling_low", "noise_ceiling_high"} <= set(r):
             lo = float(np.nanmean(r["noise_ceiling_low"]))
             hi = float(np.nanmean(r["noise_ceiling_high"]))
             if np.isfinite(lo) and np.isfinite(hi):
@@ -182,6 +184,7 @@ def rdm_image(
     rank: bool = False,
     colorbar: bool = True,
     title: str | None = None,
+    sort: bool = True,
 ):
     """Show one RDM as an image, with category ticks and boundaries.
 
@@ -196,6 +199,9 @@ def rdm_image(
         Drawing options.
     rank
         Show percentile ranks of the dissimilarities instead of raw values.
+    sort
+        When a category's conditions are not contiguous, reorder the conditions (stably) so
+        that each category forms one block with one tick label; False keeps the given order.
 
     Examples
     --------
@@ -206,6 +212,14 @@ def rdm_image(
     'demo'
     """
     mat, categories, name = _square(rdm, categories)
+    measure = getattr(rdm, "dissimilarity_measure", None)
+    if categories is not None and sort:
+        labels = np.asarray(categories).astype(str)
+        if len(labels) == mat.shape[0]:
+            runs = 1 + int(np.sum(labels[1:] != labels[:-1]))
+            if runs > len(set(labels.tolist())):  # a category is split: sort into blocks
+                order = np.argsort(labels, kind="stable")
+                mat, categories = mat[np.ix_(order, order)], labels[order]
     if rank:
         from scipy.stats import rankdata
 
@@ -217,7 +231,9 @@ def rdm_image(
     ax = _axes(ax, figsize=(4.5, 4))
     image = ax.imshow(mat, cmap=cmap, interpolation="nearest")
     if colorbar:
-        ax.figure.colorbar(image, ax=ax, label="percentile" if rank else "dissimilarity")
+        what = f"{measure} dissimilarity" if measure else "dissimilarity"
+        ax.figure.colorbar(image, ax=ax,
+                           label=f"percentile of {what}" if rank else what)  # fmt: skip
     if categories is not None:
         labels = np.asarray(categories).astype(str)
         if len(labels) != mat.shape[0]:

@@ -20,6 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from brainrdl.cli.options import non_negative_float, positive_int
+from brainrdl.train.functional import RDL_COMPARISONS
+
 TAPPED_LAYER = "fc1"
 LAYERS = ("conv1", "conv2", "fc1", "fc2")
 REGIONS = ("EVC", "IT")
@@ -38,18 +41,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--out", default="brainrdl-demo-out",
         help="output folder, created if missing (default: brainrdl-demo-out)",
     )
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="torch device")
-    parser.add_argument("--epochs", type=int, default=12, help="training epochs (default 12)")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                        help="torch device (default cpu; cuda needs a CUDA build of torch)")
+    parser.add_argument("--epochs", type=positive_int, default=12,
+                        help="training epochs (default 12)")
     parser.add_argument("--seed", type=int, default=0, help="seed of data split and training")
-    parser.add_argument("--weight", type=float, default=1.0, help="weight of the RDL term")
+    parser.add_argument("--weight", type=non_negative_float, default=1.0,
+                        help="weight of the RDL term (default 1)")
     parser.add_argument(
         "--comparison",
         default="paper",
-        choices=["paper", "mse", "pearson", "cosine", "corr_cov"],
+        choices=list(RDL_COMPARISONS),
         help="RDLLoss comparison (default: the paper's squared error)",
     )
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
-    parser.add_argument("--no-figure", action="store_true", help="skip the figure")
+    parser.add_argument("--threads", type=positive_int, default=1,
+                        help="CPU threads (default 1)")
+    parser.add_argument("--no-figure", action="store_true", help="skip the figures")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -121,6 +128,15 @@ def run_demo(
     """
     import torch
 
+    from brainrdl.validation import check_choice, check_device, check_output_dir, check_scalar
+
+    # everything that can be wrong with the call is found here, before data or training
+    check_device("device", device)
+    check_scalar("epochs", epochs, int, min_val=1)
+    check_scalar("weight", weight, float, min_val=0.0)
+    check_choice("comparison", comparison, RDL_COMPARISONS)
+    check_scalar("n_heldout", n_heldout, int, min_val=3, max_val=n_stimuli - 2)
+    check_output_dir("out", out)
     previous_threads = torch.get_num_threads()
     if threads is not None and device == "cpu":
         # this net is tiny: one thread is fastest, and several spin badly on a shared machine
@@ -140,7 +156,6 @@ def _run_demo(
     import torch
     from torch.utils.data import DataLoader, TensorDataset
 
-    from brainrdl.analysis.plot import plot_log
     from brainrdl.nets.models import DigitCNN
     from brainrdl.train.brain_batches import BrainBatches
     from brainrdl.train.loop import fit
@@ -150,7 +165,6 @@ def _run_demo(
 
     t_start = time.perf_counter()
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     study = make_demo_study(out / "data", seed=seed, n_stimuli=n_stimuli, n_runs=6,
                             with_bold=False, with_nwb=False)  # fmt: skip
     rdms = _brain_rdms(study)
@@ -218,7 +232,7 @@ def _run_demo(
     if figure:
         _figure(logs, table, out)
         for name, log in logs.items():
-            plot_log(log, path=out / f"curves_{name}.png")
+            plot_curves(log, out / f"curves_{name}.png", monitored_only=name == "baseline")
     return summary
 
 
@@ -265,27 +279,84 @@ def layer_region_table(
 
 
 def _figure(logs: dict[str, Any], table: Any, out: Path) -> None:
+    """``demo.png``: test accuracy and held-out RSA per epoch, and the layer × region RSA grids."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
-    fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))
+    fig, axes = plt.subplots(1, 4, figsize=(17, 3.8), gridspec_kw={"wspace": 0.45})
     for name, log in logs.items():
         axes[0].plot(log["epoch"], log["val_accuracy"], marker="o", label=name)
         axes[1].plot(log["epoch"], log[f"heldout_rsa/{TAPPED_LAYER}"], marker="o", label=name)
-    axes[0].set(title="test accuracy", xlabel="epoch")
-    axes[1].set(title=f"held-out RSA, {TAPPED_LAYER} vs IT", xlabel="epoch")
+    axes[0].set(title="digit task", xlabel="epoch", ylabel="test accuracy")
+    axes[1].set(title=f"held-out RSA, {TAPPED_LAYER} vs IT", xlabel="epoch",
+                ylabel="Pearson r (held-out stimuli)")  # fmt: skip
     for ax in axes[:2]:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         ax.legend()
     for ax, name in zip(axes[2:], logs):
         grid = table[table.model == name].pivot(index="layer", columns="region", values="rsa")
         grid = grid.loc[list(LAYERS), list(REGIONS)]
         im = ax.imshow(grid.to_numpy(), vmin=-1, vmax=1, cmap="RdBu_r")
         ax.set(title=f"{name}: layer × region RSA", xticks=range(len(REGIONS)),
-               yticks=range(len(LAYERS)), xticklabels=REGIONS, yticklabels=LAYERS)  # fmt: skip
+               yticks=range(len(LAYERS)), xticklabels=REGIONS, yticklabels=LAYERS,
+               xlabel="brain region", ylabel="model layer")  # fmt: skip
         for (i, j), v in np.ndenumerate(grid.to_numpy()):
             ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=8)
-    fig.colorbar(im, ax=axes[2:], shrink=0.8)
+    bar = fig.colorbar(im, ax=axes[2:], shrink=0.8)
+    bar.set_label("RSA: Pearson r of layer RDM and region RDM\n(held-out stimuli)")
     fig.savefig(out / "demo.png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
+def plot_curves(log: Any, path: str | Path, *, monitored_only: bool = False) -> None:
+    """Learning curves of one run: task loss, alignment loss, accuracy, held-out RSA.
+
+    The alignment (RDL) loss has its own panel and axis: its scale differs from the task
+    loss's by orders of magnitude, and drawn on one axis it flattens the task curves. For the
+    baseline it is only monitored (weight 0, no gradient), which the panel's title says.
+
+    Parameters
+    ----------
+    log : pandas.DataFrame
+        The per-epoch log of :func:`brainrdl.fit`.
+    path : str or Path
+        PNG file to write.
+    monitored_only : bool
+        Whether the alignment term had weight 0 (baseline).
+
+    Examples
+    --------
+    >>> import pandas as pd, tempfile, os
+    >>> log = pd.DataFrame({"epoch": [1, 2], "task_loss": [1.0, 0.5], "align/fc1": [9.0, 8.0],
+    ...                     "val_accuracy": [0.5, 0.8], "heldout_rsa/fc1": [0.1, 0.2]})
+    >>> plot_curves(log, os.path.join(tempfile.mkdtemp(), "c.png"))
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    align = [c for c in log if c.startswith("align/")]
+    task = [c for c in log if c.endswith("loss") and c not in align]
+    panels = [
+        ("task loss", "cross-entropy", task),
+        ("alignment loss" + (" (monitored only, weight 0)" if monitored_only else ""),
+         "RDL loss", align),
+        ("accuracy", "accuracy", [c for c in log if c.endswith("accuracy")]),
+        ("held-out RSA", "Pearson r", [c for c in log if c.startswith("heldout_rsa/")]),
+    ]  # fmt: skip
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.4))
+    for ax, (title, ylabel, cols) in zip(axes, panels):
+        for c in cols:
+            ax.plot(log["epoch"], log[c], marker="o", label=c)
+        ax.set(title=title, xlabel="epoch", ylabel=ylabel)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if cols:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
     plt.close(fig)

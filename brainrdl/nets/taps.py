@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from brainrdl.nets.layers import expand_layers
-from brainrdl.validation import check_choice
+from brainrdl.validation import check_choice, check_scalar
 
 REDUCTIONS = ("flatten", "avgpool", "random_projection", "none", "cls", "mean")
 # reductions of token sequences (B, T, D) from transformer blocks; other shapes are flattened
@@ -162,10 +162,7 @@ class LayerTaps:
         self._modules = resolve_layers(model, list(layers))
         self.layers: list[str] = list(self._modules)
         self.reductions = self._check_reductions(reduction)
-        if projection_dim is not None and (
-            not isinstance(projection_dim, int) or projection_dim < 1
-        ):
-            raise ValueError(f"projection_dim must be a positive int; got {projection_dim!r}")
+        check_scalar("projection_dim", projection_dim, int, min_val=1, allow_none=True)
         self.projection_dim = projection_dim or DEFAULT_PROJECTION_DIM
         self.seed = int(seed)
         self.detach = bool(detach)

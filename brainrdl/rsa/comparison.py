@@ -26,15 +26,25 @@ from typing import Any
 import numpy as np
 import torch
 
+from brainrdl.errors import DegenerateDataError, InvalidArgumentError, InvalidTypeError
 from brainrdl.rsa.distances import square_from_upper_tri
+from brainrdl.rsa.methods import (
+    COMPARISON_METHODS,
+    COV_COMPARISON_METHODS,
+    DIFFERENTIABLE_COMPARISON_METHODS,
+)
 from brainrdl.rsa.ranks import centred_ranks, rank_transform, tau_a
 from brainrdl.validation import check_choice
 
 __all__ = ["DIFFERENTIABLE_METHODS", "METHODS", "compare", "compare_vectors", "rank_transform"]
 
-METHODS = ("cosine", "corr", "spearman", "rho-a", "tau-a", "corr_cov", "cosine_cov")
-DIFFERENTIABLE_METHODS = ("cosine", "corr", "corr_cov", "cosine_cov")
-_COV_METHODS = ("corr_cov", "cosine_cov")
+# aliases of the one list in brainrdl.rsa.methods, kept for existing imports
+METHODS = COMPARISON_METHODS
+DIFFERENTIABLE_METHODS = DIFFERENTIABLE_COMPARISON_METHODS
+_COV_METHODS = COV_COMPARISON_METHODS
+# A 2-d tensor reads as one square RDM when its diagonal is within this fraction of its largest
+# entry of zero and it is symmetric to this relative tolerance (1 - corrcoef leaves ~1e-7).
+_SQUARE_RTOL = 1e-5
 # A dense V (k×k) for a full sigma_k beyond this many dissimilarities would not fit in memory.
 _MAX_K_FULL_SIGMA = 20_000
 
@@ -66,7 +76,10 @@ def compare(
         rsatoolbox.
     square
         For a 2-d tensor: True reads it as one square RDM, False as a stack of vectors, None
-        decides (square when it is square, symmetric and has a zero or NaN diagonal).
+        decides: square when it is square and its diagonal is zero (or NaN) up to a relative
+        tolerance of 1e-5 of its largest entry (``1 - corrcoef`` leaves ~1e-7 there). A square
+        RDM that is not symmetric (same tolerance) raises a DegenerateDataError: pass
+        ``square=False`` to read its rows as vectors.
 
     Returns
     -------
@@ -85,6 +98,8 @@ def compare(
     1.0
     """
     check_choice("method", method, METHODS)
+    if square is not None and not isinstance(square, bool):
+        raise InvalidTypeError(f"square must be True, False or None; got {square!r}")
     tensor_out = isinstance(rdm1, torch.Tensor) or isinstance(rdm2, torch.Tensor)
     if not tensor_out:
         v1, n1 = _rsa_vectors("rdm1", rdm1)
@@ -96,13 +111,15 @@ def compare(
         t2, n2 = _tensor_vectors("rdm2", rdm2, square, ref)
         dtype = _result_dtype(t1, t2)
         t1, t2 = t1.to(dtype), t2.to(dtype)
+    _check_no_inf("rdm1", t1)
+    _check_no_inf("rdm2", t2)
     if t1.shape[-1] != t2.shape[-1]:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"rdm1 and rdm2 must have the same number of conditions; got rdm1 with "
             f"{_describe(n1, t1.shape[-1])} and rdm2 with {_describe(n2, t2.shape[-1])}"
         )
     sigma = None if sigma_k is None or method not in _COV_METHODS else _as_tensor(sigma_k, t1)
-    out = compare_vectors(t1, t2, method, sigma)
+    out = _compare_vectors(t1, t2, method, sigma, None, None)
     return out if tensor_out else out.numpy()
 
 
@@ -163,23 +180,28 @@ def compare_vectors(
     torch.Size([100, 4, 3])
     """
     check_choice("method", method, METHODS)
+    return _compare_vectors(a, b, method, sigma_k, n_conditions, valid)
+
+
+def _compare_vectors(a, b, method, sigma_k, n_conditions, valid) -> torch.Tensor:
+    """:func:`compare_vectors` after the method check (``compare`` checked it already)."""
     for name, x in (("a", a), ("b", b)):
         if not isinstance(x, torch.Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+            raise InvalidTypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
         if x.ndim < 2:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"{name} must have shape (..., n_rdms, k); got a {x.ndim}-d tensor of shape "
                 f"{tuple(x.shape)} (use x[None] for a single RDM vector)"
             )
     if a.shape[-1] != b.shape[-1]:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"a and b must have the same number of dissimilarities k (last dimension); got "
             f"{a.shape[-1]} and {b.shape[-1]}"
         )
     try:
         torch.broadcast_shapes(a.shape[:-2], b.shape[:-2])
     except RuntimeError:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"the batch dimensions of a {tuple(a.shape[:-2])} and b {tuple(b.shape[:-2])} "
             "do not broadcast"
         ) from None
@@ -201,13 +223,14 @@ def compare_vectors(
     else:
         valid = torch.as_tensor(valid, dtype=torch.bool, device=a.device)
         if valid.ndim != 1 or int(valid.sum()) != a.shape[-1]:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"valid must be a 1-d boolean mask with k={a.shape[-1]} True entries; got shape "
                 f"{tuple(valid.shape)} with {int(valid.sum())} True"
             )
     k = a.shape[-1]
     if k < 2:
-        raise ValueError(f"comparisons need at least 2 non-NaN dissimilarities; got {k}")
+        raise InvalidArgumentError(
+            f"comparisons need at least 2 non-NaN dissimilarities; got {k}")
     if method in _COV_METHODS or n_conditions is not None:
         n_conditions = _check_n_conditions(n_conditions, k if valid is None else valid.numel())
 
@@ -233,6 +256,20 @@ def compare_vectors(
 
 
 # --------------------------------------------------------------------------- input parsing
+
+
+def _check_no_inf(name: str, x: torch.Tensor) -> None:
+    """Infinite dissimilarities make every comparison NaN: refuse them by name (NaN is allowed,
+    it marks missing pairs as in rsatoolbox)."""
+    if bool(torch.isnan(x.detach().sum())) or not bool(torch.isfinite(x.detach().sum())):
+        inf = torch.isinf(x.detach())
+        if bool(inf.any()):
+            where = torch.nonzero(inf.reshape(-1, x.shape[-1]).any(0)).flatten().tolist()
+            raise DegenerateDataError(
+                f"{name} contains {int(inf.sum())} infinite dissimilarities (at vector positions "
+                f"{where[:10]}); comparisons of infinite values are undefined: remove them or "
+                "mark them missing with NaN"
+            )
 
 
 def _upper(square: torch.Tensor) -> torch.Tensor:
@@ -261,24 +298,44 @@ def _rsa_vectors(name: str, rdm: Any) -> tuple[np.ndarray, int | None]:
         return np.asarray(rdm.get_vectors(), dtype=np.float64), int(rdm.n_cond)
     if isinstance(rdm, np.ndarray):
         if rdm.ndim not in (1, 2):
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"{name} as a NumPy array must be an RDM vector (k,) or vectors (n, k); got "
                 f"shape {rdm.shape}"
             )
         vectors = np.atleast_2d(np.asarray(rdm, dtype=np.float64))
         return vectors, _n_from_k(vectors.shape[1])
-    raise TypeError(
+    raise InvalidTypeError(
         f"{name} must be rsatoolbox RDMs, a NumPy array or a torch.Tensor; got {type(rdm).__name__}"
     )
 
 
-def _looks_square(x: torch.Tensor) -> bool:
+def _looks_square(name: str, x: torch.Tensor) -> bool:
+    """Whether a 2-d tensor is one square RDM: square with a (near-)zero or NaN diagonal.
+
+    A square RDM that is not symmetric is refused rather than silently read as vectors.
+    """
     if x.shape[0] != x.shape[1] or x.shape[0] < 2:
         return False
-    diag = torch.diagonal(x)
-    if not bool(((diag == 0) | torch.isnan(diag)).all()):
+    d = x.detach()
+    finite = d[torch.isfinite(d)]
+    scale = float(finite.abs().amax()) if finite.numel() else 0.0
+    diag = torch.diagonal(d)
+    if not bool(((diag.abs() <= _SQUARE_RTOL * scale) | torch.isnan(diag)).all()):
         return False
-    return bool(torch.isclose(x, x.T, equal_nan=True).all())
+    _check_symmetric(name, d, scale)
+    return True
+
+
+def _check_symmetric(name: str, d: torch.Tensor, scale: float) -> None:
+    close = torch.isclose(d, d.T, rtol=_SQUARE_RTOL, atol=_SQUARE_RTOL * scale, equal_nan=True)
+    if not bool(close.all()):
+        i, j = torch.nonzero(~close)[0].tolist()
+        raise DegenerateDataError(
+            f"{name} is a square ({d.shape[0]}, {d.shape[1]}) tensor with a zero diagonal but is "
+            f"not symmetric ({name}[{i}, {j}] = {float(d[i, j]):.6g} vs {name}[{j}, {i}] = "
+            f"{float(d[j, i]):.6g}); an RDM must be symmetric. Symmetrise it ((x + x.T) / 2) or "
+            "pass square=False to read its rows as RDM vectors"
+        )
 
 
 def _tensor_vectors(
@@ -292,22 +349,26 @@ def _tensor_vectors(
     if x.ndim == 1:
         return x[None], _n_from_k(x.shape[0])
     if x.ndim == 2:
-        is_square = _looks_square(x) if square is None else square
+        is_square = _looks_square(name, x) if square is None else square
         if is_square and x.shape[0] != x.shape[1]:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"{name} with square=True must be (n_cond, n_cond); got {tuple(x.shape)}"
             )
         if is_square:
+            if square:
+                d = x.detach()
+                finite = d[torch.isfinite(d)]
+                _check_symmetric(name, d, float(finite.abs().amax()) if finite.numel() else 0.0)
             return _upper(x)[None], x.shape[0]
         return x, _n_from_k(x.shape[1])
     if x.ndim == 3:
         if x.shape[1] != x.shape[2] or x.shape[1] < 2:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"{name} as a 3-d tensor must be square RDMs (n_rdms, n_cond, n_cond); got "
                 f"shape {tuple(x.shape)}"
             )
         return _upper(x), x.shape[1]
-    raise ValueError(
+    raise InvalidArgumentError(
         f"{name} must be a vector (k,), vectors (n, k), a square RDM (n_cond, n_cond) or "
         f"squares (n, n_cond, n_cond); got a {x.ndim}-d tensor of shape {tuple(x.shape)}"
     )
@@ -329,15 +390,17 @@ def _drop_nan(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """rsatoolbox's rule: drop positions NaN in any RDM of ``a``; ``b`` must agree."""
     # One reduction each (NaN propagates; an inf − inf NaN just takes the exact path below).
-    if not bool(torch.isnan(a.detach().sum() + b.detach().sum())):
+    if bool(torch.isfinite(a.detach().sum() + b.detach().sum())):
         return a, b, None
+    _check_no_inf("a", a)
+    _check_no_inf("b", b)
     nan_a = torch.isnan(a.detach()).reshape(-1, a.shape[-1]).any(0)
     nan_b = torch.isnan(b.detach()).reshape(-1, b.shape[-1]).any(0)
     if not (bool(nan_a.any()) or bool(nan_b.any())):
         return a, b, None
     if not bool((nan_a == nan_b).all()):
         where = torch.nonzero(nan_a != nan_b).flatten().tolist()[:10]
-        raise ValueError(
+        raise InvalidArgumentError(
             "rdm1 and rdm2 have NaN at different dissimilarities (positions "
             f"{where} of the vectors); as in rsatoolbox, NaN positions must agree"
         )
@@ -349,13 +412,13 @@ def _check_n_conditions(n_conditions: int | None, k_full: int) -> int:
     inferred = _n_from_k(k_full)
     if n_conditions is None:
         if inferred is None:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"the vectors' length {k_full} is not n(n-1)/2 for any number of conditions n; "
                 "pass upper-triangle RDM vectors (or valid= for NaN-free subsets)"
             )
         return inferred
     if inferred != n_conditions:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"n_conditions={n_conditions} needs {n_conditions * (n_conditions - 1) // 2} "
             f"dissimilarities per RDM; got {k_full}"
         )
@@ -369,14 +432,14 @@ def _check_sigma(
         return None
     sigma = _as_tensor(sigma_k, like)
     if sigma.shape not in ((n_cond,), (n_cond, n_cond)):
-        raise ValueError(
+        raise InvalidArgumentError(
             f"sigma_k must have shape ({n_cond},) or ({n_cond}, {n_cond}) for RDMs of "
             f"{n_cond} conditions; got {tuple(sigma.shape)}"
         )
     if not bool(torch.isfinite(sigma).all()):
-        raise ValueError("sigma_k must be finite")
+        raise DegenerateDataError("sigma_k must be finite")
     if sigma.ndim == 1 and not bool((sigma > 0).all()):
-        raise ValueError("sigma_k as variances (n_cond,) must be positive")
+        raise InvalidArgumentError("sigma_k as variances (n_cond,) must be positive")
     return sigma
 
 
@@ -388,13 +451,24 @@ def _centre(x: torch.Tensor) -> torch.Tensor:
 
 
 def _cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Cosines of all row pairs; 0 where a row has zero length (as rsatoolbox's ``_cosine``)."""
+    """Cosines of all row pairs; 0 where a row has zero length (as rsatoolbox's ``_cosine``).
+
+    Each row is first divided by its largest |entry| (detached; the cosine is scale-free, so
+    value and gradient are unchanged): norms of rows at 1e-200 or 1e200 then neither underflow
+    to 0 nor overflow to inf.
+    """
+    a, b = _unit_max(a), _unit_max(b)
     na = torch.linalg.vector_norm(a, dim=-1)
     nb = torch.linalg.vector_norm(b, dim=-1)
     # Dividing each side first keeps the zero rows zero (0 / 1) and their gradient finite.
     a = a / torch.where(na > 0, na, torch.ones_like(na)).unsqueeze(-1)
     b = b / torch.where(nb > 0, nb, torch.ones_like(nb)).unsqueeze(-1)
     return a @ b.transpose(-1, -2)
+
+
+def _unit_max(x: torch.Tensor) -> torch.Tensor:
+    size = x.detach().abs().amax(dim=-1, keepdim=True)
+    return x / torch.where(size > 0, size, torch.ones_like(size))
 
 
 def _whiten(
@@ -479,7 +553,7 @@ def _rdm_covariance(sigma: torch.Tensor, valid: torch.Tensor | None, n: int) -> 
     if valid is not None:
         rows, cols = rows[valid], cols[valid]
     if rows.numel() > _MAX_K_FULL_SIGMA:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"a full (n_cond, n_cond) sigma_k needs a dense {rows.numel()}² covariance of the "
             f"dissimilarities; supported up to {_MAX_K_FULL_SIGMA} dissimilarities "
             f"(about 200 conditions). Pass the diagonal, sigma_k=torch.diagonal(sigma_k)"
@@ -495,7 +569,7 @@ def _cosine_full_sigma(
     v = _rdm_covariance(sigma, valid, n)
     chol, info = torch.linalg.cholesky_ex(v)
     if bool(info.any()):
-        raise ValueError(
+        raise DegenerateDataError(
             "sigma_k gives a singular dissimilarity covariance; is it positive definite?"
         )
 

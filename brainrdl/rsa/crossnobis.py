@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import torch
 
+from brainrdl.errors import DegenerateDataError, InvalidArgumentError
 from brainrdl.rsa.distances import _tracks_grad, _zero_diagonal
 
 
@@ -56,7 +57,7 @@ def cross_fold_rdm(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
     1.0
     """
     if left.shape != right.shape or left.ndim < 3:
-        raise ValueError(
+        raise InvalidArgumentError(
             "left and right must both have shape (..., n_conditions, n_folds, n_channels); "
             f"got {tuple(left.shape)} and {tuple(right.shape)}"
         )
@@ -247,7 +248,7 @@ def crossnobis_fold_major(
     3.0
     """
     if means.ndim != 3 or means.shape[0] < 2:
-        raise ValueError(
+        raise InvalidArgumentError(
             "means must have shape (n_folds >= 2, n_conditions, n_channels); "
             f"got {tuple(means.shape)}"
         )
@@ -365,7 +366,7 @@ def poisson_cv_from_fold_sums(
     train_rates = (train + shift) / scale
     test_rates = (test + shift) / scale
     if bool((test_rates <= 0).any()):
-        raise ValueError(
+        raise DegenerateDataError(
             "data: poisson_cv needs (prior-shrunk) rates > 0; got fold means ≤ "
             f"-prior_lambda*prior_weight = {-shift}"
         )

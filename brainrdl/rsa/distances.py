@@ -12,11 +12,19 @@ from __future__ import annotations
 
 import functools
 
+import numpy as np
 import torch
 
+from brainrdl.errors import DegenerateDataError, InvalidArgumentError
+from brainrdl.rsa.methods import RDM_TENSOR_METHODS
 from brainrdl.validation import check_choice, check_patterns
 
-TENSOR_METHODS = ("euclidean", "correlation", "cosine", "mahalanobis", "poisson")
+TENSOR_METHODS = RDM_TENSOR_METHODS  # alias kept for existing imports
+
+# A pattern counts as constant (correlation) when its spread across channels is below this many
+# float epsilons of its magnitude: below that, the centred pattern is rounding noise and its
+# "correlation" would be an arbitrary number (e.g. 1.0 for 0.1 repeated in float32).
+_CONSTANT_EPS = 100.0
 
 
 def _tracks_grad(t: torch.Tensor) -> bool:
@@ -46,7 +54,8 @@ def _gram(x: torch.Tensor) -> torch.Tensor:
     if (x.ndim == 2 and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
             and not _tracks_grad(x)):
         a = x.detach().contiguous().numpy()
-        return torch.from_numpy(a @ a.T)
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported by the caller
+            return torch.from_numpy(a @ a.T)
     return x @ x.transpose(-1, -2)
 
 
@@ -126,7 +135,10 @@ def euclidean_rdm(x: torch.Tensor) -> torch.Tensor:
 def correlation_rdm(x: torch.Tensor) -> torch.Tensor:
     """Correlation distance 1 − Pearson r between condition patterns (across channels).
 
-    Raises a ValueError when a pattern is constant across channels (its correlation is undefined).
+    Raises a DegenerateDataError when a pattern is constant across channels, up to rounding
+    relative to its magnitude (its correlation is undefined). Scale-free: each pattern is divided
+    by its largest magnitude first, so float32 values from 1e-30 to 1e30 neither underflow nor
+    overflow (the result does not depend on that scale, nor does its gradient).
 
     Examples
     --------
@@ -134,11 +146,14 @@ def correlation_rdm(x: torch.Tensor) -> torch.Tensor:
     >>> round(correlation_rdm(torch.tensor([[1.0, 2.0, 3.0], [3.0, 2.0, 1.0]]))[0, 1].item(), 6)
     2.0
     """
-    return _cosine_from_gram(_centred_gram(x, -1), what="correlation")
+    return _cosine_from_gram(_centred_gram(_row_scaled(x, "correlation"), -1), "correlation",
+                             x.shape[-1])
 
 
 def cosine_rdm(x: torch.Tensor) -> torch.Tensor:
-    """Cosine distance 1 − cos(x_i, x_j); all-zero patterns raise a ValueError.
+    """Cosine distance 1 − cos(x_i, x_j); all-zero patterns raise a DegenerateDataError.
+
+    Scale-free as :func:`correlation_rdm` (each pattern divided by its largest magnitude first).
 
     Examples
     --------
@@ -146,23 +161,49 @@ def cosine_rdm(x: torch.Tensor) -> torch.Tensor:
     >>> cosine_rdm(torch.tensor([[1.0, 0.0], [0.0, 1.0]]))[0, 1].item()
     1.0
     """
-    return _cosine_from_gram(_centred_gram(x, None), what="cosine")
+    return _cosine_from_gram(_centred_gram(_row_scaled(x, "cosine"), None), what="cosine")
 
 
-def _cosine_from_gram(gram: torch.Tensor, what: str) -> torch.Tensor:
+def _row_scaled(x: torch.Tensor, what: str) -> torch.Tensor:
+    """Each pattern divided by its largest magnitude (detached), all-zero patterns refused.
+
+    Correlation and cosine are invariant to a positive scale per pattern (homogeneous of degree
+    0), so dividing by a constant computed from x without tracking it changes neither the value
+    nor the gradient; it keeps the Gram's squares within range in float32 (1e20² overflows,
+    1e-25² underflows).
+    """
+    scale = x.detach().abs().amax(dim=-1, keepdim=True)
+    zero = scale == 0
+    if bool(zero.any()):
+        rows = torch.nonzero(zero.reshape(-1, x.shape[-2]).any(dim=0)).flatten().tolist()
+        kind = "constant across channels" if what == "correlation" else "all zero"
+        raise DegenerateDataError(
+            f"data: {what} distance is undefined for patterns that are {kind}: conditions "
+            f"{rows[:10]} ({len(rows)} in all; all zero); drop them or use method='euclidean'"
+        )
+    return x / scale
+
+
+def _cosine_from_gram(gram: torch.Tensor, what: str, n_channels: int = 1) -> torch.Tensor:
     """1 − g_ij / (‖x_i‖ ‖x_j‖) from the Gram of the (centred) patterns; consumes ``gram``.
 
     The norms are the square roots of the Gram's diagonal, so normalising costs B² operations
     instead of a pass (and its backward) over the (B, D) patterns.
     """
     sq_norms = torch.diagonal(gram, dim1=-2, dim2=-1)
-    flat = (sq_norms == 0).reshape(-1, gram.shape[-1])
+    # Patterns arrive scaled to max |x| = 1, so ‖x‖² ∈ [1, D]: for correlation, a centred
+    # squared norm below (_CONSTANT_EPS·eps)²·D is rounding noise of a constant pattern.
+    limit = 0.0
+    if what == "correlation":
+        limit = (_CONSTANT_EPS * torch.finfo(gram.dtype).eps) ** 2 * n_channels
+    flat = (sq_norms.detach() <= limit).reshape(-1, gram.shape[-1])
     if bool(flat.any()):
         rows = torch.nonzero(flat.any(dim=0)).flatten().tolist()
-        kind = "constant across channels" if what == "correlation" else "all zero"
-        raise ValueError(
-            f"data: {what} distance is undefined for patterns that are {kind}: conditions {rows}; "
-            "drop them or use method='euclidean'"
+        kind = ("constant across channels (up to rounding, relative to their magnitude)"
+                if what == "correlation" else "all zero")  # fmt: skip
+        raise DegenerateDataError(
+            f"data: {what} distance is undefined for patterns that are {kind}: conditions "
+            f"{rows[:10]} ({len(rows)} in all); drop them or use method='euclidean'"
         )
     norms = torch.sqrt(sq_norms)
     if _tracks_grad(gram):
@@ -195,7 +236,7 @@ def mahalanobis_rdm(x: torch.Tensor, precision: torch.Tensor | None = None) -> t
     elif precision.ndim >= 2 and tuple(precision.shape[-2:]) == (d, d):
         weighted = xc @ precision
     else:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"noise must have shape (D, D) = ({d}, {d}) or its diagonal ({d},); "
             f"got {tuple(precision.shape)}"
         )
@@ -219,7 +260,7 @@ def poisson_rdm(
     """
     rates = (x + prior_lambda * prior_weight) / (1.0 + prior_weight)
     if bool((rates <= 0).any()):
-        raise ValueError(
+        raise DegenerateDataError(
             "data: poisson distance needs rates > 0 after shrinkage, i.e. values > "
             f"-prior_lambda*prior_weight = {-prior_lambda * prior_weight}"
         )
@@ -265,6 +306,17 @@ def pairwise_rdm(
     """
     check_choice("method", method, TENSOR_METHODS)
     check_patterns("data", x)
+    if noise is not None:
+        if method != "mahalanobis":
+            raise InvalidArgumentError(
+                f"noise is used by method='mahalanobis' only, not {method!r}")
+        check_precision("noise", noise, x.shape[-1])
+    return _pairwise(x, method, noise, vector, prior_lambda, prior_weight)
+
+
+def _pairwise(x: torch.Tensor, method: str, noise: torch.Tensor | None, vector: bool,
+              prior_lambda: float, prior_weight: float) -> torch.Tensor:
+    """:func:`pairwise_rdm` without the boundary checks, for callers that made them already."""
     if method == "euclidean":
         rdm = euclidean_rdm(x)
     elif method == "correlation":
@@ -275,7 +327,78 @@ def pairwise_rdm(
         rdm = mahalanobis_rdm(x, noise)
     else:
         rdm = poisson_rdm(x, prior_lambda, prior_weight)
+    if method in ("euclidean", "mahalanobis", "poisson"):
+        check_no_overflow(rdm, x)
     return upper_tri(rdm) if vector else rdm
+
+
+def check_no_overflow(rdm: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Raise a DegenerateDataError when an RDM of finite patterns came out non-finite (overflow).
+
+    Squared distances of float32 values around 1e20 exceed float32's range (3.4e38); the RDM
+    cannot hold them, so say so instead of returning inf / NaN.
+
+    Examples
+    --------
+    >>> import torch
+    >>> check_no_overflow(torch.zeros(2, 2), torch.ones(2, 3)).shape
+    torch.Size([2, 2])
+    """
+    if bool(torch.isfinite(rdm.detach().amax())):
+        return rdm
+    biggest = float(x.detach().abs().amax())
+    raise DegenerateDataError(
+        f"data: the squared distances overflow {x.dtype} (largest |value| {biggest:.3g}, "
+        f"largest representable {torch.finfo(x.dtype).max:.3g}); rescale the data or cast it "
+        "to float64"
+    )
+
+
+def check_precision(name: str, precision: torch.Tensor, n_channels: int) -> torch.Tensor:
+    """Check a noise precision: (D, D) positive definite, or a positive (D,) diagonal.
+
+    A precision that is not positive definite gives negative or zero "distances" (rsatoolbox
+    would return an all-zero RDM for some), so it is refused with a DegenerateDataError.
+
+    Examples
+    --------
+    >>> import torch
+    >>> check_precision("noise", torch.eye(3), 3).shape
+    torch.Size([3, 3])
+    >>> check_precision("noise", -torch.eye(3), 3)
+    Traceback (most recent call last):
+    ...
+    brainrdl.errors.DegenerateDataError: noise is not positive definite ...
+    """
+    p = precision.detach()
+    d = n_channels
+    if tuple(p.shape) not in ((d, d), (d,)):
+        raise InvalidArgumentError(
+            f"{name} must have shape (D, D) = ({d}, {d}) for D = {d} channels (or its ({d},) "
+            f"diagonal); got shape {tuple(p.shape)}"
+        )
+    if not bool(torch.isfinite(p).all()):
+        raise DegenerateDataError(f"{name} contains NaN or infinite values")
+    if p.ndim == 1:
+        if not bool((p > 0).all()):
+            bad = torch.nonzero(p <= 0).flatten().tolist()
+            raise DegenerateDataError(
+                f"{name} is not positive definite: diagonal entries at channels {bad[:10]} are "
+                "≤ 0; a precision needs positive entries (use a shrinkage estimate, e.g. "
+                "rsatoolbox.data.prec_from_residuals(..., method='shrinkage_diag'))"
+            )
+        return precision
+    # only the symmetric part enters a quadratic form (xᵀPx), so that is what must be PD
+    p64 = p.to(torch.float64)
+    p64 = (p64 + p64.T) / 2
+    scale = float(p64.abs().amax()) or 1.0
+    if int(torch.linalg.cholesky_ex(p64 / scale).info) != 0:
+        raise DegenerateDataError(
+            f"{name} is not positive definite (its Cholesky factorisation fails; smallest "
+            f"eigenvalue {float(torch.linalg.eigvalsh(p64).min()):.3g}); use a shrinkage "
+            "estimate, e.g. rsatoolbox.data.prec_from_residuals(..., method='shrinkage_eye')"
+        )
+    return precision
 
 
 def upper_tri(square: torch.Tensor) -> torch.Tensor:
@@ -287,6 +410,9 @@ def upper_tri(square: torch.Tensor) -> torch.Tensor:
     >>> upper_tri(torch.arange(9.0).reshape(3, 3)).tolist()
     [1.0, 2.0, 5.0]
     """
+    if square.ndim < 2 or square.shape[-1] != square.shape[-2]:
+        raise InvalidArgumentError(
+            f"upper_tri needs square matrices (..., n, n); got shape {tuple(square.shape)}")
     n = square.shape[-1]
     if n > _INDEX_LIMIT:
         # large n: copying row slices beats gathering through 2·n²/2 int64 indices (or a
@@ -317,7 +443,7 @@ def square_from_upper_tri(vector: torch.Tensor) -> torch.Tensor:
     k = vector.shape[-1]
     n = round((1 + (1 + 8 * k) ** 0.5) / 2)
     if n * (n - 1) // 2 != k:
-        raise ValueError(f"vector length {k} is not n(n-1)/2 for any n")
+        raise InvalidArgumentError(f"vector length {k} is not n(n-1)/2 for any n")
     rows, cols = torch.triu_indices(n, n, offset=1, device=vector.device)
     square = vector.new_zeros((*vector.shape[:-1], n, n))
     square[..., rows, cols] = vector

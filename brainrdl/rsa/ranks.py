@@ -18,6 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
+from brainrdl.errors import InvalidArgumentError, InvalidTypeError
+
 __all__ = ["centred_ranks", "rank_transform", "sort_rows", "tau_a", "tau_a_fenwick", "tau_a_gemm"]
 
 # Above this many entries per vector the O(k²) sign product loses to the O(k log k) count on CPU
@@ -50,9 +52,10 @@ def rank_transform(x: torch.Tensor) -> torch.Tensor:
     [1.0, 4.0, 2.5, 2.5]
     """
     if not isinstance(x, torch.Tensor):
-        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+        raise InvalidTypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
     if x.ndim == 0:
-        raise ValueError("x must have at least one dimension (ranks are taken along the last)")
+        raise InvalidArgumentError(
+            "x must have at least one dimension (ranks are taken along the last)")
     dtype = x.dtype if torch.is_floating_point(x) else torch.float64
     k = x.shape[-1]
     if k == 0:

@@ -14,12 +14,21 @@ from typing import Any
 import numpy as np
 import torch
 
+from brainrdl.errors import DegenerateDataError, InvalidArgumentError, InvalidTypeError
 from brainrdl.rsa import crossnobis as cv
-from brainrdl.rsa.distances import TENSOR_METHODS, pairwise_rdm, upper_tri
-from brainrdl.validation import check_choice, check_descriptor, check_finite
+from brainrdl.rsa.distances import _CONSTANT_EPS, _pairwise, check_precision, upper_tri
+from brainrdl.rsa.methods import CV_RDM_METHODS, RDM_DATASET_METHODS, RDM_TENSOR_METHODS
+from brainrdl.validation import (
+    check_choice,
+    check_descriptor,
+    check_device,
+    check_finite,
+    check_patterns,
+    check_scalar,
+)
 
-DATASET_METHODS = ("euclidean", "correlation", "mahalanobis", "crossnobis", "poisson", "poisson_cv")
-_CV_METHODS = ("crossnobis", "poisson_cv")
+DATASET_METHODS = RDM_DATASET_METHODS  # alias kept for existing imports
+_CV_METHODS = CV_RDM_METHODS
 
 # dissimilarity_measure names as rsatoolbox writes them
 _MEASURE = {
@@ -112,11 +121,22 @@ def calc_rdm(
     >>> calc_rdm(torch.randn(3, 5, 8), "correlation", vector=True).shape
     torch.Size([3, 10])
     """
+    check_device("device", device)
+    check_scalar("prior_lambda", prior_lambda, float)
+    check_scalar("prior_weight", prior_weight, float, min_val=0.0)
+    for flag, value in (("vector", vector), ("remove_mean", remove_mean)):
+        if not isinstance(value, (bool, np.bool_)):
+            raise InvalidTypeError(f"{flag} must be True or False; got {value!r}")
     if isinstance(data, torch.Tensor):
+        if remove_mean:
+            raise InvalidArgumentError(
+                "remove_mean=True applies to rsatoolbox Datasets only; for a tensor, subtract "
+                "each pattern's mean yourself (x - x.mean(-1, keepdim=True))")
         return _calc_tensor(data, method, descriptor, noise, cv_descriptor, prior_lambda,
                             prior_weight, device, vector)
     if vector:
-        raise ValueError("vector=True applies to tensor data only; Datasets give RDMs objects")
+        raise InvalidArgumentError(
+            "vector=True applies to tensor data only; Datasets give RDMs objects")
     if _is_dataset(data):
         return _calc_dataset(data, method, descriptor, noise, cv_descriptor, prior_lambda,
                              prior_weight, device, remove_mean)
@@ -125,7 +145,7 @@ def calc_rdm(
     ):
         return _calc_dataset_list(list(data), method, descriptor, noise, cv_descriptor,
                                   prior_lambda, prior_weight, device, remove_mean)
-    raise TypeError(
+    raise InvalidTypeError(
         "data must be an rsatoolbox Dataset, a non-empty list of Datasets, or a torch tensor "
         f"(n_conditions, n_channels); got {type(data).__name__}"
     )
@@ -136,9 +156,9 @@ def calc_rdm(
 
 def _calc_tensor(x, method, descriptor, noise, cv_descriptor, prior_lambda, prior_weight,
                  device, vector):
-    check_choice("method", method, TENSOR_METHODS)
+    check_choice("method", method, RDM_TENSOR_METHODS)
     if descriptor is not None or cv_descriptor is not None:
-        raise ValueError(
+        raise InvalidArgumentError(
             "descriptor and cv_descriptor apply to rsatoolbox Datasets only; for a tensor, "
             "rows already are the conditions (pass descriptor=None, cv_descriptor=None)"
         )
@@ -146,10 +166,11 @@ def _calc_tensor(x, method, descriptor, noise, cv_descriptor, prior_lambda, prio
         x = x.to(device)
     if noise is not None:
         if method != "mahalanobis":
-            raise ValueError(f"noise is used by method='mahalanobis' only, not {method!r}")
+            raise InvalidArgumentError(
+                f"noise is used by method='mahalanobis' only, not {method!r}")
         noise = _as_precision(noise, x.shape[-1], dtype=x.dtype, device=x.device)
-    return pairwise_rdm(x, method, noise=noise, vector=vector, prior_lambda=prior_lambda,
-                        prior_weight=prior_weight)
+    check_patterns("data", x)
+    return _pairwise(x, method, noise, vector, prior_lambda, prior_weight)
 
 
 # --------------------------------------------------------------------------- datasets
@@ -166,7 +187,7 @@ def _calc_dataset_list(datasets, method, descriptor, noise, cv_descriptor, prior
 
     shared = noise is None or (_is_array_like(noise) and np.ndim(noise) == 2)
     if not shared and len(noise) != len(datasets):
-        raise ValueError(
+        raise InvalidArgumentError(
             f"noise has {len(noise)} entries but data has {len(datasets)} Datasets; pass one "
             "precision per Dataset, or one (D, D) precision for all"
         )
@@ -189,7 +210,7 @@ def _calc_dataset(ds, method, descriptor, noise, cv_descriptor, prior_lambda, pr
     device = torch.device("cpu") if device is None else torch.device(device)
     measurements = np.asarray(ds.measurements)
     if measurements.ndim != 2:
-        raise ValueError(
+        raise InvalidArgumentError(
             "data.measurements must be 2-d (n_observations, n_channels); got shape "
             f"{measurements.shape}"
         )
@@ -217,12 +238,12 @@ def _calc_dataset(ds, method, descriptor, noise, cv_descriptor, prior_lambda, pr
         _check_not_constant(means, groups)
     tensor_method = "euclidean" if method == "mahalanobis" and precision is None else method
     if method == "poisson" and bool((means + prior_lambda * prior_weight <= 0).any()):
-        raise ValueError(
+        raise DegenerateDataError(
             "data: poisson needs (prior-shrunk) rates > 0; got condition means ≤ "
             f"-prior_lambda*prior_weight = {-prior_lambda * prior_weight}"
         )
-    square = pairwise_rdm(means, tensor_method, noise=precision, prior_lambda=prior_lambda,
-                          prior_weight=prior_weight)
+    # data and precision were checked above: the kernel runs without re-validating
+    square = _pairwise(means, tensor_method, precision, False, prior_lambda, prior_weight)
     measure = "squared euclidean" if tensor_method == "euclidean" else _MEASURE[method]
     descriptors = {"noise": _stored_noise(noise)} if precision is not None else {}
     return groups.build_rdms(upper_tri(square), measure, descriptors)
@@ -231,7 +252,7 @@ def _calc_dataset(ds, method, descriptor, noise, cv_descriptor, prior_lambda, pr
 def _calc_cv(ds, x, method, descriptor, noise, cv_descriptor, prior_lambda, prior_weight,
              remove_mean):
     if descriptor is None:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"descriptor must name an obs_descriptor for method={method!r}: cross-validation "
             f"averages repeated measurements of each condition; available: "
             f"{list(ds.obs_descriptors)}"
@@ -241,7 +262,7 @@ def _calc_cv(ds, x, method, descriptor, noise, cv_descriptor, prior_lambda, prio
     folds, fold_index, cv_name = _folds(ds, descriptor, cv_descriptor, groups)
     n_folds = len(folds)
     if n_folds < 2:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"{method} needs at least 2 cross-validation folds, but cv_descriptor="
             f"{cv_descriptor!r} gives only one ({[_py(f) for f in folds]}); pass a cv_descriptor "
             "such as the run or session, with every condition measured in at least two of its "
@@ -252,7 +273,7 @@ def _calc_cv(ds, x, method, descriptor, noise, cv_descriptor, prior_lambda, prio
     missing = np.argwhere(cells == 0).tolist()
     if missing:
         cond, fold = missing[0]
-        raise ValueError(
+        raise InvalidArgumentError(
             f"cv_descriptor={cv_name!r}: condition {_py(groups.values[cond])!r} has no "
             f"observation in fold {_py(folds[fold])!r} ({len(missing)} condition/fold pairs "
             "are empty); every condition must be measured in every fold"
@@ -321,7 +342,7 @@ def _default_cv_labels(desc: np.ndarray, groups: _Groups) -> np.ndarray:
     """rsatoolbox's default folds: the k-th occurrence of each condition is in fold k."""
     counts = np.bincount(groups.inverse, minlength=groups.n)
     if not np.all(counts == counts[0]):
-        raise ValueError(
+        raise InvalidArgumentError(
             "cv_descriptor=None builds folds from repetition order, which needs the same number "
             f"of observations per condition; got counts from {counts.min()} to {counts.max()}. "
             "Pass cv_descriptor (e.g. the run)"
@@ -353,7 +374,7 @@ class _Groups:
             return
         raw = np.asarray(ds.obs_descriptors[descriptor])
         if raw.ndim != 1 or raw.shape[0] != n_obs:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"descriptor={descriptor!r} must hold one value per observation; got shape "
                 f"{raw.shape} for {n_obs} observations"
             )
@@ -449,16 +470,21 @@ def _constant_within(values: np.ndarray, inverse: np.ndarray, first: np.ndarray,
 def _check_n_conditions(n: int, descriptor: str | None) -> None:
     if n < 2:
         how = "observations" if descriptor is None else f"values of descriptor={descriptor!r}"
-        raise ValueError(f"data needs at least 2 conditions to form an RDM; got {n} {how}")
+        raise InvalidArgumentError(
+            f"data needs at least 2 conditions to form an RDM; got {n} {how}")
 
 
 def _check_not_constant(means: torch.Tensor, groups: _Groups) -> None:
-    flat = (means == means[:, :1]).all(dim=1)
+    """Refuse patterns constant across channels, up to rounding relative to their magnitude
+    (an exact ``==`` test misses 0.1 repeated, whose mean is not exact)."""
+    spread = (means - means.mean(dim=1, keepdim=True)).abs().amax(dim=1)
+    size = means.abs().amax(dim=1)
+    flat = spread <= _CONSTANT_EPS * torch.finfo(means.dtype).eps * size
     if bool(flat.any()):
         rows = torch.nonzero(flat).flatten().tolist()
-        raise ValueError(
+        raise DegenerateDataError(
             "data: correlation distance is undefined for patterns that are constant across "
-            f"channels; conditions {groups.labels(rows)[:10]} "
+            f"channels (up to rounding); conditions {groups.labels(rows)[:10]} "
             f"({len(rows)} in all); drop them or use method='euclidean'"
         )
 
@@ -478,17 +504,18 @@ def _as_precision(noise: Any, n_chan: int, *, dtype, device) -> torch.Tensor:
         try:
             noise = np.asarray(noise, dtype=np.float64)
         except (TypeError, ValueError):
-            raise TypeError(
+            raise InvalidTypeError(
                 f"noise must be a ({n_chan}, {n_chan}) precision matrix (array or tensor); "
                 f"got {type(noise).__name__}"
             ) from None
     tensor = torch.as_tensor(noise).to(dtype=dtype, device=device)
     if tuple(tensor.shape) not in ((n_chan, n_chan), (n_chan,)):
-        raise ValueError(
+        raise InvalidArgumentError(
             f"noise must have shape (D, D) = ({n_chan}, {n_chan}) for D = {n_chan} channels "
             f"(or its ({n_chan},) diagonal); got shape {tuple(tensor.shape)}"
         )
     check_finite("noise", tensor if tensor.ndim == 2 else tensor.reshape(1, -1))
+    check_precision("noise", tensor, n_chan)
     return tensor
 
 
@@ -514,7 +541,7 @@ def _stored_noise(noise: Any) -> Any:
 def _as_precision_list(noise, n_chan, n_folds, device, cv_name) -> torch.Tensor:
     items = list(noise)
     if len(items) != n_folds:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"noise is a list of {len(items)} precisions but cv_descriptor={cv_name!r} has "
             f"{n_folds} folds; pass one (D, D) precision per fold, or a single one"
         )

@@ -31,12 +31,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
-from brainrdl.validation import check_choice
+from brainrdl.errors import InvalidArgumentError
+from brainrdl.rsa.methods import COMPARISON_METHODS, FAST_BOOTSTRAP_METHODS
+from brainrdl.validation import check_choice, check_device, check_scalar
 
 #: comparison methods computed here as weighted statistics (others fall back to a loop)
-FAST_METHODS = ("cosine", "corr", "spearman", "rho-a")
+FAST_METHODS = FAST_BOOTSTRAP_METHODS  # alias kept for existing imports
 BOOTSTRAP_KINDS = ("stimuli", "subjects", "both")
 #: float32 holds every integer below 2**24; ranks (half-integers) of totals below 2**22 are exact
 _F32_EXACT_TOTAL = 2.0**22
@@ -510,14 +512,15 @@ def bootstrap_compare(
     (16, 2)
     """
     check_choice("bootstrap", bootstrap, BOOTSTRAP_KINDS)
-    if not isinstance(n_bootstrap, int) or n_bootstrap < 1:
-        raise ValueError(f"n_bootstrap must be a positive int; got {n_bootstrap!r}")
+    n_bootstrap = check_scalar("n_bootstrap", n_bootstrap, int, min_val=1)
+    seed = check_scalar("seed", seed, int, allow_none=True)
+    check_device("device", device)
     if device is None:
         device = x.device if isinstance(x, torch.Tensor) else torch.device("cpu")
     x = torch.as_tensor(x, dtype=torch.float64, device=device)
     y = torch.as_tensor(y, dtype=torch.float64, device=device)
     if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1]:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"x and y must be (L, K) and (S, K) RDM vectors of equal K; got {tuple(x.shape)} "
             f"and {tuple(y.shape)}"
         )
@@ -585,8 +588,8 @@ def percentile_ci(samples: torch.Tensor | np.ndarray, ci: float = 0.95) -> tuple
     >>> round(float(low[0]), 6), round(float(high[0]), 6)
     (5.0, 95.0)
     """
-    if not 0.0 < ci < 1.0:
-        raise ValueError(f"ci must be in (0, 1); got {ci!r}")
+    ci = check_scalar("ci", ci, float, min_val=0.0, max_val=1.0, include_min=False,
+                      include_max=False)
     arr = samples.detach().cpu().numpy() if isinstance(samples, torch.Tensor) else samples
     alpha = (1.0 - ci) / 2.0
     return np.nanquantile(arr, alpha, axis=0), np.nanquantile(arr, 1.0 - alpha, axis=0)
@@ -607,13 +610,12 @@ def _loop_compare(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, method: str
 
     Uses ``brainrdl.rsa.comparison.compare_vectors`` (on the device); rsatoolbox for the rest.
     """
-    from brainrdl.rsa.comparison import METHODS as TENSOR_METHODS
     from brainrdl.rsa.comparison import compare_vectors
 
     out = torch.empty(w.shape[0], x.shape[0], y.shape[0], dtype=torch.float64, device=x.device)
     for b, wb in enumerate(w.round().long()):
         rep = torch.repeat_interleave(torch.arange(wb.numel(), device=x.device), wb)
-        if method in TENSOR_METHODS:
+        if method in COMPARISON_METHODS:
             out[b] = compare_vectors(x[:, rep], y[:, rep], method)
         else:
             from rsatoolbox.rdm import compare as rsa_compare
@@ -635,7 +637,8 @@ def _group_index(
         return torch.arange(n, device=device), n
     groups = np.asarray(groups)
     if groups.shape != (n,):
-        raise ValueError(f"{name} must have one label per item ({n}); got shape {groups.shape}")
+        raise InvalidArgumentError(
+            f"{name} must have one label per item ({n}); got shape {groups.shape}")
     # np.unique sorts the labels, as rsatoolbox does for its descriptor values
     _, index = np.unique(groups, return_inverse=True)
     return torch.as_tensor(index.reshape(-1), device=device), int(index.max()) + 1
@@ -644,5 +647,6 @@ def _group_index(
 def _n_from_length(k: int) -> int:
     n = round((1 + np.sqrt(1 + 8 * k)) / 2)
     if n * (n - 1) // 2 != k:
-        raise ValueError(f"RDM vectors of length {k} are not the upper triangle of a square matrix")
+        raise InvalidArgumentError(
+            f"RDM vectors of length {k} are not the upper triangle of a square matrix")
     return n

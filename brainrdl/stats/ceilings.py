@@ -24,12 +24,12 @@ import warnings
 import numpy as np
 import torch
 
+from brainrdl.errors import DegenerateDataError, InvalidArgumentError, InvalidTypeError
+from brainrdl.rsa.methods import NOISE_CEILING_METHODS
 from brainrdl.stats.bootstrap import compare_all_pairs, weighted_ranks
+from brainrdl.validation import check_choice
 
-POOL_METHODS = (
-    "cosine", "corr", "spearman", "rho-a", "tau-a", "kendall", "tau-b", "corr_cov", "cosine_cov",
-    "euclid", "neg_riem_dist",
-)  # fmt: skip
+POOL_METHODS = NOISE_CEILING_METHODS  # alias kept for existing imports
 
 
 def noise_ceiling(
@@ -69,6 +69,7 @@ def noise_ceiling(
     >>> [round(b, 4) for b in noise_ceiling(v, "spearman")]
     [0.3333, 0.6667]
     """
+    check_choice("method", method, POOL_METHODS)
     vectors, groups = _as_vectors(rdms, rdm_descriptor, groups)
     if device is None:
         device = vectors.device if isinstance(vectors, torch.Tensor) else "cpu"
@@ -92,26 +93,44 @@ def noise_ceiling_vectors(
     True
     """
     if y.ndim != 2 or y.shape[0] < 1:
-        raise ValueError(f"brain RDMs must be (n_rdms, n_pairs) vectors; got {tuple(y.shape)}")
+        raise InvalidArgumentError(
+            f"brain RDMs must be (n_rdms, n_pairs) vectors; got {tuple(y.shape)}")
     labels = np.arange(y.shape[0]) if groups is None else np.asarray(groups)
     if labels.shape != (y.shape[0],):
-        raise ValueError(f"groups must have one label per RDM ({y.shape[0]}); got {labels.shape}")
+        raise InvalidArgumentError(
+            f"groups must have one label per RDM ({y.shape[0]}); got {labels.shape}")
+    check_not_constant_rdms("brain RDMs", y, method)
+    y = _scaled(y, method)
     unique = np.unique(labels)
-    pooled_all = pool_vectors(y, method)
+    if method in ("kendall", "tau-b", "tau-a"):  # once per ceiling, not once per held-out group
+        warnings.warn("Noise ceiling for tau based on averaged ranks!", stacklevel=3)
+    pooled_all = pool_vectors(y, method, warn=False)
     if len(unique) < 2:
         # rsatoolbox's leave-one-out with one group uses all RDMs as both train and test set
         value = compare_all_pairs(pooled_all, y, method).mean()
-        return value, value
+        return _check_ceiling(value, value, method)
     lows, highs = [], []
     for label in unique:
         test = torch.as_tensor(labels == label, device=y.device)
-        pooled_train = pool_vectors(y[~test], method)
+        pooled_train = pool_vectors(y[~test], method, warn=False)
         lows.append(compare_all_pairs(pooled_train, y[test], method).mean())
         highs.append(compare_all_pairs(pooled_all, y[test], method).mean())
-    return torch.stack(lows).mean(), torch.stack(highs).mean()
+    low, high = torch.stack(lows).mean(), torch.stack(highs).mean()
+    return _check_ceiling(low, high, method)
 
 
-def pool_vectors(y: torch.Tensor, method: str) -> torch.Tensor:
+def _check_ceiling(low: torch.Tensor, high: torch.Tensor, method: str):
+    """NaN bounds mean a pooled RDM came out constant (the RDMs cancel when averaged): say so."""
+    if not (bool(torch.isfinite(low)) and bool(torch.isfinite(high))):
+        raise DegenerateDataError(
+            f"brain RDMs: the noise ceiling is undefined for method={method!r}: the pooled "
+            "(averaged) RDM of some subjects is constant, so its comparison is 0/0. The RDMs "
+            "have too little in common (or too few dissimilarities) for a noise ceiling"
+        )
+    return low, high
+
+
+def pool_vectors(y: torch.Tensor, method: str, *, warn: bool = True) -> torch.Tensor:
     """The (1, K) pooled RDM vector that rsatoolbox's ``pool_rdm`` builds for ``method``.
 
     Examples
@@ -120,24 +139,70 @@ def pool_vectors(y: torch.Tensor, method: str) -> torch.Tensor:
     >>> pool_vectors(torch.tensor([[1.0, 2.0], [3.0, 6.0]]), "cosine").shape
     torch.Size([1, 2])
     """
-    if method not in POOL_METHODS:
-        raise ValueError(
-            f"method={method!r} is not supported; expected one of {list(POOL_METHODS)}"
-        )
-    v = y.to(torch.float64)
+    v = _scaled(y.to(torch.float64), method)
     if method in ("cosine", "cosine_cov"):
         v = v / torch.sqrt(torch.nanmean(v**2, dim=1, keepdim=True))
     elif method in ("corr", "corr_cov"):
         v = v - torch.nanmean(v, dim=1, keepdim=True)
         v = v / _nanstd(v)
     elif method in ("spearman", "rho-a", "kendall", "tau-b", "tau-a"):
-        if method in ("kendall", "tau-b", "tau-a"):
+        if method in ("kendall", "tau-b", "tau-a") and warn:
             warnings.warn("Noise ceiling for tau based on averaged ranks!", stacklevel=3)
         v = _nan_ranks(v)
     pooled = _nan_mean(v)
     if method in ("corr", "corr_cov"):
         pooled = pooled - torch.min(pooled[torch.isfinite(pooled)])
     return pooled
+
+
+def check_not_constant_rdms(name: str, y: torch.Tensor, method: str) -> torch.Tensor:
+    """Refuse RDM vectors (S, K) whose comparison under ``method`` is undefined.
+
+    Correlation- and rank-based methods cannot compare a constant RDM (all dissimilarities
+    equal, up to rounding): its pooled, normalised version is 0/0. Cosine methods only need a
+    non-zero RDM. Non-finite entries other than NaN (missing pairs) are refused too.
+
+    Examples
+    --------
+    >>> import torch
+    >>> check_not_constant_rdms("brain RDMs", torch.rand(3, 6), "corr").shape
+    torch.Size([3, 6])
+    """
+    if bool(torch.isinf(y).any()):
+        raise DegenerateDataError(f"{name} contain infinite dissimilarities; remove them")
+    finite = torch.isfinite(y)
+    if not bool(finite.any(dim=1).all()):
+        rows = torch.nonzero(~finite.any(dim=1)).flatten().tolist()
+        raise DegenerateDataError(f"{name}: RDMs {rows[:10]} hold no finite dissimilarity")
+    big = torch.where(finite, y, torch.full_like(y, -torch.inf)).amax(dim=1)
+    small = torch.where(finite, y, torch.full_like(y, torch.inf)).amin(dim=1)
+    size = torch.maximum(big.abs(), small.abs())
+    if method in ("cosine", "cosine_cov"):
+        bad = size == 0
+        what = "all zero"
+    elif method in ("euclid", "neg_riem_dist"):
+        return y
+    else:
+        bad = (big - small) <= 100 * torch.finfo(y.dtype).eps * size
+        what = "constant (all dissimilarities equal)"
+    if bool(bad.any()):
+        rows = torch.nonzero(bad).flatten().tolist()
+        raise DegenerateDataError(
+            f"{name}: RDMs {rows[:10]} ({len(rows)} of {y.shape[0]}) are {what}; "
+            f"method={method!r} cannot compare them (0/0), so there is no noise ceiling. Drop "
+            "those RDMs (e.g. a region without signal) or check how they were computed"
+        )
+    return y
+
+
+def _scaled(v: torch.Tensor, method: str) -> torch.Tensor:
+    """For the scale-free methods, each RDM divided by its largest |entry|: squares then neither
+    underflow (1e-200) nor overflow (1e200), and no result changes."""
+    if method not in ("cosine", "cosine_cov", "corr", "corr_cov", "spearman", "rho-a", "tau-a",
+                      "kendall", "tau-b"):  # fmt: skip
+        return v
+    size = torch.where(torch.isnan(v), torch.zeros_like(v), v.abs()).amax(dim=1, keepdim=True)
+    return v / torch.where(size > 0, size, torch.ones_like(size))
 
 
 def _nanstd(v: torch.Tensor) -> torch.Tensor:
@@ -184,10 +249,28 @@ def _as_vectors(rdms, rdm_descriptor: str | None, groups) -> tuple:
             iu, ju = np.triu_indices(n, 1)
             arr = arr[:, iu, ju]
         if arr.ndim != 2:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"rdms must be RDMs, (S, K) vectors or (S, n, n) matrices; got shape {arr.shape}"
             )
         return arr, groups
-    raise TypeError(
+    raise InvalidTypeError(
         f"rdms must be rsatoolbox RDMs, an array or a tensor; got {type(rdms).__name__}"
     )
+
+
+def describe_noise_ceiling(low: float, high: float, n_rdms: int) -> str:
+    """The noise ceiling as a reader should see it; with fewer than two brain RDMs there is none.
+
+    With one subject the "ceiling" compares that RDM with itself and reads 1.000–1.000, which
+    says nothing about the data's reliability: report its absence instead.
+
+    Examples
+    --------
+    >>> describe_noise_ceiling(0.284, 0.69, 3)
+    'noise ceiling 0.284-0.690'
+    >>> describe_noise_ceiling(1.0, 1.0, 1)
+    'no noise ceiling (one brain RDM: a ceiling needs several subjects)'
+    """
+    if n_rdms < 2:
+        return "no noise ceiling (one brain RDM: a ceiling needs several subjects)"
+    return f"noise ceiling {low:.3f}-{high:.3f}"

@@ -14,6 +14,8 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from brainrdl.validation import check_scalar
+
 
 class StimulusBatchSampler(Sampler[list[int]]):
     """Batches of distinct stimulus indices: a seeded permutation cut into chunks, per pass.
@@ -40,12 +42,8 @@ class StimulusBatchSampler(Sampler[list[int]]):
     def __init__(
         self, n_stimuli: int, batch_size: int, *, seed: int = 0, drop_last: bool = True
     ) -> None:
-        if not isinstance(n_stimuli, int) or n_stimuli < 2:
-            raise ValueError(f"n_stimuli must be an int >= 2; got {n_stimuli!r}")
-        if not isinstance(batch_size, int) or not 2 <= batch_size <= n_stimuli:
-            raise ValueError(
-                f"batch_size must be an int between 2 and n_stimuli={n_stimuli}; got {batch_size!r}"
-            )
+        n_stimuli = check_scalar("n_stimuli", n_stimuli, int, min_val=2)
+        batch_size = check_scalar("batch_size", batch_size, int, min_val=2, max_val=n_stimuli)
         self.n_stimuli, self.batch_size = n_stimuli, batch_size
         self.seed, self.drop_last, self.epoch = int(seed), bool(drop_last), 0
 

@@ -52,6 +52,7 @@ from brainrdl.train.terms import (
     is_projection,
     parse_alignment,
 )
+from brainrdl.validation import check_scalar
 
 __all__ = [
     "Checkpointing",
@@ -269,10 +270,9 @@ class _Run:
     ) -> None:  # fmt: skip
         from brainrdl.train.losses import RDLLoss
 
-        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-            raise ValueError(f"epochs must be a positive int; got {epochs!r}")
-        if max_steps is not None and (not isinstance(max_steps, int) or max_steps < 1):
-            raise ValueError(f"max_steps_per_epoch must be a positive int; got {max_steps!r}")
+        epochs = check_scalar("epochs", epochs, int, min_val=1)
+        if max_steps is not None:
+            check_scalar("max_steps_per_epoch", max_steps, int, min_val=1)
         if teacher is None and (alignment or brain_loader is not None):
             raise ValueError("alignment/brain_loader given without a teacher")
         if teacher is not None and not alignment:

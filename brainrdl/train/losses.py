@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from brainrdl.train import functional as BF
-from brainrdl.validation import check_choice
+from brainrdl.validation import check_choice, check_scalar
 
 Tensors = Mapping[str, torch.Tensor] | torch.Tensor
 
@@ -255,8 +255,7 @@ class KnowledgeProjection(nn.Module):
         super().__init__()
         for arg, value in (("teacher_channels", teacher_channels),
                            ("student_channels", student_channels)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{arg} must be a positive int; got {value!r}")
+            check_scalar(arg, value, int, min_val=1)
         self.kind = check_choice("kind", kind, ("auto", "conv", "linear"))
         self.teacher_channels = teacher_channels
         self.student_channels = student_channels

@@ -39,6 +39,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from brainrdl.validation import check_output_dir, check_scalar
+
 __all__ = [
     "DEMO_LABELS",
     "DemoStimuli",
@@ -167,11 +169,8 @@ def _stimulus_ids(indices: np.ndarray) -> list[str]:
 
 def _demo_indices(n_stimuli: int, seed: int, labels: np.ndarray) -> np.ndarray:
     """Class-balanced, seeded choice of digit indices, sorted ascending."""
-    if not isinstance(n_stimuli, (int, np.integer)) or not 10 <= n_stimuli <= len(labels) // 2:
-        raise ValueError(
-            f"n_stimuli must be an integer between 10 and {len(labels) // 2} (so that task "
-            f"digits remain); got {n_stimuli!r}"
-        )
+    # at most half the digits, so that task digits remain
+    check_scalar("n_stimuli", n_stimuli, int, min_val=10, max_val=len(labels) // 2)
     rng = np.random.default_rng(seed)
     per_class = [n_stimuli // 10 + (1 if c < n_stimuli % 10 else 0) for c in range(10)]
     chosen = [
@@ -381,7 +380,7 @@ def make_demo_study(
     """
     _check_study_arguments(n_runs, n_subjects, noise, with_bold, n_bold_runs)
     root = Path(out_dir) if out_dir is not None else default_cache_dir()
-    root.mkdir(parents=True, exist_ok=True)
+    check_output_dir("out_dir", root)  # an unwritable folder fails here, before any work
     params = {
         "version": _FORMAT_VERSION, "seed": int(seed), "n_stimuli": int(n_stimuli),
         "n_runs": int(n_runs), "n_subjects": int(n_subjects), "noise": float(noise),
@@ -457,15 +456,12 @@ def _check_study_arguments(
     n_runs: Any, n_subjects: Any, noise: Any, with_bold: bool, n_bold_runs: Any
 ) -> None:
     """Named errors for the counts of :func:`make_demo_study`, before anything is written."""
-    if not isinstance(n_runs, (int, np.integer)) or isinstance(n_runs, bool) or n_runs < 2:
-        raise ValueError(f"n_runs must be an integer >= 2 (crossnobis needs runs); got {n_runs!r}")
-    if not isinstance(n_subjects, (int, np.integer)) or isinstance(n_subjects, bool) \
-            or n_subjects < 1:
-        raise ValueError(f"n_subjects must be a positive integer; got {n_subjects!r}")
+    check_scalar("n_runs", n_runs, int, min_val=2)  # crossnobis needs runs
+    check_scalar("n_subjects", n_subjects, int, min_val=1)
     if not noise >= 0:
         raise ValueError(f"noise must be a non-negative number; got {noise!r}")
-    if with_bold and (not isinstance(n_bold_runs, (int, np.integer)) or n_bold_runs < 2):
-        raise ValueError(f"n_bold_runs must be an integer >= 2; got {n_bold_runs!r}")
+    if with_bold:
+        check_scalar("n_bold_runs", n_bold_runs, int, min_val=2)
 
 
 def _write_betas(

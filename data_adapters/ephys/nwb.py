@@ -38,6 +38,8 @@ import pandas as pd
 from rsatoolbox.data import Dataset
 from rsatoolbox.rdm import RDMs
 
+from brainrdl.errors import InvalidArgumentError
+from brainrdl.validation import check_input_file, reading
 from data_adapters.ephys import spikes as ephys
 
 __all__ = ["NWBSpikes", "datasets_from_nwb", "rdms_from_nwb", "read_nwb_spikes"]
@@ -155,10 +157,9 @@ def _open_nwb(source: Any):
     from pynwb import NWBHDF5IO
 
     if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        if not path.is_file():
-            raise FileNotFoundError(f"path {str(path)!r} is not a file; expected an NWB file")
-        with NWBHDF5IO(str(path), mode="r") as io:
+        path = check_input_file("path", source, "NWB file")
+        # a truncated or corrupt file fails inside h5py/hdmf: name the file, not the library
+        with reading(path, "NWB file"), NWBHDF5IO(str(path), mode="r") as io:
             yield _read(io, path), path
         return
     if isinstance(source, h5py.File):
@@ -379,11 +380,11 @@ def _units_table(nwbfile: Any, path: Path) -> Any:
     if len(found) == 1:
         return found[0]
     if not found:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"NWB file {str(path)!r} has no Units table (nwbfile.units is empty and no processing "
             "module holds one); spike-sorted units with spike_times are needed"
         )
-    raise ValueError(
+    raise InvalidArgumentError(
         f"NWB file {str(path)!r} has no /units but {len(found)} Units tables in processing "
         f"modules ({[u.name for u in found]}); ambiguous"
     )
@@ -394,7 +395,7 @@ def _spike_trains(units: Any, rows: np.ndarray) -> list[np.ndarray]:
     (one int per unit), the flat spike times only over the selected units, one contiguous
     read per run of adjacent rows."""
     if "spike_times" not in units.colnames:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"the Units table has no 'spike_times' column; its columns are {list(units.colnames)}"
         )
     if len(units.id.data) == 0:
@@ -420,7 +421,7 @@ def _unit_regions(units: Any, region_column: str | None, path: Path) -> np.ndarr
         if column is None:
             column = "location" if _has_electrodes(units) else None
         if column is None:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"region_column='auto' found no region column in the Units table of "
                 f"{str(path)!r} (tried {list(_REGION_CANDIDATES)} and electrodes.location); "
                 f"its columns are {colnames}"
@@ -433,7 +434,7 @@ def _unit_regions(units: Any, region_column: str | None, path: Path) -> np.ndarr
         electrodes = units["electrodes"]
         table = electrodes.target.table
         if column not in table.colnames:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"region_column={region_column!r} is neither a Units column ({colnames}) nor an "
                 f"electrodes column ({list(table.colnames)})"
             )
@@ -444,7 +445,7 @@ def _unit_regions(units: Any, region_column: str | None, path: Path) -> np.ndarr
     if "electrode_group" in colnames and column == "location":
         groups = units["electrode_group"].data[:]
         return np.array([_text(g.location) for g in groups], dtype=object)
-    raise ValueError(
+    raise InvalidArgumentError(
         f"region_column={region_column!r} is not a column of the Units table of {str(path)!r}; "
         f"its columns are {colnames}"
     )
@@ -458,7 +459,7 @@ def _intervals_table(nwbfile: Any, intervals: str, path: Path) -> Any:
     available = dict(nwbfile.intervals or {})
     if intervals in available:
         return available[intervals]
-    raise ValueError(
+    raise InvalidArgumentError(
         f"intervals={intervals!r}: NWB file {str(path)!r} has no such TimeIntervals table; "
         f"it has {sorted(available)}"
     )
@@ -467,7 +468,7 @@ def _intervals_table(nwbfile: Any, intervals: str, path: Path) -> Any:
 def _intervals_frame(table: Any, stimulus_column: str, intervals: str, path: Path) -> pd.DataFrame:
     colnames = list(table.colnames)
     if stimulus_column not in colnames:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"stimulus_column={stimulus_column!r} is not a column of the {intervals!r} table in "
             f"{str(path)!r}; its columns are {colnames}"
         )
@@ -483,7 +484,7 @@ def _intervals_frame(table: Any, stimulus_column: str, intervals: str, path: Pat
             values = np.array([_text(v) for v in values], dtype=object)
         columns[name] = values
     if len(columns.get("start_time", ())) == 0:
-        raise ValueError(f"the {intervals!r} table in {str(path)!r} has no rows")
+        raise InvalidArgumentError(f"the {intervals!r} table in {str(path)!r} has no rows")
     return pd.DataFrame(columns)
 
 
@@ -498,7 +499,7 @@ def _obs_span(units: Any) -> tuple[float, float] | None:
 
 def _one_window_argument(window: Any, windows: Any) -> Any:
     if (window is None) == (windows is None):
-        raise ValueError(
+        raise InvalidArgumentError(
             "give exactly one of window=(start, stop) or windows=[(start, stop), ...] "
             "(seconds relative to each trial's start_time)"
         )

@@ -38,6 +38,8 @@ from rsatoolbox.data import Dataset
 from rsatoolbox.rdm import RDMs
 from rsatoolbox.rdm import concat as _concat_rdms
 
+from brainrdl.errors import InvalidArgumentError, InvalidTypeError
+from brainrdl.rsa.methods import CV_RDM_METHODS, SPIKE_RDM_METHODS
 from brainrdl.validation import check_choice
 
 __all__ = [
@@ -54,8 +56,8 @@ __all__ = [
     "rdms_from_spikes",
 ]
 
-METHODS: tuple[str, ...] = ("poisson", "poisson_cv", "crossnobis", "correlation", "euclidean")
-CV_METHODS: tuple[str, ...] = ("poisson_cv", "crossnobis")
+METHODS: tuple[str, ...] = SPIKE_RDM_METHODS  # the one list: brainrdl.rsa.methods
+CV_METHODS: tuple[str, ...] = CV_RDM_METHODS
 _TRANSFORMS = ("sqrt", "zscore")
 # show a progress bar when computing more windows than this
 _PROGRESS_MIN_WINDOWS = 20
@@ -96,11 +98,16 @@ def as_spike_trains(
     >>> [t.tolist() for t in trains], ids.tolist()
     ([[0.1], [0.2, 0.3]], [0, 1])
     """
+    if isinstance(spike_times, (str, bytes)) or not hasattr(spike_times, "__len__"):
+        raise InvalidTypeError(
+            "spike_times must be a dict {unit: times}, a list of per-unit time arrays or a flat "
+            f"array with spike_units; got {type(spike_times).__name__}"
+        )
     if spike_units is not None:
         times = np.asarray(spike_times, dtype=float)
         units = np.asarray(spike_units)
         if times.ndim != 1 or units.shape != times.shape:
-            raise ValueError(
+            raise InvalidArgumentError(
                 "spike_times and spike_units must be 1-d arrays of the same length when "
                 f"spike_units is given; got shapes {times.shape} and {units.shape}"
             )
@@ -110,7 +117,8 @@ def as_spike_trains(
         trains = [times[units == uid] for uid in ids]
         unknown = np.setdiff1d(np.unique(units), ids)
         if unknown.size:
-            raise ValueError(f"spike_units holds ids not in unit_ids: {_short(unknown.tolist())}")
+            raise InvalidArgumentError(
+                f"spike_units holds ids not in unit_ids: {_short(unknown.tolist())}")
     elif isinstance(spike_times, Mapping):
         ids = np.asarray(list(spike_times.keys()))
         trains = [np.asarray(v, dtype=float).ravel() for v in spike_times.values()]
@@ -119,22 +127,29 @@ def as_spike_trains(
         and spike_times.ndim == 1
         and (spike_times.dtype != object)
     ):
-        raise ValueError(
+        raise InvalidArgumentError(
             "spike_times is one flat array: pass spike_units (the unit id of each spike) too, "
             "or give a dict / list of per-unit arrays"
         )
     else:
-        trains = [np.asarray(v, dtype=float).ravel() for v in spike_times]
+        try:
+            trains = [np.asarray(v, dtype=float).ravel() for v in spike_times]
+        except (TypeError, ValueError):
+            raise InvalidTypeError(
+                "spike_times must hold numeric spike times (seconds) per unit; got "
+                f"{type(spike_times).__name__} with non-numeric entries"
+            ) from None
         ids = np.arange(len(trains)) if unit_ids is None else np.asarray(unit_ids)
         if len(ids) != len(trains):
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"unit_ids has {len(ids)} entries but spike_times has {len(trains)} units"
             )
     if len(trains) == 0:
-        raise ValueError("spike_times holds no units; expected at least one spike train")
+        raise InvalidArgumentError("spike_times holds no units; expected at least one spike train")
     for uid, train in zip(ids.tolist(), trains):
         if not np.all(np.isfinite(train)):
-            raise ValueError(f"spike_times of unit {uid!r} contain NaN or infinite values")
+            raise InvalidArgumentError(
+                f"spike_times of unit {uid!r} contain NaN or infinite values")
     trains = [t if _is_sorted(t) else np.sort(t) for t in trains]
     return trains, ids
 
@@ -176,7 +191,7 @@ def as_trial_table(
     if isinstance(trials, Mapping):
         trials = pd.DataFrame(dict(trials))
     if not isinstance(trials, pd.DataFrame):
-        raise TypeError(
+        raise InvalidTypeError(
             f"trials must be a pandas DataFrame or a dict of columns; got {type(trials).__name__}"
         )
     columns = list(trials.columns)
@@ -184,13 +199,14 @@ def as_trial_table(
         onset_column = next((c for c in ("onset", "start_time") if c in columns), "onset")
     for arg, col in (("onset_column", onset_column), ("stimulus_column", stimulus_column)):
         if col not in columns:
-            raise ValueError(f"trials has no column {col!r} ({arg}); its columns are {columns}")
+            raise InvalidArgumentError(
+                f"trials has no column {col!r} ({arg}); its columns are {columns}")
     if len(trials) == 0:
-        raise ValueError("trials is empty; expected at least one trial")
+        raise InvalidArgumentError("trials is empty; expected at least one trial")
     onsets = pd.to_numeric(trials[onset_column], errors="coerce").to_numpy(dtype=float)
     if not np.all(np.isfinite(onsets)):
         bad = np.flatnonzero(~np.isfinite(onsets))
-        raise ValueError(
+        raise InvalidArgumentError(
             f"trials column {onset_column!r} has non-numeric or NaN onsets in rows "
             f"{_short(bad.tolist())}"
         )
@@ -219,18 +235,19 @@ def as_windows(window: Sequence[float] | Sequence[Sequence[float]] | np.ndarray)
     try:
         arr = np.asarray(window, dtype=float)
     except (TypeError, ValueError) as err:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"window must be (start, stop) or a sequence of (start, stop) pairs; got {window!r}"
         ) from err
     if arr.ndim == 1:
         arr = arr[None, :]
     if arr.ndim != 2 or arr.shape[1] != 2 or arr.shape[0] == 0:
-        raise ValueError(
+        raise InvalidArgumentError(
             "window must be (start, stop) or a sequence of (start, stop) pairs, in seconds "
             f"relative to trial onset; got an array of shape {np.shape(window)}"
         )
     if not np.all(np.isfinite(arr)) or np.any(arr[:, 1] <= arr[:, 0]):
-        raise ValueError(f"window needs finite start < stop in every pair; got {arr.tolist()}")
+        raise InvalidArgumentError(
+            f"window needs finite start < stop in every pair; got {arr.tolist()}")
     return arr
 
 
@@ -411,7 +428,7 @@ def dataset_from_spikes(
     [1.0, 1.0]
     """
     if not _is_single_window(window):
-        raise ValueError(
+        raise InvalidArgumentError(
             "window must be one (start, stop) pair for dataset_from_spikes; use "
             "datasets_from_spikes for a sequence of windows"
         )
@@ -468,12 +485,12 @@ def rdms_from_datasets(
     check_choice("method", method, METHODS)
     dss = [datasets] if isinstance(datasets, Dataset) else list(datasets)
     if not dss:
-        raise ValueError("datasets is empty; expected at least one Dataset")
+        raise InvalidArgumentError("datasets is empty; expected at least one Dataset")
     has_regions = "region" in dss[0].channel_descriptors
     if split_regions is None:
         split_regions = has_regions
     if split_regions and not has_regions:
-        raise ValueError(
+        raise InvalidArgumentError(
             "split_regions=True but the datasets have no 'region' channel descriptor; "
             "give unit_regions (or region_column for NWB)"
         )
@@ -559,7 +576,7 @@ def check_method_transform(method: str, transform: str | Sequence[str] | None) -
     """
     check_choice("method", method, METHODS)
     if method in ("poisson", "poisson_cv") and "zscore" in _as_transforms(transform):
-        raise ValueError(
+        raise InvalidArgumentError(
             f"method={method!r} needs non-negative rates but transform='zscore' makes them "
             "negative; use 'sqrt' or no transform, or a non-Poisson method"
         )
@@ -579,7 +596,7 @@ def _rdms_over_windows(
 ) -> RDMs:
     iterator: Any = dss
     if progress:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         iterator = tqdm(dss, desc=f"{method} RDMs", unit="window")
     # brainrdl's engine, never rsatoolbox's: a broken import must fail loudly, since the
@@ -601,24 +618,24 @@ def _rdms_over_windows(
 
 def _check_dataset(ds: Dataset, method: str, descriptor: str, cv_descriptor: str) -> None:
     if descriptor not in ds.obs_descriptors:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"descriptor={descriptor!r} is not an obs descriptor of the dataset; it has "
             f"{list(ds.obs_descriptors)}"
         )
     conditions = np.asarray(ds.obs_descriptors[descriptor])
     if np.unique(conditions).size < 2:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"an RDM needs at least 2 distinct {descriptor!r} values; got {np.unique(conditions)}"
         )
     if method in ("poisson", "poisson_cv") and np.any(ds.measurements < 0):
-        raise ValueError(
+        raise InvalidArgumentError(
             f"method={method!r} needs non-negative rates or counts; the dataset has negative "
             "values (z-scored?)"
         )
     if method not in CV_METHODS:
         return
     if cv_descriptor not in ds.obs_descriptors:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"cv_descriptor={cv_descriptor!r} is not an obs descriptor of the dataset; it has "
             f"{list(ds.obs_descriptors)}"
         )
@@ -627,14 +644,14 @@ def _check_dataset(ds: Dataset, method: str, descriptor: str, cv_descriptor: str
     n_folds = frame.groupby("c", sort=True)["f"].nunique()
     few = n_folds[n_folds < 2]
     if len(few):
-        raise ValueError(
+        raise InvalidArgumentError(
             f"method={method!r} cross-validates across {cv_descriptor!r} and needs each "
             f"stimulus in at least 2 folds; these have fewer: {_short(list(few.index))}"
         )
     all_folds = np.unique(folds)
     incomplete = n_folds[n_folds < all_folds.size]
     if len(incomplete):
-        raise ValueError(
+        raise InvalidArgumentError(
             f"method={method!r} needs every stimulus in every {cv_descriptor!r} fold "
             f"({all_folds.size} folds); these are missing from some: "
             f"{_short(list(incomplete.index))}; drop the incomplete folds or those stimuli"
@@ -674,7 +691,7 @@ def _drop_trials_outside(
     else:
         rec = np.asarray(recording, dtype=float)
         if rec.shape != (2,) or not rec[0] < rec[1]:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"recording must be (t_start, t_stop) with t_start < t_stop; got {recording!r}"
             )
         t_start, t_stop = float(rec[0]), float(rec[1])
@@ -692,7 +709,7 @@ def _drop_trials_outside(
         )
         table = table.loc[~outside].reset_index(drop=True)
         if len(table) == 0:
-            raise ValueError(
+            raise InvalidArgumentError(
                 "no trials left: every trial's window lies outside the recording "
                 f"[{t_start:g}, {t_stop:g}] s; check onsets, window and recording"
             )
@@ -706,7 +723,7 @@ def _handle_empty_units(counts: np.ndarray, ids: np.ndarray, policy: str) -> np.
         return np.ones(ids.size, dtype=bool)
     names = _short(ids[empty].tolist())
     if empty.all():
-        raise ValueError(
+        raise InvalidArgumentError(
             f"no unit has a spike in any window of any trial (units {names}); check the "
             "spike times, trial onsets and window"
         )
@@ -714,7 +731,7 @@ def _handle_empty_units(counts: np.ndarray, ids: np.ndarray, policy: str) -> np.
         f"{int(empty.sum())} of {ids.size} units have no spike in any window of any trial: {names}"
     )
     if policy == "error":
-        raise ValueError(message + " (empty_units='error')")
+        raise InvalidArgumentError(message + " (empty_units='error')")
     if policy == "drop":
         warnings.warn(message + "; dropped (empty_units='drop')", UserWarning, stacklevel=3)
         return ~empty
@@ -728,11 +745,11 @@ def _as_regions(unit_regions: Any, ids: np.ndarray) -> np.ndarray | None:
     if isinstance(unit_regions, Mapping):
         missing = [u for u in ids.tolist() if u not in unit_regions]
         if missing:
-            raise ValueError(f"unit_regions has no region for units {_short(missing)}")
+            raise InvalidArgumentError(f"unit_regions has no region for units {_short(missing)}")
         return np.array([str(unit_regions[u]) for u in ids.tolist()], dtype=object)
     regions = np.asarray([_decode(r) for r in unit_regions], dtype=object)
     if regions.shape != ids.shape:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"unit_regions must give one region per unit ({ids.size}); got {regions.size}"
         )
     return regions

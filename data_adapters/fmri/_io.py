@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from brainrdl.errors import InvalidArgumentError, InvalidTypeError
+from brainrdl.validation import check_input_file, reading
 
 ImageLike = Any  # a path or a nibabel spatial image
 # bytes of voxel data handled per chunk when streaming a 4D image
@@ -30,13 +32,33 @@ def load_image(img: ImageLike, name: str = "img") -> Any:
     import nibabel as nib
 
     if isinstance(img, (str, os.PathLike)):
-        path = Path(img)
-        if not path.exists():
-            raise FileNotFoundError(f"{name}: no such file {str(path)!r}")
-        return nib.load(path)
+        path = check_input_file(name, img, "image file")
+        with reading(path, "image file"):
+            return nib.load(path)
     if hasattr(img, "affine") and hasattr(img, "dataobj") and hasattr(img, "shape"):
         return img
-    raise TypeError(f"{name} must be a path or a nibabel image, got {type(img).__name__}")
+    raise InvalidTypeError(f"{name} must be a path or a nibabel image, got {type(img).__name__}")
+
+
+def image_data(img: Any) -> np.ndarray:
+    """All data of a nibabel image as an array; a truncated or corrupt file raises a
+    DataFileError naming its full path (nibabel reads lazily, so this is where it fails).
+
+    Examples
+    --------
+    >>> import nibabel as nib, numpy as np
+    >>> image_data(nib.Nifti1Image(np.ones((2, 2, 2)), np.eye(4))).sum()
+    np.float64(8.0)
+    """
+    with reading(_filename(img), "image file"):
+        return np.asarray(img.dataobj)
+
+
+def _filename(img: Any) -> str:
+    """The file an image was read from, or a description for in-memory images."""
+    get = getattr(img, "get_filename", None)
+    name = get() if callable(get) else None
+    return name or "<in-memory image>"
 
 
 class VolumeSource:
@@ -61,11 +83,11 @@ class VolumeSource:
         self.name = name
         if isinstance(images, (list, tuple)):
             if not images:
-                raise ValueError(f"{name} is an empty list; expected 3D images")
+                raise InvalidArgumentError(f"{name} is an empty list; expected 3D images")
             self.images = [load_image(im, f"{name}[{i}]") for i, im in enumerate(images)]
             for i, im in enumerate(self.images):
                 if len(im.shape) != 3 and not (len(im.shape) == 4 and im.shape[3] == 1):
-                    raise ValueError(
+                    raise InvalidArgumentError(
                         f"{name}[{i}] must be a 3D image when {name} is a list; got shape "
                         f"{im.shape}"
                     )
@@ -74,7 +96,7 @@ class VolumeSource:
                 if im.shape[:3] != first.shape[:3] or not np.allclose(
                     im.affine, first.affine, atol=1e-3
                 ):
-                    raise ValueError(
+                    raise InvalidArgumentError(
                         f"{name}[{i}] is not on the grid of {name}[0] (shape {im.shape[:3]} vs "
                         f"{first.shape[:3]}, or a different affine)"
                     )
@@ -83,7 +105,7 @@ class VolumeSource:
         else:
             img = load_image(images, name)
             if len(img.shape) != 4:
-                raise ValueError(
+                raise InvalidArgumentError(
                     f"{name} must be a 4D image (x, y, z, volume) or a list of 3D images; got a "
                     f"{len(img.shape)}D image of shape {img.shape}"
                 )
@@ -110,7 +132,7 @@ class VolumeSource:
                                        order="F")
         if self.is_list:
             for t, img in enumerate(self.images):
-                vol = np.asarray(img.dataobj).reshape(-1, order="F")
+                vol = image_data(img).reshape(-1, order="F")
                 yield t, vol[f_index].astype(np.float64)[None, :]
             return
         img = self.images[0]
@@ -123,7 +145,8 @@ class VolumeSource:
             stop = min(start + step, self.n_volumes)
             # only these volumes are read; values keep the stored dtype until the float64
             # cast (float64 data must not pass through float32)
-            block = np.asarray(data[..., start:stop]).reshape(-1, stop - start, order="F")
+            with reading(_filename(img), "image file"):
+                block = np.asarray(data[..., start:stop]).reshape(-1, stop - start, order="F")
             yield start, block[f_index].T.astype(np.float64)
 
 
@@ -160,10 +183,9 @@ def read_tsv(path: str | os.PathLike, name: str) -> Any:
     """
     import pandas as pd
 
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{name}: no such file {str(path)!r}")
-    return pd.read_csv(path, sep="\t", na_values=["n/a"], keep_default_na=True)
+    path = check_input_file(name, path, "TSV file")
+    with reading(path, "TSV file"):
+        return pd.read_csv(path, sep="\t", na_values=["n/a"], keep_default_na=True)
 
 
 _CONDITION_COLUMNS = ("condition", "stimulus", "trial_type", "conds")
@@ -194,7 +216,7 @@ def volume_labels(
         table = read_tsv(conditions, "conditions")
         column = next((c for c in _CONDITION_COLUMNS if c in table.columns), None)
         if column is None:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"conditions table {str(conditions)!r} needs one of the columns "
                 f"{list(_CONDITION_COLUMNS)}; it has {table.columns.tolist()}"
             )
@@ -209,17 +231,17 @@ def volume_labels(
 def _as_labels(values: Any, name: str, n_volumes: int) -> np.ndarray:
     arr = np.asarray(values)
     if arr.ndim != 1:
-        raise ValueError(f"{name} must be one-dimensional (one label per volume); got shape "
-                         f"{arr.shape}")
+        raise InvalidArgumentError(
+            f"{name} must be one-dimensional (one label per volume); got shape {arr.shape}")
     if len(arr) != n_volumes:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"{name} has {len(arr)} labels but the images have {n_volumes} volumes; expected "
             "one label per volume"
         )
     if arr.dtype.kind == "O":
         if any(v is None or (isinstance(v, float) and np.isnan(v)) for v in arr):
-            raise ValueError(f"{name} contains missing labels (None/NaN)")
+            raise InvalidArgumentError(f"{name} contains missing labels (None/NaN)")
         arr = arr.astype(str)
     elif arr.dtype.kind == "f" and np.isnan(arr).any():
-        raise ValueError(f"{name} contains missing labels (NaN)")
+        raise InvalidArgumentError(f"{name} contains missing labels (NaN)")
     return arr

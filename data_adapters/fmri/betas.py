@@ -33,6 +33,9 @@ from typing import Any
 
 import numpy as np
 
+from brainrdl.errors import InvalidArgumentError
+from brainrdl.rsa.methods import FMRI_RDM_METHODS
+from brainrdl.validation import check_choice
 from data_adapters.fmri._io import ImageLike, VolumeSource, volume_labels
 from data_adapters.fmri.noise import noise_from_measurements
 from data_adapters.fmri.rois import roi_masks
@@ -44,7 +47,7 @@ __all__ = [
     "rdms_from_betas",
 ]
 
-_METHODS = ("euclidean", "correlation", "mahalanobis", "crossnobis", "poisson")
+_METHODS = FMRI_RDM_METHODS  # the one list: brainrdl.rsa.methods
 
 
 def extract_roi_voxels(
@@ -92,7 +95,8 @@ def extract_roi_voxels(
     src = source if source is not None else VolumeSource(betas, "betas")
     for name, mask in masks.items():
         if np.shape(mask) != src.shape:
-            raise ValueError(f"mask of ROI {name!r} has shape {np.shape(mask)}; expected the "
+            raise InvalidArgumentError(
+                f"mask of ROI {name!r} has shape {np.shape(mask)}; expected the "
                              f"data grid {src.shape}")
     union = np.zeros(src.shape, dtype=bool)
     for mask in masks.values():
@@ -101,7 +105,7 @@ def extract_roi_voxels(
     values = np.empty((src.n_volumes, flat.size), dtype=np.float64)
     chunks = src.iter_chunks(flat)
     if progress:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         chunks = tqdm(chunks, desc="reading volumes", unit="chunk", leave=False)
     for start, block in chunks:
@@ -127,7 +131,7 @@ def extract_roi_voxels(
             )
         keep = idx[usable[idx]]
         if keep.size == 0:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"ROI {name!r} is empty: none of its {idx.size} voxels has finite, varying values"
             )
         ijk = np.stack(np.unravel_index(flat[keep], src.shape), axis=1)
@@ -241,23 +245,24 @@ def calc_rdms(
     # brainrdl's engine, never rsatoolbox's: a broken import must fail loudly
     from brainrdl.rsa.rdm import calc_rdm
 
-    if method not in _METHODS:
-        raise ValueError(f"method={method!r} is not supported; expected one of {list(_METHODS)}")
+    check_choice("method", method, _METHODS)
     out = {}
     for name, ds in datasets.items():
         kwargs: dict[str, Any] = {"method": method, "descriptor": descriptor}
         if method in ("mahalanobis", "crossnobis"):
             kwargs["noise"] = _noise_for(noise, name, ds, descriptor)
         elif noise is not None:
-            raise ValueError(f"noise is only used by mahalanobis and crossnobis, not {method!r}")
+            raise InvalidArgumentError(
+                f"noise is only used by mahalanobis and crossnobis, not {method!r}")
         if method == "crossnobis":
             if cv_descriptor not in ds.obs_descriptors:
-                raise ValueError(
+                raise InvalidArgumentError(
                     f"crossnobis needs run labels (cv_descriptor={cv_descriptor!r}) for ROI "
                     f"{name!r}; pass runs= or a design TSV with a 'run' column"
                 )
             if len(np.unique(ds.obs_descriptors[cv_descriptor])) < 2:
-                raise ValueError(f"crossnobis needs at least 2 runs; ROI {name!r} has one")
+                raise InvalidArgumentError(
+                    f"crossnobis needs at least 2 runs; ROI {name!r} has one")
             kwargs["cv_descriptor"] = cv_descriptor
         rdm = calc_rdm(ds, **kwargs)
         for key in ("roi", "subject"):
@@ -272,17 +277,19 @@ def _noise_for(noise: Any, name: str, ds: Any, descriptor: str) -> Any:
         return None
     if isinstance(noise, str):
         if noise != "shrinkage":
-            raise ValueError(f"noise={noise!r} is not supported; expected None, 'shrinkage', "
+            raise InvalidArgumentError(
+                f"noise={noise!r} is not supported; expected None, 'shrinkage', "
                              "an array or a dict of arrays per ROI")
         return noise_from_measurements(ds, descriptor)
     if isinstance(noise, Mapping):
         if name not in noise:
-            raise ValueError(f"noise has no precision matrix for ROI {name!r}; it has "
+            raise InvalidArgumentError(f"noise has no precision matrix for ROI {name!r}; it has "
                              f"{sorted(noise)}")
         noise = noise[name]
     noise = np.asarray(noise, dtype=float)
     if noise.shape != (ds.n_channel, ds.n_channel):
-        raise ValueError(f"noise for ROI {name!r} must be ({ds.n_channel}, {ds.n_channel}) (its "
+        raise InvalidArgumentError(
+            f"noise for ROI {name!r} must be ({ds.n_channel}, {ds.n_channel}) (its "
                          f"voxel count after exclusions); got {noise.shape}")
     return noise
 
@@ -322,8 +329,7 @@ def rdms_from_betas(
     >>> rdm.dissimilarity_measure, [str(c) for c in rdm.pattern_descriptors["stimulus"]]
     ('crossnobis', ['a', 'b', 'c'])
     """
-    if method not in _METHODS:
-        raise ValueError(f"method={method!r} is not supported; expected one of {list(_METHODS)}")
+    check_choice("method", method, _METHODS)
     datasets = datasets_from_betas(
         betas, conditions, runs, atlas=atlas, labels=labels, masks=masks, subject=subject,
         resample=resample, progress=progress,

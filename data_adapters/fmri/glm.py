@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from brainrdl.errors import InvalidArgumentError, InvalidTypeError
+from brainrdl.validation import check_scalar
 from data_adapters.fmri._io import ImageLike, VolumeSource, read_tsv
 from data_adapters.fmri.betas import calc_rdms, extract_roi_voxels
 from data_adapters.fmri.noise import precision_from_residuals
@@ -44,19 +46,20 @@ def read_events(events: Any, name: str = "events") -> Any:
         table = events.copy()
         where = name
     else:
-        raise TypeError(f"{name} must be a path to an events.tsv or a pandas DataFrame; got "
+        raise InvalidTypeError(f"{name} must be a path to an events.tsv or a pandas DataFrame; got "
                         f"{type(events).__name__}")
     missing = [c for c in _EVENT_COLUMNS if c not in table.columns]
     if missing:
-        raise ValueError(f"{where} lacks the BIDS column(s) {missing}; it has "
+        raise InvalidArgumentError(f"{where} lacks the BIDS column(s) {missing}; it has "
                          f"{table.columns.tolist()} (expected onset, duration, trial_type)")
     table = table.dropna(subset=["trial_type"])
     if table.empty:
-        raise ValueError(f"{where} has no events with a trial_type")
+        raise InvalidArgumentError(f"{where} has no events with a trial_type")
     for col in ("onset", "duration"):
         values = pd.to_numeric(table[col], errors="coerce")
         if values.isna().any():
-            raise ValueError(f"{where}: column {col!r} must be numeric seconds without n/a")
+            raise InvalidArgumentError(
+                f"{where}: column {col!r} must be numeric seconds without n/a")
         table[col] = values.astype(float)
     table["trial_type"] = table["trial_type"].astype(str)
     return table
@@ -149,23 +152,24 @@ def first_level_glm(
     # design matrices are small (scans x regressors): threaded BLAS only adds overhead on their
     # SVDs, and on a busy 2-core machine OpenBLAS's spinning threads made them ~40x slower
     if noise_model not in ("ols", "ar1"):
-        raise ValueError(f"noise_model={noise_model!r} is not supported; expected 'ols' or 'ar1'")
-    if not (isinstance(t_r, (int, float)) and t_r > 0):
-        raise ValueError(f"t_r must be a positive number of seconds; got {t_r!r}")
+        raise InvalidArgumentError(
+            f"noise_model={noise_model!r} is not supported; expected 'ols' or 'ar1'")
+    check_scalar("t_r", t_r, float, min_val=0.0, include_min=False)
     bold_list, events_list = _as_list(bold), _as_list(events)
     if len(bold_list) != len(events_list):
-        raise ValueError(f"bold has {len(bold_list)} runs but events has {len(events_list)}; "
+        raise InvalidArgumentError(
+            f"bold has {len(bold_list)} runs but events has {len(events_list)}; "
                          "expected one events table per run")
     conf_list = [None] * len(bold_list) if confounds is None else _as_list(confounds)
     if len(conf_list) != len(bold_list):
-        raise ValueError(f"confounds has {len(conf_list)} entries; expected one per run "
+        raise InvalidArgumentError(f"confounds has {len(conf_list)} entries; expected one per run "
                          f"({len(bold_list)})")
     tables = [read_events(ev, f"events[{i}]") for i, ev in enumerate(events_list)]
     conditions = sorted(set().union(*(set(t["trial_type"]) for t in tables)))
 
     run_iter: Any = range(len(bold_list))
     if progress:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         run_iter = tqdm(run_iter, desc="GLM runs", unit="run", leave=False)
     betas: dict[str, list[np.ndarray]] = {}
@@ -181,7 +185,7 @@ def first_level_glm(
                              resample=resample)
             ref_shape, ref_affine = src.shape, src.affine
         elif src.shape != ref_shape or not np.allclose(src.affine, ref_affine, atol=1e-3):
-            raise ValueError(f"bold[{r}] is not on the grid of bold[0]")
+            raise InvalidArgumentError(f"bold[{r}] is not on the grid of bold[0]")
         frame_times = np.arange(src.n_volumes) * float(t_r)
         add_regs = _confounds(conf_list[r], src.n_volumes, r)
         with threadpool_limits(limits=1, user_api="blas"):
@@ -192,19 +196,21 @@ def first_level_glm(
         present = [c for c in conditions if c in design.columns]
         if len(present) != len(conditions):
             absent = sorted(set(conditions) - set(present))
-            raise ValueError(f"events[{r}] lacks condition(s) {absent[:5]} that other runs have; "
+            raise InvalidArgumentError(
+                f"events[{r}] lacks condition(s) {absent[:5]} that other runs have; "
                              "every run must show every condition for cross-validated RDMs")
         x = design.to_numpy(dtype=float)
         cols = [design.columns.get_loc(c) for c in conditions]
         run_dof = x.shape[0] - x.shape[1]  # nilearn's design matrices are full rank
         if run_dof < 1:
-            raise ValueError(f"bold[{r}] has {x.shape[0]} scans for {x.shape[1]} regressors; "
+            raise InvalidArgumentError(
+                f"bold[{r}] has {x.shape[0]} scans for {x.shape[1]} regressors; "
                              "the GLM has no residual degrees of freedom")
         dof += int(run_dof)
         roi_data = extract_roi_voxels(None, rois, source=src)
         for name, (_, ijk) in roi_data.items():
             if name in voxels and not np.array_equal(voxels[name], ijk):
-                raise ValueError(
+                raise InvalidArgumentError(
                     f"ROI {name!r}: the usable voxels of bold[{r}] differ from those of bold[0] "
                     "(a voxel is NaN or constant in some runs only); mask those voxels out"
                 )
@@ -251,10 +257,11 @@ def _confounds(conf: Any, n_scans: int, r: int) -> Any:
         conf = read_tsv(conf, f"confounds[{r}]")
     frame = pd.DataFrame(conf)
     if len(frame) != n_scans:
-        raise ValueError(f"confounds[{r}] has {len(frame)} rows; expected one per scan "
+        raise InvalidArgumentError(f"confounds[{r}] has {len(frame)} rows; expected one per scan "
                          f"({n_scans})")
     if frame.isna().to_numpy().any():
-        raise ValueError(f"confounds[{r}] contains NaN/n/a; fill them (e.g. with 0) first")
+        raise InvalidArgumentError(
+            f"confounds[{r}] contains NaN/n/a; fill them (e.g. with 0) first")
     frame.columns = [f"confound_{c}" for c in frame.columns]
     return frame
 

@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from brainrdl.errors import InvalidArgumentError
+
 __all__ = ["noise_from_measurements", "precision_from_residuals"]
 
 
@@ -48,7 +50,8 @@ def precision_from_residuals(
     """
     residuals = np.asarray(residuals, dtype=np.float64)
     if residuals.ndim != 2:
-        raise ValueError(f"residuals must be 2D (rows, channels); got shape {residuals.shape}")
+        raise InvalidArgumentError(
+            f"residuals must be 2D (rows, channels); got shape {residuals.shape}")
     if method != "shrinkage_diag":
         from rsatoolbox.data.noise import prec_from_residuals
 

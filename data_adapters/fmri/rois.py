@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from data_adapters.fmri._io import ImageLike, load_image, read_tsv
+from brainrdl.errors import DataFileError, InvalidArgumentError, InvalidTypeError
+from data_adapters.fmri._io import ImageLike, image_data, load_image, read_tsv
 
 #: largest absolute difference between two affines (mm) still treated as the same grid
 AFFINE_ATOL = 1e-3
@@ -36,27 +37,44 @@ def read_label_table(labels: LabelSpec | str | os.PathLike) -> dict[str, list[in
         table = read_tsv(labels, "labels")
         missing = {"index", "name"} - set(table.columns)
         if missing:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"labels table {str(labels)!r} needs the columns 'index' and 'name'; it has "
                 f"{table.columns.tolist()}"
             )
         out: dict[str, list[int]] = {}
-        for index, name in zip(table["index"], table["name"]):
-            out.setdefault(str(name), []).append(int(index))
+        for row, (index, name) in enumerate(zip(table["index"], table["name"])):
+            if not _is_integer_value(index):
+                raise DataFileError(
+                    labels, f"labels table row {row + 1}: index {index!r} (name {name!r}) is not "
+                    "an integer atlas value; the 'index' column must hold integers"
+                )
+            out.setdefault(str(name), []).append(int(float(index)))
         return out
     if not isinstance(labels, Mapping):
-        raise TypeError(
+        raise InvalidTypeError(
             "labels must be a dict {name: value or [values]} or a path to a TSV with columns "
             f"index and name; got {type(labels).__name__}"
         )
     out = {}
     for name, value in labels.items():
         values = [value] if np.isscalar(value) else list(value)
-        if not values or not all(float(v).is_integer() for v in values):
-            raise ValueError(f"labels[{name!r}] must be an integer or a list of integers; got "
-                             f"{value!r}")
-        out[str(name)] = [int(v) for v in values]
+        if not values or not all(_is_integer_value(v) for v in values):
+            raise InvalidArgumentError(
+                f"labels[{name!r}] must be an integer atlas value or a list of them; got "
+                f"{value!r}")
+        out[str(name)] = [int(float(v)) for v in values]
     return out
+
+
+def _is_integer_value(v: Any) -> bool:
+    """Whether ``v`` is an integer atlas value (1, 1.0, "3"); False for "V1", 1.5, NaN, True."""
+    if isinstance(v, (bool, np.bool_)):
+        return False
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return False
+    return bool(np.isfinite(f) and f.is_integer())
 
 
 def _on_grid(img: Any, shape: tuple[int, ...], affine: np.ndarray, name: str,
@@ -67,7 +85,8 @@ def _on_grid(img: Any, shape: tuple[int, ...], affine: np.ndarray, name: str,
     """
     if isinstance(img, np.ndarray):
         if img.shape != tuple(shape):
-            raise ValueError(f"{name} is an array of shape {img.shape}; an array must have the "
+            raise InvalidArgumentError(
+                f"{name} is an array of shape {img.shape}; an array must have the "
                              f"data grid shape {tuple(shape)} (use an image to resample)")
         return img
     img = load_image(img, name)
@@ -75,13 +94,13 @@ def _on_grid(img: Any, shape: tuple[int, ...], affine: np.ndarray, name: str,
     if len(img_shape) == 4 and img_shape[3] == 1:
         img_shape = img_shape[:3]
     if len(img_shape) != 3:
-        raise ValueError(f"{name} must be a 3D image; got shape {tuple(img.shape)}")
+        raise InvalidArgumentError(f"{name} must be a 3D image; got shape {tuple(img.shape)}")
     same = img_shape == tuple(shape) and np.allclose(img.affine, affine, atol=AFFINE_ATOL)
     if same:
-        return np.asarray(img.dataobj).reshape(shape)
+        return image_data(img).reshape(shape)
     diff = float(np.abs(np.asarray(img.affine) - affine).max())
     if not resample:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"{name} is not on the grid of the data: shape {img_shape} vs {tuple(shape)}, largest "
             f"affine difference {diff:.3g} (tolerance {AFFINE_ATOL}); pass resample=True to "
             "resample it (nearest neighbour) onto the data grid"
@@ -96,7 +115,7 @@ def _on_grid(img: Any, shape: tuple[int, ...], affine: np.ndarray, name: str,
         stacklevel=4,
     )
     target = nib.Nifti1Image(np.zeros(shape, dtype=np.int8), affine)
-    src = nib.Nifti1Image(np.asarray(img.dataobj).reshape(img_shape), img.affine)
+    src = nib.Nifti1Image(image_data(img).reshape(img_shape), img.affine)
     out = resample_to_img(
         src, target, interpolation="nearest", force_resample=True, copy_header=True
     )
@@ -106,7 +125,7 @@ def _on_grid(img: Any, shape: tuple[int, ...], affine: np.ndarray, name: str,
 def _no_labels_message(atlas: Any, resample: bool) -> str:
     """Why an atlas has no labelled voxel on the data grid (empty atlas, or off the grid)."""
     if not isinstance(atlas, np.ndarray) and resample:
-        original = np.asarray(load_image(atlas, "atlas").dataobj)
+        original = image_data(load_image(atlas, "atlas"))
         if np.any(np.nan_to_num(original) != 0):
             return (
                 "no atlas voxel overlaps the data grid: after resampling the atlas onto the "
@@ -156,19 +175,21 @@ def roi_masks(
     {'a': 1, 'b': 2}
     """
     if atlas is None and masks is None:
-        raise ValueError("give an atlas (with labels) or masks to define the ROIs; got neither")
+        raise InvalidArgumentError(
+            "give an atlas (with labels) or masks to define the ROIs; got neither")
     if labels is not None and atlas is None:
-        raise ValueError("labels were given without an atlas; pass atlas= as well")
+        raise InvalidArgumentError("labels were given without an atlas; pass atlas= as well")
     affine = np.asarray(affine, dtype=float)
     out: dict[str, np.ndarray] = {}
     if atlas is not None:
         data = _on_grid(atlas, shape, affine, "atlas", resample)
         if not np.all(np.isfinite(data)):
-            raise ValueError("atlas contains NaN or infinite values; expected integer labels")
+            raise InvalidArgumentError(
+                "atlas contains NaN or infinite values; expected integer labels")
         data = np.rint(data).astype(np.int64)
         present = np.unique(data[data != 0])
         if present.size == 0:
-            raise ValueError(_no_labels_message(atlas, resample))
+            raise InvalidArgumentError(_no_labels_message(atlas, resample))
         if labels is None:
             table = {str(v): [int(v)] for v in present}
         else:
@@ -176,7 +197,7 @@ def roi_masks(
         for name, values in table.items():
             unknown = [v for v in values if v not in present]
             if unknown:
-                raise ValueError(
+                raise InvalidArgumentError(
                     f"ROI {name!r}: label value(s) {unknown} do not occur in the atlas; values "
                     f"present are {present.tolist()[:20]}"
                     + (" ..." if len(present) > 20 else "")
@@ -187,11 +208,11 @@ def roi_masks(
         for name, mask in items:
             name = str(name)
             if name in out:
-                raise ValueError(f"ROI name {name!r} is used by both labels and masks")
+                raise InvalidArgumentError(f"ROI name {name!r} is used by both labels and masks")
             arg = f"masks[{name!r}]" if isinstance(masks, Mapping) else "masks"
             data = _on_grid(mask, shape, affine, arg, resample)
             out[name] = np.nan_to_num(np.asarray(data, dtype=float)) != 0
     for name, mask in out.items():
         if not mask.any():
-            raise ValueError(f"ROI {name!r} is empty: it has no voxels on the data grid")
+            raise InvalidArgumentError(f"ROI {name!r} is empty: it has no voxels on the data grid")
     return out
