@@ -30,6 +30,8 @@ import sys
 import warnings
 from pathlib import Path
 
+from brainrdl.errors import InvalidArgumentError
+
 DEFAULT_BOOTSTRAP = 1000
 RDM_SUFFIXES = (".hdf5", ".h5", ".pkl")
 
@@ -150,29 +152,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
-class CompareError(ValueError):
+class CompareError(InvalidArgumentError):
     """Bad input to ``brainrdl compare`` (reported as ``brainrdl compare: error: ...``)."""
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``brainrdl compare``; returns the exit status (0 on success, 2 on bad input)."""
-    from brainrdl.analysis.stimuli import StimulusMismatchError
-    from brainrdl.nets.loading import MissingExtraError
+    """Run ``brainrdl compare``; returns 0 on success.
 
-    try:
-        out = _check_out(args.out)
-        if args.n_bootstrap < 0:
-            raise CompareError(f"--n-bootstrap must be 0 or more; got {args.n_bootstrap}")
-        if not 0 < args.ci < 1:
-            raise CompareError(f"--ci must be between 0 and 1; got {args.ci}")
-        brain = _brain(args)
-        sources = _sources(args, brain)
-        table = _table(args, sources, brain)
-    except (ValueError, TypeError, KeyError, OSError, MissingExtraError,
-            StimulusMismatchError) as err:  # fmt: skip
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"brainrdl compare: error: {message}", file=sys.stderr)
-        return 2
+    Bad input raises a named error, which ``brainrdl.cli.main`` reports as ``brainrdl compare:
+    error: argument --option: ...`` with exit status 2; the cheap checks come first, before any
+    file is read or model built.
+    """
+    from brainrdl.rsa.methods import COMPARISON_METHODS
+    from brainrdl.validation import check_choice, check_scalar
+
+    check_choice("method", args.method, COMPARISON_METHODS)
+    check_scalar("n_bootstrap", args.n_bootstrap, int, min_val=0)
+    check_scalar("ci", args.ci, float, min_val=0.0, max_val=1.0,
+                 include_min=False, include_max=False)
+    out = _check_out(args.out)
+    brain = _brain(args)
+    sources = _sources(args, brain)
+    table = _table(args, sources, brain)
     _write(args, table, out, several=len(sources) > 1)
     return 0
 

@@ -22,7 +22,6 @@ Examples
 from __future__ import annotations
 
 import argparse
-import sys
 import warnings
 from pathlib import Path
 
@@ -69,15 +68,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``brainrdl rdms``; returns the exit status (0 on success, 2 on bad input)."""
-    try:
-        out = _check_out(args.out)
-        if (args.betas is None) == (args.nwb is None):
-            raise ValueError("give either --betas (with --design and ROIs) or --nwb")
-        rdms = _fmri(args) if args.betas is not None else _nwb(args)
-    except (ValueError, TypeError, KeyError, FileNotFoundError) as err:
-        print(f"brainrdl rdms: error: {err}", file=sys.stderr)
-        return 2
+    """Run ``brainrdl rdms``; returns 0 on success (bad input: a named error, which
+    ``brainrdl.cli.main`` reports as ``brainrdl rdms: error: ...`` with exit status 2)."""
+    out = _check_out(args.out)
+    if (args.betas is None) == (args.nwb is None):
+        raise ValueError("give either --betas (with --design and ROIs) or --nwb")
+    rdms = _fmri(args) if args.betas is not None else _nwb(args)
     from rsatoolbox.rdm import concat
 
     with warnings.catch_warnings():  # the Datasets carry 'stimulus' and its copy 'conds'

@@ -25,6 +25,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from brainrdl.errors import InvalidTypeError
 from brainrdl.nets.taps import LayerTaps, unwrap_model
 from brainrdl.train.batchnorm import SeparateBatchNormStats
 from brainrdl.train.brain_batches import BrainBatches
@@ -52,7 +53,7 @@ from brainrdl.train.terms import (
     is_projection,
     parse_alignment,
 )
-from brainrdl.validation import check_scalar
+from brainrdl.validation import check_device, check_output_dir, check_scalar
 
 __all__ = [
     "Checkpointing",
@@ -234,6 +235,8 @@ class Checkpointing:
                 )
             if self.directory is None:
                 raise ValueError("checkpoint_every needs checkpoint_dir (where to save)")
+        if self.directory is not None:  # an unwritable folder fails now, not after an epoch
+            check_output_dir("checkpoint_dir", self.directory)
         if self.resume and self.directory is None:
             raise ValueError("resume=True needs checkpoint_dir (where the checkpoint is)")
 
@@ -281,7 +284,7 @@ class _Run:
             raise ValueError(
                 "fit needs a task_loader, or a teacher with a brain_loader (RDL-only training)"
             )
-        self.device = torch.device(device) if device is not None else _model_device(model)
+        self.device = check_device("device", device) or _model_device(model)
         refuse_outer_autocast(self.device)
         self.precision = Precision(precision, self.device)
         self.model = model.to(self.device)
@@ -426,7 +429,7 @@ class _Run:
         no_sync = brain_due and hasattr(self.model, "no_sync")
         with self.model.no_sync() if no_sync else contextlib.nullcontext():
             with self.precision.autocast():
-                out = self.model(x)
+                out = _logits(self.model(x), y)
                 total = None
                 if y is not None:
                     tl = self.task_loss(out.float(), y)
@@ -737,6 +740,17 @@ def _len(loader: Any) -> int | None:
 def _model_device(model: nn.Module) -> torch.device:
     param = next(model.parameters(), None)
     return param.device if param is not None else torch.device("cpu")
+
+
+def _logits(out: Any, labels: torch.Tensor | None) -> Any:
+    """The model's output, which the task loss needs as one tensor (named error otherwise)."""
+    if labels is not None and not isinstance(out, torch.Tensor):
+        raise InvalidTypeError(
+            f"model: forward returned a {type(out).__name__}, but the task loss needs one tensor "
+            "of logits; wrap the model so that forward returns the logits (e.g. out[0] of the "
+            "tuple, or out.logits of a Hugging Face output)"
+        )
+    return out
 
 
 def _unpack(batch: Any, device: Any) -> tuple[torch.Tensor, torch.Tensor | None, Any]:
