@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from copy import deepcopy
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -127,24 +128,23 @@ def calc_rdm(
     for flag, value in (("vector", vector), ("remove_mean", remove_mean)):
         if not isinstance(value, (bool, np.bool_)):
             raise InvalidTypeError(f"{flag} must be True or False; got {value!r}")
+    options = _Options(method, descriptor, noise, cv_descriptor, prior_lambda, prior_weight,
+                       device, bool(vector), bool(remove_mean))
     if isinstance(data, torch.Tensor):
         if remove_mean:
             raise InvalidArgumentError(
                 "remove_mean=True applies to rsatoolbox Datasets only; for a tensor, subtract "
                 "each pattern's mean yourself (x - x.mean(-1, keepdim=True))")
-        return _calc_tensor(data, method, descriptor, noise, cv_descriptor, prior_lambda,
-                            prior_weight, device, vector)
+        return _calc_tensor(data, options)
     if vector:
         raise InvalidArgumentError(
             "vector=True applies to tensor data only; Datasets give RDMs objects")
     if _is_dataset(data):
-        return _calc_dataset(data, method, descriptor, noise, cv_descriptor, prior_lambda,
-                             prior_weight, device, remove_mean)
+        return _calc_dataset(data, options)
     if isinstance(data, Sequence) and not isinstance(data, str) and len(data) > 0 and all(
         _is_dataset(d) for d in data
     ):
-        return _calc_dataset_list(list(data), method, descriptor, noise, cv_descriptor,
-                                  prior_lambda, prior_weight, device, remove_mean)
+        return _calc_dataset_list(list(data), options)
     raise InvalidTypeError(
         "data must be an rsatoolbox Dataset, a non-empty list of Datasets, or a torch tensor "
         f"(n_conditions, n_channels); got {type(data).__name__}"
@@ -154,8 +154,24 @@ def calc_rdm(
 # --------------------------------------------------------------------------- tensors
 
 
-def _calc_tensor(x, method, descriptor, noise, cv_descriptor, prior_lambda, prior_weight,
-                 device, vector):
+@dataclass(frozen=True)
+class _Options:
+    """The arguments of :func:`calc_rdm`, checked once and handed down as one value."""
+
+    method: str
+    descriptor: str | None
+    noise: Any
+    cv_descriptor: str | None
+    prior_lambda: float
+    prior_weight: float
+    device: Any
+    vector: bool
+    remove_mean: bool
+
+
+def _calc_tensor(x: torch.Tensor, o: _Options) -> torch.Tensor:
+    method, descriptor, noise, cv_descriptor = o.method, o.descriptor, o.noise, o.cv_descriptor
+    device = o.device
     check_choice("method", method, RDM_TENSOR_METHODS)
     if descriptor is not None or cv_descriptor is not None:
         raise InvalidArgumentError(
@@ -170,7 +186,7 @@ def _calc_tensor(x, method, descriptor, noise, cv_descriptor, prior_lambda, prio
                 f"noise is used by method='mahalanobis' only, not {method!r}")
         noise = _as_precision(noise, x.shape[-1], dtype=x.dtype, device=x.device)
     check_patterns("data", x)
-    return _pairwise(x, method, noise, vector, prior_lambda, prior_weight)
+    return _pairwise(x, method, noise, o.vector, o.prior_lambda, o.prior_weight)
 
 
 # --------------------------------------------------------------------------- datasets
@@ -180,11 +196,11 @@ def _is_dataset(obj: Any) -> bool:
     return hasattr(obj, "measurements") and hasattr(obj, "obs_descriptors")
 
 
-def _calc_dataset_list(datasets, method, descriptor, noise, cv_descriptor, prior_lambda,
-                       prior_weight, device, remove_mean):
+def _calc_dataset_list(datasets: list, o: _Options) -> Any:
     from rsatoolbox.rdm import concat
     from rsatoolbox.rdm.combine import from_partials
 
+    noise, descriptor = o.noise, o.descriptor
     shared = noise is None or (_is_array_like(noise) and np.ndim(noise) == 2)
     if not shared and len(noise) != len(datasets):
         raise InvalidArgumentError(
@@ -192,8 +208,7 @@ def _calc_dataset_list(datasets, method, descriptor, noise, cv_descriptor, prior
             "precision per Dataset, or one (D, D) precision for all"
         )
     rdms = [
-        _calc_dataset(ds, method, descriptor, noise if shared else noise[i], cv_descriptor,
-                      prior_lambda, prior_weight, device, remove_mean)
+        _calc_dataset(ds, o if shared else replace(o, noise=noise[i]))
         for i, ds in enumerate(datasets)
     ]
     if descriptor is None:
@@ -201,8 +216,10 @@ def _calc_dataset_list(datasets, method, descriptor, noise, cv_descriptor, prior
     return from_partials(rdms, descriptor=descriptor)
 
 
-def _calc_dataset(ds, method, descriptor, noise, cv_descriptor, prior_lambda, prior_weight,
-                  device, remove_mean):
+def _calc_dataset(ds: Any, o: _Options) -> Any:
+    method, descriptor, noise, cv_descriptor = o.method, o.descriptor, o.noise, o.cv_descriptor
+    prior_lambda, prior_weight, device, remove_mean = (
+        o.prior_lambda, o.prior_weight, o.device, o.remove_mean)
     check_choice("method", method, DATASET_METHODS)
     obs = ds.obs_descriptors
     if descriptor is not None:
@@ -219,8 +236,7 @@ def _calc_dataset(ds, method, descriptor, noise, cv_descriptor, prior_lambda, pr
     n_chan = x.shape[1]
 
     if method in _CV_METHODS:
-        return _calc_cv(ds, x, method, descriptor, noise, cv_descriptor, prior_lambda,
-                        prior_weight, remove_mean)
+        return _calc_cv(ds, x, o)
     if cv_descriptor is not None:
         # unused by this method (rsatoolbox ignores it), but a misspelt name is still an error
         check_descriptor("cv_descriptor", cv_descriptor, obs.keys())
@@ -249,8 +265,9 @@ def _calc_dataset(ds, method, descriptor, noise, cv_descriptor, prior_lambda, pr
     return groups.build_rdms(upper_tri(square), measure, descriptors)
 
 
-def _calc_cv(ds, x, method, descriptor, noise, cv_descriptor, prior_lambda, prior_weight,
-             remove_mean):
+def _calc_cv(ds: Any, x: torch.Tensor, o: _Options) -> Any:
+    method, descriptor, noise, cv_descriptor = o.method, o.descriptor, o.noise, o.cv_descriptor
+    prior_lambda, prior_weight, remove_mean = o.prior_lambda, o.prior_weight, o.remove_mean
     if descriptor is None:
         raise InvalidArgumentError(
             f"descriptor must name an obs_descriptor for method={method!r}: cross-validation "
