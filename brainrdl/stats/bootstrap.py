@@ -99,23 +99,6 @@ def _tie_bounds(vs: torch.Tensor) -> torch.Tensor:
     return torch.stack([start, end], dim=1)
 
 
-def rank_layout(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-vector sort order, inverse order and tie-group bounds, computed once per bootstrap.
-
-    Returns ``(order, inverse, bounds)``: ``bounds`` (V, 2, K) holds, for each position in sorted
-    order, the sorted positions of the first and last entry of its tie group.
-
-    Examples
-    --------
-    >>> import torch
-    >>> order, inverse, bounds = rank_layout(torch.tensor([[2.0, 1.0, 2.0]]))
-    >>> bounds[0].tolist()
-    [[0, 1, 1], [0, 2, 2]]
-    """
-    order = _argsort(v).to(v.device)
-    return order, _inverse(order), _tie_bounds(torch.gather(v, -1, order))
-
-
 class _RankPlan:
     """Everything about the vectors ``v`` (V, K) that weighted ranks need, computed once.
 
@@ -124,18 +107,13 @@ class _RankPlan:
     (B, V, K), in float32 when exact.
     """
 
-    def __init__(self, v: torch.Tensor, layout=None):
+    def __init__(self, v: torch.Tensor):
         n_v, k = v.shape
-        if layout is None:
-            order = _argsort(v).to(v.device)
-            inverse = _inverse(order)
-            vs = torch.gather(v, -1, order)
-            ties = (vs[:, 1:] == vs[:, :-1]).any(-1)  # (V,) vectors with tied entries
-            bounds = _tie_bounds(vs[ties]) if bool(ties.any()) else None
-        else:
-            order, inverse, bounds = layout
-            ties = (bounds[:, 0] != bounds[:, 1]).any(-1)
-            bounds = bounds[ties]
+        order = _argsort(v).to(v.device)
+        inverse = _inverse(order)
+        vs = torch.gather(v, -1, order)
+        ties = (vs[:, 1:] == vs[:, :-1]).any(-1)  # (V,) vectors with tied entries
+        bounds = _tie_bounds(vs[ties]) if bool(ties.any()) else None
         # int32 indices: half the index traffic of int64 (index_select takes both)
         idx = torch.int32 if n_v * k < 2**31 else torch.int64
         self.shape = (n_v, k)
@@ -176,11 +154,7 @@ def _integer_weights(w: torch.Tensor) -> bool:
     return float(w.sum(-1).max()) < _F32_EXACT_TOTAL and bool((w == w.round()).all())
 
 
-def weighted_ranks(
-    v: torch.Tensor,
-    w: torch.Tensor,
-    layout: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
-) -> torch.Tensor:
+def weighted_ranks(v: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """Average ranks each entry of ``v`` would get in the vector expanded by integer weights ``w``.
 
     Parameters
@@ -189,8 +163,6 @@ def weighted_ranks(
         (V, K) vectors (NaN allowed where ``w`` is 0).
     w
         (B, K) weights (repeat counts); entries with weight 0 are absent from the expanded vector.
-    layout
-        Optional precomputed :func:`rank_layout` of ``v`` (reused across chunks of resamples).
 
     Returns
     -------
@@ -204,7 +176,7 @@ def weighted_ranks(
     >>> weighted_ranks(v, torch.tensor([[1.0, 2.0, 1.0]], dtype=torch.float64)).tolist()
     [[[4.0, 1.5, 3.0]]]
     """
-    plan = _RankPlan(v, layout)
+    plan = _RankPlan(v)
     zero = torch.zeros(w.shape[0], dtype=w.dtype, device=w.device)
     wc = w.float() if _integer_weights(w) else w
     return plan.centred(wc, zero.to(wc.dtype)).to(w.dtype)
