@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from brainrdl.rsa.distances import n_conditions_from_length
 from brainrdl.rsa.methods import LAYER_COMPARISON_METHODS
 from brainrdl.stats.bootstrap import (
     BOOTSTRAP_KINDS,
@@ -461,5 +462,5 @@ def _key(value):
     return value.item() if hasattr(value, "item") else value
 
 
-def _n(k: int) -> int:
-    return round((1 + np.sqrt(1 + 8 * k)) / 2)
+def _n(k: int) -> int | None:
+    return n_conditions_from_length(k)

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from brainrdl.errors import DegenerateDataError, InvalidArgumentError, InvalidTypeError
-from brainrdl.rsa.distances import square_from_upper_tri
+from brainrdl.rsa.distances import n_conditions_from_length, square_from_upper_tri
 from brainrdl.rsa.methods import (
     COMPARISON_METHODS,
     COV_COMPARISON_METHODS,
@@ -287,11 +287,6 @@ def _describe(n_cond: int | None, k: int) -> str:
     return f"{n_cond} conditions ({k} dissimilarities)" if n_cond else f"{k} dissimilarities"
 
 
-def _n_from_k(k: int) -> int | None:
-    n = round((1 + math.sqrt(1 + 8 * k)) / 2)
-    return n if n * (n - 1) // 2 == k else None
-
-
 def _rsa_vectors(name: str, rdm: Any) -> tuple[np.ndarray, int | None]:
     """(n, k) float64 vectors from rsatoolbox RDMs or a NumPy array (as rsatoolbox reads it)."""
     if hasattr(rdm, "get_vectors"):
@@ -303,7 +298,7 @@ def _rsa_vectors(name: str, rdm: Any) -> tuple[np.ndarray, int | None]:
                 f"shape {rdm.shape}"
             )
         vectors = np.atleast_2d(np.asarray(rdm, dtype=np.float64))
-        return vectors, _n_from_k(vectors.shape[1])
+        return vectors, n_conditions_from_length(vectors.shape[1])
     raise InvalidTypeError(
         f"{name} must be rsatoolbox RDMs, a NumPy array or a torch.Tensor; got {type(rdm).__name__}"
     )
@@ -347,7 +342,7 @@ def _tensor_vectors(
         return torch.from_numpy(vectors).to(ref.device), n_cond
     x = rdm if torch.is_floating_point(rdm) else rdm.to(torch.float64)
     if x.ndim == 1:
-        return x[None], _n_from_k(x.shape[0])
+        return x[None], n_conditions_from_length(x.shape[0])
     if x.ndim == 2:
         is_square = _looks_square(name, x) if square is None else square
         if is_square and x.shape[0] != x.shape[1]:
@@ -360,7 +355,7 @@ def _tensor_vectors(
                 finite = d[torch.isfinite(d)]
                 _check_symmetric(name, d, float(finite.abs().amax()) if finite.numel() else 0.0)
             return _upper(x)[None], x.shape[0]
-        return x, _n_from_k(x.shape[1])
+        return x, n_conditions_from_length(x.shape[1])
     if x.ndim == 3:
         if x.shape[1] != x.shape[2] or x.shape[1] < 2:
             raise InvalidArgumentError(
@@ -409,7 +404,7 @@ def _drop_nan(
 
 
 def _check_n_conditions(n_conditions: int | None, k_full: int) -> int:
-    inferred = _n_from_k(k_full)
+    inferred = n_conditions_from_length(k_full)
     if n_conditions is None:
         if inferred is None:
             raise InvalidArgumentError(

@@ -11,6 +11,7 @@ euclidean, mahalanobis and poisson dissimilarities are divided by the number of 
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 import torch
@@ -431,6 +432,19 @@ def _triu_indices(n: int, device: torch.device) -> tuple[torch.Tensor, torch.Ten
     return rows, cols
 
 
+def n_conditions_from_length(k: int) -> int | None:
+    """The number of conditions n of an RDM whose upper triangle has k = n(n−1)/2 entries, or None
+    when no n gives k (the inverse triangular number, written once for every caller).
+
+    Examples
+    --------
+    >>> n_conditions_from_length(10), n_conditions_from_length(11)
+    (5, None)
+    """
+    n = round((1 + math.sqrt(1 + 8 * k)) / 2)
+    return n if n * (n - 1) // 2 == k else None
+
+
 def square_from_upper_tri(vector: torch.Tensor) -> torch.Tensor:
     """Inverse of :func:`upper_tri`: symmetric (..., n, n) with a zero diagonal.
 
@@ -441,8 +455,8 @@ def square_from_upper_tri(vector: torch.Tensor) -> torch.Tensor:
     5.0
     """
     k = vector.shape[-1]
-    n = round((1 + (1 + 8 * k) ** 0.5) / 2)
-    if n * (n - 1) // 2 != k:
+    n = n_conditions_from_length(k)
+    if n is None:
         raise InvalidArgumentError(f"vector length {k} is not n(n-1)/2 for any n")
     rows, cols = torch.triu_indices(n, n, offset=1, device=vector.device)
     square = vector.new_zeros((*vector.shape[:-1], n, n))

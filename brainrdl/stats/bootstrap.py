@@ -34,6 +34,7 @@ import torch
 from tqdm import tqdm
 
 from brainrdl.errors import InvalidArgumentError
+from brainrdl.rsa.distances import n_conditions_from_length
 from brainrdl.rsa.methods import COMPARISON_METHODS, FAST_BOOTSTRAP_METHODS
 from brainrdl.validation import check_choice, check_device, check_scalar
 
@@ -617,8 +618,8 @@ def _group_index(
 
 
 def _n_from_length(k: int) -> int:
-    n = round((1 + np.sqrt(1 + 8 * k)) / 2)
-    if n * (n - 1) // 2 != k:
+    n = n_conditions_from_length(k)
+    if n is None:
         raise InvalidArgumentError(
             f"RDM vectors of length {k} are not the upper triangle of a square matrix")
     return n
