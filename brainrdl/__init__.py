@@ -45,6 +45,10 @@ _LAZY: dict[str, str] = {
     "extract_rdms": "brainrdl.analysis.layer_rdms",
     "compare_layers": "brainrdl.analysis.layer_comparison",
     "noise_ceiling": "brainrdl.stats.ceilings",
+    # real data and stimulus splits
+    "load_kriegeskorte2008": "brainrdl.datasets.kriegeskorte2008",
+    "kfold_stimuli": "brainrdl.datasets.splits",
+    "split_stimuli": "brainrdl.datasets.splits",
 }
 
 # rooms importable as attributes (``brainrdl.rsa``...); ``functional`` is the public loss module
@@ -70,9 +74,12 @@ __all__ = [
     "compare_vectors",
     "extract_rdms",
     "fit",
+    "kfold_stimuli",
+    "load_kriegeskorte2008",
     "noise_ceiling",
     "pairwise_rdm",
     "rank_transform",
+    "split_stimuli",
     "square_from_upper_tri",
     "upper_tri",
 ]
@@ -96,6 +103,8 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from brainrdl.analysis.layer_comparison import compare_layers, compare_models
     from brainrdl.analysis.layer_rdms import extract_rdms
+    from brainrdl.datasets.kriegeskorte2008 import load_kriegeskorte2008
+    from brainrdl.datasets.splits import kfold_stimuli, split_stimuli
     from brainrdl.nets.taps import LayerTaps
     from brainrdl.rsa.comparison import compare, compare_vectors
     from brainrdl.rsa.distances import pairwise_rdm, square_from_upper_tri, upper_tri
