@@ -481,8 +481,8 @@ def report(stab: pd.DataFrame, res: pd.DataFrame, sel: pd.DataFrame, choices: di
         vals = [s[s.fold == f].val_hit for f in sorted(sel.fold.unique())]
         cells = [_fmt(float(v.iloc[0])) if len(v) else "—" for v in vals]
         err = " (error)" if (s.error != "").any() else ""
-        lines.append(f"| {label}{err} | " + " | ".join(cells)
-                     + f" | {_fmt(float(np.nanmean([float(v.iloc[0]) for v in vals if len(v)])))} |")
+        mean = float(np.nanmean([float(v.iloc[0]) for v in vals if len(v)]))
+        lines.append(f"| {label}{err} | " + " | ".join(cells) + f" | {_fmt(mean)} |")
     return "\n".join(lines) + "\n"
 
 
