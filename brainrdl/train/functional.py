@@ -24,8 +24,11 @@ Examples
 >>> import torch
 >>> from brainrdl.train.functional import rdl_loss
 >>> x = torch.randn(8, 32, requires_grad=True)
->>> target = torch.cdist(x.detach(), x.detach()) ** 2
->>> float(rdl_loss(x, target).detach()) < 1e-10
+>>> target = 1 - torch.corrcoef(x.detach())  # correlation-distance RDM of the same items
+>>> float(rdl_loss(x, target).detach()) < 1e-6  # default: 1 - Pearson r of the two RDMs
+True
+>>> paper = torch.cdist(x.detach(), x.detach()) ** 2  # the paper's squared euclidean RDM
+>>> float(rdl_loss(x, paper, comparison="paper").detach()) < 1e-10
 True
 """
 

@@ -105,7 +105,7 @@ def alignment_value(
     >>> from brainrdl.train.losses import RDLLoss
     >>> x = torch.randn(6, 4)
     >>> t = Target(pairwise_rdm(x), ~torch.eye(6, dtype=torch.bool))
-    >>> float(alignment_value(RDLLoss(), x, t, "fc")) < 1e-10
+    >>> float(alignment_value(RDLLoss(comparison="paper"), x, t, "fc")) < 1e-10
     True
     """
     if hasattr(loss, "comparison") and hasattr(loss, "distance"):  # RDM-to-RDM loss (RDLLoss)
