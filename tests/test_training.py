@@ -98,7 +98,9 @@ def test_heldout_rsa_is_pearson_of_upper_triangles():
     teacher, images, ids = _brain(n=10)
     model = _student()
     x, y = _data(8)
+    # held-out RSA uses the loss's student distance: euclidean here, as computed below
     log = fit(model, [(x, y)], teacher=teacher, alignment={"1": ("IT", 0.0)},
+              loss=RDLLoss(distance="euclidean"),
               brain_loader=(images, ids), brain_batch_size=5, heldout=(images, ids),
               optimizer=torch.optim.SGD(model.parameters(), lr=0.0), progress=False)
     with torch.no_grad():
