@@ -520,7 +520,8 @@ def findings(stab: pd.DataFrame, res: pd.DataFrame, sel: pd.DataFrame, choices: 
         f"- **Stable is not free.** Under Adam the task alone reached {a0:.2f} training accuracy "
         f"in 60 steps, with RDL at weights ≥ 1 {hi.min():.2f}–{hi.max():.2f}: the bounded "
         "alignment term does not blow up, but it slows the task (not analysed here; choosing "
-        f"the weight on validation images trades the two). In the held-out runs (120 steps) task + RDL ended at {ta:.2f} "
+        "the weight on validation images trades the two). In the held-out runs (120 steps) "
+        f"task + RDL ended at {ta:.2f} "
         f"training accuracy vs {to:.2f} for task-only. SGD at lr 0.01 did not learn the task in "
         f"60 steps even alone ({s0:.2f} at weight 0), so its rows show stability only."
     )
