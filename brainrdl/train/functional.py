@@ -182,9 +182,11 @@ def rdl_loss(
     **Default** (``distance="correlation"``, ``comparison="pearson"``): one minus the Pearson
     correlation between the student's correlation-distance RDM and the target. It is bounded
     (in [0, 2]) and invariant to the scale and offset of both RDMs, so it cannot push the
-    student's scale anywhere, and it trained stably on the 92-image IT data and the demo under
-    Adam and SGD for weights from 0.1 to 100, where the paper form diverged (see
-    ``docs/losses.md`` and ``docs/benchmarks-real-data.md``).
+    student's scale anywhere. On the 92-image IT data and the demo it stayed bounded under
+    Adam for weights 0.1-100 and under SGD (lr 0.01-0.05) for weights up to 10 (lr × weight
+    ≲ 0.1; at 100 SGD diverged), where the paper form diverged under Adam at every weight.
+    Weights ≥ 1 slow the task on small data sets: choose the weight on validation stimuli
+    (see ``docs/losses.md`` and ``docs/benchmarks-real-data.md``).
 
     ``comparison="paper"`` follows McClure & Kriegeskorte (2016), "Representational Distance
     Learning for Deep Neural Networks", Front. Comput. Neurosci. 10:131 (arXiv 1511.03979):

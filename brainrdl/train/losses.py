@@ -38,8 +38,9 @@ class RDLLoss(nn.Module):
 
     The default, ``RDLLoss()``, is ``distance="correlation", comparison="pearson"``: one minus
     the Pearson correlation of the student's correlation-distance RDM with the target. It is
-    bounded and scale-free, and trained stably under Adam and SGD for weights 0.1–100 on the
-    embedded demo and the 92-image IT data (``docs/losses.md``). The paper's form (McClure &
+    bounded and scale-free; on the embedded demo and the 92-image IT data it stayed stable
+    under Adam for weights 0.1–100 and under SGD while lr × weight ≲ 0.1 (``docs/losses.md``).
+    The paper's form (McClure &
     Kriegeskorte 2016: squared euclidean RDMs, squared error, teacher rescaled to the student's
     maximum) is ``RDLLoss(comparison="paper")`` (its distance defaults to the paper's squared
     euclidean); it diverged under Adam
