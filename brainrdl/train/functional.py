@@ -81,22 +81,17 @@ def _raise_if_nonfinite(
     value: torch.Tensor,
     target_ok: torch.Tensor | None = None,
     proxy: torch.Tensor | None = None,
-    features_ok: torch.Tensor | None = None,
 ) -> None:
     """One device sync: check the student features, the loss value (and the kept targets).
 
     ``proxy`` (the B×B student RDM or Gram) stands in for the (B, D) features: a NaN or inf in
     any feature reaches it, and checking B² entries is cheaper than B·D. The features are only
-    scanned to name the bad items once something is wrong. ``features_ok`` (a 0-d bool, e.g.
-    whether the features' largest magnitude is finite) stands in for the features where the
-    RDM is computed from rescaled features that no longer show a NaN.
+    scanned to name the bad items once something is wrong.
     """
     checked = features if proxy is None else proxy
     ok = torch.isfinite(checked).all() & torch.isfinite(value).all()
     if target_ok is not None:
         ok = ok & target_ok
-    if features_ok is not None:
-        ok = ok & features_ok
     if bool(ok):
         return
     if target_ok is not None and not bool(target_ok):
@@ -224,12 +219,12 @@ def rdl_loss(
       after whitening with the RDM-entry covariance under i.i.d. pattern noise; Diedrichsen et
       al. 2021), computed as rsatoolbox does through double-centred second-moment matrices.
 
-    They are computed scale-free: the features are divided by their largest magnitude (a
-    constant, which changes none of these values) before the RDM is formed, and the target by
-    its own, so float32 gives the same value for features scaled by 1e-10 or 1e10. The spread
-    of the student RDM is floored at 100 eps of the dtype (the rescaled features are unit-sized):
-    a flat student RDM (identical features) gives a small finite gradient, not amplified
-    rounding noise. With
+    They are computed scale-free: the student and target RDM entries are divided by their
+    largest magnitude (constants, which change none of these values) before they are compared,
+    so float32 gives the same value for features scaled by 1e-10 or 1e10. The spread of the
+    student RDM is floored at 100 eps of its natural scale (1 for correlation and cosine
+    distances, max|x|² for the euclidean one): a flat student RDM (identical features) gives a
+    small finite gradient, not amplified rounding noise. With
     ``distance="correlation"`` or ``"cosine"``, a pattern that is constant (e.g. an all-zero row
     of dead ReLUs) has no defined distance: its pairs are left out of the loss, like pairs
     without a target.
@@ -313,41 +308,40 @@ def rdl_loss(
     target_ok = torch.where(valid, torch.isfinite(t_raw), True).all()
     t = torch.where(valid, t_raw, 0.0)
     scale_free = comparison != "paper"
-    x_in, features_ok = x, None
     if scale_free:
-        # amax propagates NaN and inf: one 0-d flag for the check below (the rescaled features
-        # would hide a NaN behind zeroed rows)
-        features_ok = torch.isfinite(x.detach().abs().amax())
-        # Normalise first: every scale-free value is unchanged by a constant factor on the
-        # features or the target, and unit-sized numbers keep float32 away from under/overflow.
-        if distance == "euclidean":  # distances ignore a common offset: drop it before scaling
-            x = x - x.mean(dim=0, keepdim=True)
-        x = x / _max_abs(x)
+        # Every scale-free value is unchanged by a constant factor on either RDM: the target is
+        # made unit-sized here, the student RDM below, so float32 neither under- nor overflows.
         t = t / _max_abs(t)
         target = target / _max_abs(torch.where(torch.isfinite(target), target, 0.0))
-
-    # floor of the student RDM's spread: features are unit-sized here, so rounding noise in a
-    # flat RDM is a few eps; 100 eps keeps its amplification (and the gradient) bounded
-    floor = _FLAT_RDM * torch.finfo(x.dtype).eps
-    rdm_s = None
-    if scale_free and distance != "euclidean":
-        rdm_s, defined = _safe_angular_rdm(x, centre=distance == "correlation")
-        valid = valid & defined[rows] & defined[cols]
-        t = torch.where(valid, t, 0.0)
+        if distance != "euclidean":
+            rdm_s, defined = _safe_angular_rdm(x, centre=distance == "correlation")
+            valid = valid & defined[rows] & defined[cols]
+            t = torch.where(valid, t, 0.0)
+            noise_scale = torch.ones((), dtype=x.dtype, device=x.device)  # distances in [0, 2]
+        else:
+            rdm_s = None
+            # euclidean entries are at most 4 max|x|^2; rounding noise is eps times that
+            noise_scale = x.detach().abs().amax() ** 2
+        # floor of the student RDM's spread: 100 eps of its natural scale, so a flat RDM made
+        # of rounding noise (identical features) gives a small finite gradient
+        floor_abs = _FLAT_RDM * torch.finfo(x.dtype).eps * noise_scale
 
     if comparison == "corr_cov":
         if check_finite:  # corr_cov selects items on the host: check the targets first
-            _raise_if_nonfinite(name, x_in, x.new_zeros(()), target_ok, proxy=x.new_zeros(()),
-                                features_ok=features_ok)
-        value = _corr_cov_loss(x, target, valid, rows, cols, distance, name, floor)
-        return _checked(name, x_in, value, check_finite)
+            _raise_if_nonfinite(name, x, x.new_zeros(()), target_ok, proxy=x.new_zeros(()))
+        value = _corr_cov_loss(x, target, valid, rows, cols, distance, name, floor_abs)
+        return _checked(name, x, value, check_finite)
 
-    if rdm_s is None:
+    if not scale_free or rdm_s is None:
         rdm_s = _student_rdm(x, distance, name)
     s = torch.where(valid, upper_tri(rdm_s), 0.0)
     n = valid.sum().to(x.dtype)
     enough = n >= _MIN_PAIRS[comparison]
     n_safe = n.clamp_min(1.0)
+    if scale_free:
+        s_scale = torch.maximum(s.detach().abs().amax(), floor_abs)
+        s = s / s_scale
+        floor = floor_abs / s_scale
 
     if comparison == "paper":
         if paper_scale == "max":  # teacher rescaled to the student's range (authors' code)
@@ -366,7 +360,7 @@ def rdl_loss(
         value = 1.0 - _cos(s, t, floor * n_safe.sqrt())
     value = torch.where(enough, value, torch.zeros_like(value))
     if check_finite:
-        _raise_if_nonfinite(name, x_in, value, target_ok, proxy=rdm_s, features_ok=features_ok)
+        _raise_if_nonfinite(name, x, value, target_ok, proxy=rdm_s)
     return value
 
 
@@ -376,20 +370,48 @@ def _max_abs(v: torch.Tensor) -> torch.Tensor:
     return torch.where(m > 0, m, torch.ones_like(m))
 
 
+class _RowGram(torch.autograd.Function):
+    """Gram ``Xc Xcᵀ`` of the rows of X (centred across features when ``centre``).
+
+    One GEMM forward and one backward, as :mod:`brainrdl.rsa.distances` does (its helper is
+    private to that room): with ``S = dG + dGᵀ``, ``dX = S X`` (rows centred for ``centre``,
+    since the centring matrix is symmetric and idempotent). Only X is saved.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, centre: bool) -> torch.Tensor:  # type: ignore[override]
+        ctx.centre = centre
+        ctx.save_for_backward(x)
+        xc = x - x.mean(dim=1, keepdim=True) if centre else x
+        return xc @ xc.T
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        dx = (grad + grad.T) @ x
+        if ctx.centre:
+            dx = dx - dx.mean(dim=1, keepdim=True)
+        return dx, None
+
+
 def _safe_angular_rdm(x: torch.Tensor, centre: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Correlation (``centre``) or cosine distance RDM, and which rows are defined.
 
-    A row whose (centred) norm is below ``_DEAD_ROW`` of the batch's largest has no direction:
-    it is zeroed (distance 1 to all, no gradient) and reported undefined, so its pairs can be
-    left out instead of failing the step or dividing rounding noise by zero.
+    A row whose (centred) norm is below ``_DEAD_ROW`` of the batch's largest has no direction
+    (e.g. an all-zero row of dead ReLUs): its distances are set to 1 without gradient and it is
+    reported undefined, so its pairs can be left out instead of failing the step or dividing
+    rounding noise by zero. A NaN feature makes its Gram row NaN, which the caller's check sees.
     """
-    xc = x - x.mean(dim=1, keepdim=True) if centre else x
-    sq = (xc * xc).sum(dim=1)
+    if torch.is_grad_enabled() and x.requires_grad:
+        gram = _RowGram.apply(x, centre)
+    else:
+        xc = x - x.mean(dim=1, keepdim=True) if centre else x
+        gram = xc @ xc.T
+    sq = torch.diagonal(gram)
     ref = sq.detach().amax()
     defined = sq.detach() > ref * _DEAD_ROW**2
-    norm = torch.sqrt(torch.where(defined, sq, torch.ones_like(sq)))
-    unit = torch.where(defined[:, None], xc / norm[:, None], 0.0)
-    rdm = 1.0 - unit @ unit.T
+    inv = torch.where(defined, torch.rsqrt(torch.where(defined, sq, torch.ones_like(sq))), 0.0)
+    rdm = 1.0 - gram * inv[:, None] * inv[None, :]
     eye = torch.eye(x.shape[0], dtype=torch.bool, device=x.device)
     return rdm.masked_fill(eye, 0.0), defined
 
@@ -405,10 +427,10 @@ def _masked_max(v: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
 
 
 def _zscore(v: torch.Tensor, valid: torch.Tensor, n: torch.Tensor,
-            floor: float = 0.0) -> torch.Tensor:
+            floor: torch.Tensor | float = 0.0) -> torch.Tensor:
     c = torch.where(valid, v - _masked_mean(v, valid, n), 0.0)
-    sd = torch.sqrt(((c**2).sum() / n).clamp_min(max(floor**2, _TINY)))
-    return c / sd
+    sd = torch.sqrt(((c**2).sum() / n).clamp_min(_TINY))
+    return c / torch.maximum(sd, torch.as_tensor(floor, dtype=sd.dtype, device=sd.device))
 
 
 def _cos(a: torch.Tensor, b: torch.Tensor, floor_a: torch.Tensor | float = 0.0) -> torch.Tensor:
@@ -435,9 +457,13 @@ def _corr_cov_loss(
     cols: torch.Tensor,
     distance: str,
     name: str,
-    floor: float = 0.0,
+    floor: torch.Tensor | float = 0.0,
 ) -> torch.Tensor:
-    """1 − rsatoolbox corr_cov. Masked pairs: the items that carry a valid pair are kept."""
+    """1 − rsatoolbox corr_cov. Masked pairs: the items that carry a valid pair are kept.
+
+    ``floor`` is the smallest spread of the student RDM entries (in their own units) that is
+    not rounding noise.
+    """
     b = x.shape[0]
     if bool(valid.all()):
         items = None
@@ -457,6 +483,11 @@ def _corr_cov_loss(
         valid = sub[r2, c2]
         rows, cols = r2, c2
     s_vec = upper_tri(_student_rdm(x, distance, name))
+    # unit-sized student entries (corr_cov is scale-free); the floor in the same units
+    s_scale = torch.maximum(s_vec.detach().abs().amax(), torch.as_tensor(floor, dtype=x.dtype,
+                                                                         device=x.device))
+    s_vec = s_vec / s_scale
+    floor = floor / s_scale
     t_vec = torch.where(valid, target[rows, cols], 0.0)
     n = x.shape[0]
     if bool(valid.all()):
