@@ -60,3 +60,20 @@ def test_readme_rdl_loss_trains_stably_on_the_92_image_it_data(data):
     with torch.no_grad():
         acc = float((model(images).argmax(1) == labels).float().mean())
     assert acc > 0.4
+
+
+def test_loader_helpers_for_a_category_task(data):
+    labels = data.category_index()
+    names = np.unique(data.categories)
+    assert list(np.bincount(labels)) == [int((data.categories == n).sum()) for n in names]
+    assert [int((data.categories == n).sum()) for n in names] == [21, 12, 12, 23, 12, 12]
+    small = data.images_at(64, normalize="imagenet")
+    assert tuple(small.shape) == (92, 3, 64, 64)
+    ref = torch.nn.functional.interpolate(data.images, size=(64, 64), mode="bilinear",
+                                          antialias=True)
+    mean = torch.tensor([0.485, 0.456, 0.406]).reshape(1, 3, 1, 1)
+    torch.testing.assert_close(small[:, 0] * 0.229 + mean[:, 0], ref[:, 0], atol=1e-5, rtol=0)
+    # stratified folds over the real categories: every category in every test fold
+    folds = brainrdl.kfold_stimuli(data.stimulus_ids, data.categories, k=3, seed=0)
+    for f in folds:
+        assert set(data.categories[f.test]) == set(names)
