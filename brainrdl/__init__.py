@@ -64,6 +64,10 @@ _LAZY: dict[str, str] = {
     "DegenerateDataError": "brainrdl.errors",
     "DataFileError": "brainrdl.errors",
     "DataFileNotFoundError": "brainrdl.errors",
+    # real data and stimulus splits
+    "load_kriegeskorte2008": "brainrdl.datasets.kriegeskorte2008",
+    "kfold_stimuli": "brainrdl.datasets.splits",
+    "split_stimuli": "brainrdl.datasets.splits",
 }
 
 # rooms importable as attributes (``brainrdl.rsa``...); ``functional`` is the public loss module
@@ -103,12 +107,15 @@ __all__ = [
     "compare_vectors",
     "extract_rdms",
     "fit",
+    "kfold_stimuli",
     "list_layers",
+    "load_kriegeskorte2008",
     "load_model",
     "noise_ceiling",
     "pairwise_rdm",
     "plot_layers_over_time",
     "rank_transform",
+    "split_stimuli",
     "square_from_upper_tri",
     "upper_tri",
 ]
@@ -134,6 +141,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from brainrdl.analysis.layer_rdms import extract_rdms
     from brainrdl.analysis.stimuli import StimulusSet
     from brainrdl.analysis.temporal import compare_layers_over_time, plot_layers_over_time
+    from brainrdl.datasets.kriegeskorte2008 import load_kriegeskorte2008
+    from brainrdl.datasets.splits import kfold_stimuli, split_stimuli
     from brainrdl.errors import (
         BrainrdlError,
         DataFileError,

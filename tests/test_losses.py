@@ -40,20 +40,21 @@ def test_paper_three_items_by_hand():
     # squared distances 1, 9, 4 over pairs (0,1), (0,2), (1,2); the target 2, 3, 6 is rescaled
     # to the student's maximum: times 9/6 -> 3, 4.5, 9
     expected = ((1 - 3) ** 2 + (9 - 4.5) ** 2 + (4 - 9) ** 2) / 3
-    assert _rel(BF.rdl_loss(x, target), expected) < 1e-12
-    assert _rel(BF.rdl_loss(x, target, reduction="sum"), 3 * expected) < 1e-12
-    raw = BF.rdl_loss(x, target, paper_scale="none")
+    assert _rel(BF.rdl_loss(x, target, comparison="paper"), expected) < 1e-12
+    assert _rel(BF.rdl_loss(x, target, comparison="paper", reduction="sum"), 3 * expected) < 1e-12
+    raw = BF.rdl_loss(x, target, comparison="paper", paper_scale="none")
     assert _rel(raw, (1 + 36 + 4) / 3) < 1e-12
-    per_pair = BF.rdl_loss(x, target, paper_scale="none", reduction="none")
+    per_pair = BF.rdl_loss(x, target, comparison="paper", paper_scale="none",
+                             reduction="none")
     assert np.allclose(per_pair.numpy(), [1.0, 36.0, 4.0], rtol=1e-12)
 
 
 def test_paper_scale_free_in_target_and_uses_squared_euclidean():
     x = _feats(7, 5, 1)
     target = torch.cdist(x, x) ** 2
-    assert float(BF.rdl_loss(x, 37.0 * target)) < 1e-20
+    assert float(BF.rdl_loss(x, 37.0 * target, comparison="paper")) < 1e-20
     # plain (unsquared) distances are a different RDM: the loss must notice
-    assert float(BF.rdl_loss(x, torch.cdist(x, x))) > 1e-3
+    assert float(BF.rdl_loss(x, torch.cdist(x, x), comparison="paper")) > 1e-3
 
 
 @pytest.mark.parametrize("comparison", COMPARISONS)
@@ -67,8 +68,8 @@ def test_student_equal_to_teacher_gives_zero(distance, comparison):
 def test_mse_is_twice_one_minus_pearson():
     x, y = _feats(8, 5, 3), _feats(8, 4, 4)
     target = pairwise_rdm(y, "euclidean")
-    mse = BF.rdl_loss(x, target, comparison="mse")
-    pearson = BF.rdl_loss(x, target, comparison="pearson")
+    mse = BF.rdl_loss(x, target, distance="euclidean", comparison="mse")
+    pearson = BF.rdl_loss(x, target, distance="euclidean", comparison="pearson")
     assert _rel(mse, 2 * pearson) < 1e-12
     # and by hand: z-scores (population s.d.) of the two vectors
     s = upper_tri(pairwise_rdm(x, "euclidean")).numpy()
@@ -97,7 +98,7 @@ def test_corr_cov_with_missing_pairs_matches_rsatoolbox():
     for i, j in [(0, 3), (2, 5), (6, 7)]:
         target[i, j] = target[j, i] = float("nan")
         mask[i, j] = mask[j, i] = False
-    loss = BF.rdl_loss(x, target, comparison="corr_cov", pair_mask=mask)
+    loss = BF.rdl_loss(x, target, distance="euclidean", comparison="corr_cov", pair_mask=mask)
     s = upper_tri(pairwise_rdm(x, "euclidean")).numpy()
     t = upper_tri(target).numpy()
     s = np.where(np.isnan(t), np.nan, s)
@@ -135,7 +136,7 @@ def test_pair_mask_excludes_exactly_those_pairs(comparison):
     mask = torch.ones(7, 7, dtype=torch.bool)
     mask[1, 4] = mask[4, 1] = mask[0, 6] = mask[6, 0] = False
     target[1, 4] = target[4, 1] = float("nan")
-    loss = BF.rdl_loss(x, target, comparison=comparison, pair_mask=mask)
+    loss = BF.rdl_loss(x, target, distance="euclidean", comparison=comparison, pair_mask=mask)
     valid = upper_tri(mask)
     s = upper_tri(pairwise_rdm(x, "euclidean"))[valid].numpy()
     t = upper_tri(target)[valid].numpy()
@@ -192,7 +193,7 @@ def test_gradients_match_finite_differences(distance, comparison):
 def test_paper_gradient_treats_the_scale_as_constant():
     x = _feats(6, 4, 40).requires_grad_(True)
     target = pairwise_rdm(_feats(6, 3, 41), "euclidean")
-    BF.rdl_loss(x, target).backward()
+    BF.rdl_loss(x, target, comparison="paper").backward()
     got = x.grad.clone()
     x.grad = None
     s = upper_tri(pairwise_rdm(x, "euclidean"))
@@ -233,11 +234,29 @@ def test_nan_target_at_kept_pair_raises():
         BF.rdl_loss(torch.randn(4, 3), target, name="fc")
 
 
-def test_zero_pattern_with_cosine_distance_names_layer():
+def test_zero_pattern_with_cosine_distance_names_layer_in_the_paper_form():
     x = torch.randn(4, 3)
     x[1] = 0.0
     with pytest.raises(ValueError, match=r"layer 'fc'.*cosine"):
-        BF.rdl_loss(x, torch.ones(4, 4), distance="cosine", name="fc")
+        BF.rdl_loss(x, torch.ones(4, 4), distance="cosine", comparison="paper", name="fc")
+
+
+@pytest.mark.parametrize("distance", ["correlation", "cosine"])
+@pytest.mark.parametrize("comparison", ["pearson", "mse", "cosine", "corr_cov"])
+def test_dead_rows_are_left_out_of_scale_free_losses(distance, comparison):
+    # an all-zero activation row (dead ReLUs) has no correlation/cosine distance: its pairs
+    # leave the loss (value = the loss without that item) and the gradient stays finite
+    x = _feats(8, 6, 30).relu()
+    x[3] = 0.0
+    x.requires_grad_(True)
+    target = pairwise_rdm(_feats(8, 4, 31), "euclidean")
+    loss = BF.rdl_loss(x, target, distance=distance, comparison=comparison)
+    keep = torch.arange(8) != 3
+    sub = BF.rdl_loss(x.detach()[keep], target[keep][:, keep], distance=distance,
+                      comparison=comparison)
+    assert _rel(loss, sub) < 1e-10
+    loss.backward()
+    assert torch.isfinite(x.grad).all() and torch.all(x.grad[3] == 0)
 
 
 @pytest.mark.parametrize(

@@ -64,7 +64,7 @@ def test_one_step_equals_manual_update():
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     fit(model, [(x, y)], teacher=teacher, alignment={"1": ("1", 0.7)}, optimizer=opt,
         epochs=1, progress=False)
-    # by hand: CE + 0.7 * paper RDL between ReLU features and the teacher's tanh features
+    # by hand: CE + 0.7 * default RDL between ReLU features and the teacher's tanh features
     h = ref[1](ref[0](x))
     target = teacher_net(x).detach()
     from brainrdl.rsa.distances import pairwise_rdm
@@ -100,7 +100,9 @@ def test_heldout_rsa_is_pearson_of_upper_triangles():
     teacher, images, ids = _brain(n=10)
     model = _student()
     x, y = _data(8)
+    # held-out RSA uses the loss's student distance: euclidean here, as computed below
     log = fit(model, [(x, y)], teacher=teacher, alignment={"1": ("IT", 0.0)},
+              loss=RDLLoss(distance="euclidean"),
               brain_loader=BrainBatches(images, ids, batch_size=5), heldout=(images, ids),
               optimizer=torch.optim.SGD(model.parameters(), lr=0.0), progress=False)
     with torch.no_grad():
@@ -175,7 +177,7 @@ def test_argument_errors():
 
 
 def test_default_loss_is_rdl():
-    assert RDLLoss().comparison == "paper"
+    assert (RDLLoss().distance, RDLLoss().comparison) == ("correlation", "pearson")
 
 
 def test_uncovered_ids_raise_or_warn_once_and_heldout_must_be_covered():

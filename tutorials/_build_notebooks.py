@@ -190,7 +190,7 @@ def quickstart() -> list[Cell]:
             model = DigitCNN()
             logs[name] = fit(
                 model, task_loader, teacher=teacher, alignment={LAYER: ("IT", weight)},
-                loss=RDLLoss(comparison="pearson"), brain_loader=brain_train,
+                loss=RDLLoss(), brain_loader=brain_train,  # 1 - Pearson r of corr.-distance RDMs
                 heldout=heldout, val_loader=val, epochs=EPOCHS, lr=2e-3, device=DEVICE,
                 progress=False)
             models[name] = model

@@ -20,6 +20,7 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -34,7 +35,7 @@ from brainrdl.stats.bootstrap import (
     compare_all_pairs,
     percentile_ci,
 )
-from brainrdl.stats.ceilings import noise_ceiling_vectors
+from brainrdl.stats.ceilings import AUTO, noise_ceiling_vectors, subject_groups
 from brainrdl.validation import check_choice, check_device, check_scalar
 
 METHODS = LAYER_COMPARISON_METHODS  # the one list: brainrdl.rsa.methods
@@ -48,7 +49,7 @@ def compare_layers(
     layer_names: str | Sequence[str] | None = None,
     stimulus_ids: Sequence | None = None,
     method: str = "corr",
-    subject_descriptor: str | None = None,
+    subject_descriptor: str | None = AUTO,
     n_bootstrap: int = 0,
     bootstrap: str = "stimuli",
     ci: float = 0.95,
@@ -57,6 +58,8 @@ def compare_layers(
     per_subject: bool = False,
     pattern_descriptor: str | None = None,
     extract_kwargs: Mapping | None = None,
+    restrict: bool = False,
+    pooled: bool = False,
 ) -> pd.DataFrame:
     """Compare model layers with brain regions: one row per layer × region (× subject).
 
@@ -83,8 +86,11 @@ def compare_layers(
     method
         Comparison method (``brainrdl.compare`` names; ``corr`` by default).
     subject_descriptor
-        rdm descriptor telling subjects apart (e.g. ``"subject"``): subjects are the groups of the
-        leave-one-out noise ceiling and of the subject bootstrap. None: each RDM is its own group.
+        rdm descriptor telling subjects apart: subjects are the groups of the leave-one-out
+        noise ceiling, of the subject bootstrap and of ``per_subject`` rows. ``"auto"``
+        (default, as :func:`brainrdl.noise_ceiling`): ``"subject"`` when the brain RDMs have
+        it, so two sessions of one subject count as one subject; None: each RDM is its own
+        group.
     n_bootstrap
         Bootstrap resamples for the CIs; 0 gives NaN CIs.
     bootstrap
@@ -102,13 +108,26 @@ def compare_layers(
         Pattern descriptor whose values are resampled as whole groups (default each stimulus).
     extract_kwargs
         Extra keyword arguments for :func:`brainrdl.extract_rdms`.
+    restrict
+        Compare on the stimuli that the layer and the brain RDMs share (both need a
+        ``stimulus`` pattern descriptor): brain RDMs covering more stimuli (e.g. all 92, when
+        the layer RDMs hold only held-out images) are restricted to the layer's, and layer RDMs
+        covering more to the brain's. Default False: every brain stimulus must be in the layer
+        RDMs (else a ValueError).
+    pooled
+        Compare each layer with the mean RDM of each region (NaN-aware mean of its RDMs, the
+        target a ``BrainTeacher`` trains toward) instead of with each RDM; the noise-ceiling
+        columns are then NaN (the ceiling refers to individual RDMs: use the default rows).
 
     Returns
     -------
     pandas.DataFrame
         Columns ``layer``, ``region``, ``similarity``, ``ci_low``, ``ci_high``, ``se``,
         ``noise_ceiling_low``, ``noise_ceiling_high``, ``best`` (the best layer of each region),
-        ``n_rdms``, ``method`` (and ``subject`` when ``per_subject``).
+        ``n_rdms``, ``method`` (and ``subject`` when ``per_subject``). A layer RDM with NaN
+        entries (e.g. from ``extract_rdms(..., on_undefined="nan")``) gets NaN similarity and
+        CIs, a warning, and is never ``best``: dropping its NaN pairs would score it on other
+        pairs than the other layers.
 
     Examples
     --------
@@ -123,6 +142,13 @@ def compare_layers(
     """
     names, x, ids = layer_vectors(layers, stimuli, layer_names, device, extract_kwargs,
                                   stimulus_ids=stimulus_ids)  # fmt: skip
+    if restrict or pooled:
+        regions = _regions(brain_rdms)
+        if restrict:
+            regions = {r: _restrict(b, ids, r) for r, b in regions.items()}
+        if pooled:
+            regions = {r: _pool(b) for r, b in regions.items()}
+        brain_rdms = regions
     table, _ = _compare(
         {"": (names, x, ids)},
         brain_rdms,
@@ -136,7 +162,82 @@ def compare_layers(
         per_subject=per_subject,
         pattern_descriptor=pattern_descriptor,
     )
-    return table.drop(columns="model")
+    table = table.drop(columns="model")
+    if pooled:
+        table[["noise_ceiling_low", "noise_ceiling_high"]] = np.nan
+    return table
+
+
+def _restrict(brain, ids, region: str):
+    """``brain`` restricted to the stimuli in ``ids`` (its own order kept)."""
+    from rsatoolbox.rdm import RDMs
+
+    brain_ids = brain.pattern_descriptors.get("stimulus")
+    if ids is None or brain_ids is None:
+        raise ValueError(
+            f"restrict=True needs a 'stimulus' pattern descriptor on the layer RDMs and on "
+            f"region {region!r} (pass stimulus_ids= for the layers)"
+        )
+    wanted = {_key(i) for i in ids}
+    keep = [i for i, b in enumerate(brain_ids) if _key(b) in wanted]
+    if len(keep) < 3:
+        raise ValueError(
+            f"restrict=True: region {region!r} shares {len(keep)} stimuli with the layer RDMs; "
+            "a comparison needs at least 3"
+        )
+    if len(keep) == brain.n_cond:
+        return brain
+    mats = brain.get_matrices()[:, keep][:, :, keep]
+    return RDMs(
+        mats, dissimilarity_measure=brain.dissimilarity_measure,
+        descriptors=dict(brain.descriptors), rdm_descriptors=dict(brain.rdm_descriptors),
+        pattern_descriptors={k: [v[i] for i in keep] for k, v in
+                             brain.pattern_descriptors.items()},
+    )  # fmt: skip
+
+
+def _pool(brain):
+    """The NaN-aware mean RDM of a region, as one RDM."""
+    from rsatoolbox.rdm import RDMs
+
+    v = brain.get_vectors().astype(np.float64)
+    count = np.isfinite(v).sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(count > 0, np.where(np.isfinite(v), v, 0.0).sum(0) / count, np.nan)
+    return RDMs(mean[None], dissimilarity_measure=brain.dissimilarity_measure,
+                rdm_descriptors={"subject": ["pooled"]},
+                pattern_descriptors=dict(brain.pattern_descriptors))  # fmt: skip
+
+
+def _best(values: np.ndarray, idx: list[int]):
+    """Index (into ``values``) of the largest finite value among ``idx``; None if none is."""
+    finite = [i for i in idx if np.isfinite(values[i])]
+    return max(finite, key=lambda i: values[i]) if finite else None
+
+
+@contextlib.contextmanager
+def _quiet_all_nan():
+    """NumPy's all-NaN warnings off: NaN layers (already warned about) give NaN CIs."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        yield
+
+
+def _nan_layers(x: torch.Tensor, keys: list) -> torch.Tensor:
+    """Rows of ``x`` with NaN entries; warns naming their layers."""
+    bad = torch.isnan(x).any(dim=1)
+    if bool(bad.any()):
+        import warnings
+
+        names = [keys[i][1] for i in torch.nonzero(bad).flatten().tolist()]
+        warnings.warn(
+            f"layer RDMs {names} have NaN dissimilarities (undefined patterns); their "
+            "similarity is reported as NaN rather than computed on fewer pairs than the other "
+            "layers", stacklevel=3,
+        )
+    return bad
 
 
 def compare_models(
@@ -147,7 +248,7 @@ def compare_models(
     layer_names: str | Sequence[str] | None = None,
     stimulus_ids: Sequence | None = None,
     method: str = "corr",
-    subject_descriptor: str | None = None,
+    subject_descriptor: str | None = AUTO,
     n_bootstrap: int = 1000,
     bootstrap: str = "stimuli",
     ci: float = 0.95,
@@ -317,7 +418,10 @@ def _compare(
             keys += [(model, n) for n in names]
             xs.append(torch.as_tensor(x, dtype=torch.float64, device=device))
         x = torch.cat(xs)
+        nan_rows = _nan_layers(x, keys)
+        x = torch.where(nan_rows[:, None], torch.nan_to_num(x), x)
         sims = compare_all_pairs(x, y, method)[0]  # (L, S): compare(layer, each brain RDM)
+        sims = sims.masked_fill(nan_rows[:, None].to(sims.device), float("nan"))
         means = sims.mean(1).cpu().numpy()
         nc_low, nc_high = (float(v) for v in noise_ceiling_vectors(y, groups, method))
         samples = None
@@ -335,14 +439,16 @@ def _compare(
                 rdm_groups=groups, pattern_groups=pgroups, seed=seed, device=device,
             )  # fmt: skip
             samples = res.mean_over_rdms().cpu().numpy()  # (B, L)
-            low, high = percentile_ci(samples, ci)
-            se = np.nanstd(samples, axis=0)
+            samples[:, nan_rows.cpu().numpy()] = np.nan
+            with _quiet_all_nan():
+                low, high = percentile_ci(samples, ci)
+                se = np.nanstd(samples, axis=0)
         else:
             low = high = se = np.full(len(keys), np.nan)
         boot[region] = (keys, means, samples)
         for model in entries:
             idx = [i for i, k in enumerate(keys) if k[0] == model]
-            best = idx[int(np.nanargmax(means[idx]))] if idx else None
+            best = _best(means, idx)
             for i in idx:
                 rows.append({"model": model, "layer": keys[i][1], "region": region,
                              "similarity": float(means[i]), "ci_low": float(low[i]),
@@ -378,13 +484,15 @@ def _subject_rows(entries, keys, sims, y, groups, method, region, res_samples, c
         sub = sims[:, tmask].mean(1).cpu().numpy()
         if res_samples is not None:
             s = res_samples.samples[:, :, tmask].mean(-1).cpu().numpy()
-            low, high = percentile_ci(s, ci)
-            se = np.nanstd(s, axis=0)
+            s[:, np.isnan(sub)] = np.nan  # layers with NaN RDMs (see _nan_layers)
+            with _quiet_all_nan():
+                low, high = percentile_ci(s, ci)
+                se = np.nanstd(s, axis=0)
         else:
             low = high = se = np.full(len(keys), np.nan)
         for model in entries:
             idx = [i for i, k in enumerate(keys) if k[0] == model]
-            best = idx[int(np.nanargmax(sub[idx]))]
+            best = _best(sub, idx)
             for i in idx:
                 rows.append({"model": model, "layer": keys[i][1], "region": region,
                              "similarity": float(sub[i]), "ci_low": float(low[i]),
@@ -414,16 +522,10 @@ def _regions(brain_rdms) -> dict:
 
 
 def _groups(brain, subject_descriptor: str | None, region: str):
-    if subject_descriptor in (None, "index"):
-        return None
-    if subject_descriptor not in brain.rdm_descriptors:
-        if brain.n_rdm == 1:  # a single (pooled) RDM needs no subject labels
-            return None
-        raise KeyError(
-            f"subject_descriptor={subject_descriptor!r} is not an rdm descriptor of region "
-            f"{region!r}; available: {sorted(brain.rdm_descriptors)}"
-        )
-    return np.asarray(brain.rdm_descriptors[subject_descriptor])
+    if (subject_descriptor not in (None, "index", AUTO)
+            and subject_descriptor not in brain.rdm_descriptors and brain.n_rdm == 1):
+        return None  # a single (pooled) RDM needs no subject labels
+    return subject_groups(brain, subject_descriptor, where=f"region {region!r}")
 
 
 def _align(x: np.ndarray, ids, brain, region: str) -> np.ndarray:
@@ -448,7 +550,8 @@ def _align(x: np.ndarray, ids, brain, region: str) -> np.ndarray:
             f"region {region!r} has stimuli that the layer RDMs lack: {missing[:10]}"
             f"{' ...' if len(missing) > 10 else ''} (layer RDMs have {ids[:5]}"
             f"{' ...' if len(ids) > 5 else ''}); pass stimulus_ids= (the labels of the stimuli, "
-            "in their order) so that the layer RDMs carry the brain RDMs' stimulus labels"
+            "in their order) so that the layer RDMs carry the brain RDMs' stimulus labels, or "
+            "restrict=True to compare on the stimuli both cover (e.g. held-out images)"
         )
     from scipy.spatial.distance import squareform
 

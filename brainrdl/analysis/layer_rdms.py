@@ -126,6 +126,7 @@ def extract_rdms(
     progress: bool = True,
     memory_budget: float = 1e9,
     dtype: torch.dtype = torch.float32,
+    on_undefined: str = "raise",
 ):
     """RDMs of the named layers of ``model`` over ``stimuli``, as rsatoolbox ``RDMs``.
 
@@ -161,6 +162,13 @@ def extract_rdms(
     dtype
         Precision of the stored activations and Gram products (float32 default; float64 for
         exact agreement with a float64 reference). Grams are accumulated in float64.
+    on_undefined
+        What to do with a stimulus whose dissimilarities are undefined in a layer: NaN or
+        infinite activations (any method), or activations that are constant across features
+        (correlation) or all zero (cosine), e.g. dead ReLUs. ``"raise"`` (default): a
+        ValueError naming the layer and the stimuli. ``"nan"``: those stimuli's rows and
+        columns of that layer's RDM are NaN (rsatoolbox comparisons skip NaN pairs), with a
+        warning naming them; the other entries are unaffected.
 
     Returns
     -------
@@ -182,6 +190,7 @@ def extract_rdms(
     from brainrdl.nets.taps import LayerTaps
 
     check_choice("method", method, METHODS)
+    check_choice("on_undefined", on_undefined, ("raise", "nan"))
     layers = expand_layers(model, layers)  # "auto" -> brainrdl.list_layers(model)
     if batch_size < 1:
         raise ValueError(f"batch_size must be a positive int; got {batch_size!r}")
@@ -211,7 +220,10 @@ def extract_rdms(
         taps.close()
         model.train(was_training)
 
-    vectors = np.stack([_rdm_from_gram(grams[name], dims[name], method, name) for name in layers])
+    vectors = np.stack([
+        _rdm_from_gram(grams[name], dims[name], method, name, on_undefined, ids)
+        for name in layers
+    ])
     return RDMs(
         vectors,
         dissimilarity_measure=method,
@@ -320,7 +332,9 @@ def _accumulate_grams(model, taps, source, layers, method, device, dtype, budget
             feats = _forward(model, taps, x, device, dtype)
             if not dims:  # first batch: widths, shifts, and the pass plan
                 dims = {k: v.shape[1] for k, v in feats.items()}
-                shifts = {k: v.mean(0, keepdim=True) for k, v in feats.items()}
+                # a NaN stimulus must not poison every row through the shift
+                shifts = {k: torch.nan_to_num(v.nanmean(0, keepdim=True), nan=0.0, posinf=0.0,
+                                              neginf=0.0) for k, v in feats.items()}
                 per_stimulus = sum(dims.values()) * torch.tensor([], dtype=dtype).element_size()
                 n_passes = max(1, math.ceil(n * per_stimulus / budget))
                 anchor_size = math.ceil(n / n_passes)
@@ -358,21 +372,49 @@ def _forward(model, taps, x, device, dtype) -> dict[str, torch.Tensor]:
     return {k: v.reshape(v.shape[0], -1).to(dtype) for k, v in acts.items()}
 
 
-def _rdm_from_gram(gram: torch.Tensor, dim: int, method: str, name: str) -> np.ndarray:
+def _rdm_from_gram(gram: torch.Tensor, dim: int, method: str, name: str,
+                   on_undefined: str = "raise", ids: Sequence | None = None) -> np.ndarray:
     diag = torch.diagonal(gram)
     n = gram.shape[0]
+    # a NaN/inf activation reaches its stimulus's Gram row (and diagonal): name it, never
+    # return an all-NaN RDM in silence
+    nonfinite = ~torch.isfinite(diag)
+    finite_diag = torch.where(nonfinite, 0.0, diag)
     if method == "euclidean":
-        rdm = (diag[:, None] + diag[None, :] - 2.0 * gram).clamp_min(0.0) / dim
+        undefined = nonfinite
+        rdm = (finite_diag[:, None] + finite_diag[None, :] - 2.0 * gram).clamp_min(0.0) / dim
     else:
-        if bool((diag <= 0).any()):
-            rows = torch.nonzero(diag <= 0).flatten().tolist()
-            kind = "constant across features" if method == "correlation" else "all zero"
-            raise ValueError(
-                f"layer {name!r}: {method} distance is undefined for stimuli whose activations "
-                f"are {kind}: stimuli {rows[:10]}; use method='euclidean'"
-            )
-        norm = torch.sqrt(diag)
+        # constant (correlation: centred to zero up to rounding) or all-zero (cosine) patterns;
+        # relative to the typical pattern norm, as row-centring a constant leaves rounding noise
+        typical = torch.median(finite_diag[~nonfinite]) if bool((~nonfinite).any()) else diag[0]
+        flat = finite_diag <= 1e-12 * typical.clamp_min(0.0)
+        undefined = nonfinite | flat
+        norm = torch.sqrt(torch.where(undefined, 1.0, finite_diag))
         rdm = 1.0 - gram / (norm[:, None] * norm[None, :])
+    if bool(undefined.any()):
+        rows = torch.nonzero(undefined).flatten().tolist()
+        labels = [ids[i] for i in rows] if ids is not None else rows
+        shown = f"{labels[:10]}{' ...' if len(labels) > 10 else ''} ({len(labels)} of {n})"
+        n_bad = int(nonfinite.sum())
+        why = []
+        if n_bad:
+            why.append(f"{n_bad} with NaN or infinite activations")
+        if len(rows) > n_bad:
+            kind = "constant across features" if method == "correlation" else "all zero"
+            why.append(f"{len(rows) - n_bad} whose activations are {kind} (e.g. dead ReLUs), "
+                       f"for which {method} distance is undefined")
+        if on_undefined == "raise":
+            hint = ("check the model and inputs for NaN" if n_bad else
+                    "use method='euclidean'")
+            raise ValueError(
+                f"layer {name!r}: dissimilarities undefined for stimuli {shown}: "
+                f"{'; '.join(why)}; {hint}, or pass on_undefined='nan' to get NaN rows for them"
+            )
+        import warnings
+
+        warnings.warn(f"layer {name!r}: NaN RDM rows for stimuli {shown}: {'; '.join(why)}",
+                      stacklevel=3)
+        rdm = rdm.masked_fill(undefined[:, None] | undefined[None, :], float("nan"))
     iu, ju = torch.triu_indices(n, n, offset=1, device=gram.device)
     return rdm[iu, ju].cpu().numpy()
 

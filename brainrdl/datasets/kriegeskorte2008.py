@@ -64,10 +64,88 @@ class Kriegeskorte2008:
         """``{"hIT": 8 subject-session RDMs, "mIT": the monkey IT RDM}`` for ``compare_layers``."""
         return {"hIT": self.hit, "mIT": self.fig1.subset("region", "mIT")}
 
+    def category_index(self) -> np.ndarray:
+        """(92,) int label of each image's category (0..5, sorted names), for a 6-way task.
+
+        The names are ``np.unique(self.categories)``: artificial inanimate, human bodypart,
+        human face, natural inanimate, nonhuman bodypart, nonhuman face.
+        """
+        return np.unique(self.categories, return_inverse=True)[1].astype(np.int64)
+
+    def images_at(self, size: int | tuple[int, int] | None = None,
+                  normalize: str | tuple | None = None) -> torch.Tensor:
+        """The images resized to ``size`` and normalised (see :func:`prepare_images`)."""
+        return prepare_images(self.images, size=size, normalize=normalize)
+
     def animacy(self) -> np.ndarray:
         """(92,) labels ``"animate"`` / ``"inanimate"``, handy for plot ticks."""
         col = self.category_labels.index("animate")
         return np.where(self.category_vectors[:, col] > 0, "animate", "inanimate")
+
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def prepare_images(
+    images: torch.Tensor,
+    size: int | tuple[int, int] | None = None,
+    normalize: str | tuple | None = None,
+) -> torch.Tensor:
+    """Resize (antialiased bilinear) and normalise images (N, 3, H, W) in [0, 1].
+
+    Parameters
+    ----------
+    images
+        Float tensor (N, C, H, W), e.g. ``Kriegeskorte2008.images``.
+    size
+        Output side (square) or (height, width); None keeps the size.
+    normalize
+        None (keep [0, 1]); ``"imagenet"`` (torchvision's ImageNet mean and s.d. per channel,
+        for pretrained models); ``"images"`` (these images' own per-channel mean and s.d.); or
+        a ``(mean, std)`` pair of per-channel sequences.
+
+    Returns
+    -------
+    torch.Tensor
+        (N, C, size, size) float32.
+
+    Examples
+    --------
+    >>> import torch
+    >>> x = prepare_images(torch.rand(2, 3, 175, 175), size=64, normalize="images")
+    >>> tuple(x.shape), abs(float(x.mean())) < 1e-5
+    ((2, 3, 64, 64), True)
+    """
+    import torch.nn.functional as F
+
+    if not isinstance(images, torch.Tensor) or images.ndim != 4:
+        raise ValueError("images must be a tensor (N, C, H, W); got "
+                         f"{getattr(images, 'shape', type(images).__name__)}")
+    x = images.to(torch.float32)
+    if size is not None:
+        hw = (size, size) if isinstance(size, int) else tuple(size)
+        if len(hw) != 2 or min(hw) < 1:
+            raise ValueError(f"size must be a positive int or (height, width); got {size!r}")
+        x = F.interpolate(x, size=hw, mode="bilinear", align_corners=False, antialias=True)
+    if normalize is None:
+        return x
+    if isinstance(normalize, str):
+        if normalize == "imagenet":
+            mean, std = IMAGENET_MEAN, IMAGENET_STD
+        elif normalize == "images":
+            mean = x.mean(dim=(0, 2, 3))
+            std = x.std(dim=(0, 2, 3))
+        else:
+            raise ValueError(f"normalize={normalize!r} is not supported; expected None, "
+                             "'imagenet', 'images' or a (mean, std) pair")
+    else:
+        mean, std = normalize
+    mean = torch.as_tensor(mean, dtype=x.dtype).reshape(1, -1, 1, 1)
+    std = torch.as_tensor(std, dtype=x.dtype).reshape(1, -1, 1, 1)
+    if mean.shape[1] != x.shape[1] or std.shape[1] != x.shape[1]:
+        raise ValueError(f"normalize: mean and std need one value per channel ({x.shape[1]})")
+    return (x - mean) / std
 
 
 def find_folder(folder: str | os.PathLike | None = None) -> Path | None:

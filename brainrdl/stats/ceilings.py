@@ -32,11 +32,45 @@ from brainrdl.validation import check_choice
 POOL_METHODS = NOISE_CEILING_METHODS  # alias kept for existing imports
 
 
+AUTO = "auto"
+_UNSET = object()
+
+
+def subject_groups(rdms, subject_descriptor: str | None = AUTO, where: str = "the RDMs"):
+    """Subject label of each RDM, or None when every RDM is its own subject.
+
+    The one rule for ``subject_descriptor`` across :func:`noise_ceiling` and
+    :func:`brainrdl.compare_layers`: ``"auto"`` (default) groups by the rdm descriptor
+    ``"subject"`` when the RDMs have one (so two sessions of a subject count as one subject:
+    held out together, resampled together), else each RDM alone; a name groups by that rdm
+    descriptor (a KeyError when absent); None or ``"index"``: each RDM alone.
+
+    Examples
+    --------
+    >>> import numpy as np, rsatoolbox
+    >>> r = rsatoolbox.rdm.RDMs(np.ones((3, 3)), rdm_descriptors={"subject": ["a", "a", "b"]})
+    >>> subject_groups(r).tolist(), subject_groups(r, None)
+    (['a', 'a', 'b'], None)
+    """
+    if subject_descriptor in (None, "index"):
+        return None
+    descriptors = getattr(rdms, "rdm_descriptors", {})
+    if subject_descriptor == AUTO:
+        return np.asarray(descriptors["subject"]) if "subject" in descriptors else None
+    if subject_descriptor not in descriptors:
+        raise KeyError(
+            f"subject_descriptor={subject_descriptor!r} (the rdm_descriptor that groups RDMs by "
+            f"subject) is not an rdm descriptor of {where}; available: {sorted(descriptors)}"
+        )
+    return np.asarray(descriptors[subject_descriptor])
+
+
 def noise_ceiling(
     rdms,
     method: str = "cosine",
-    rdm_descriptor: str | None = "index",
+    subject_descriptor: str | None = AUTO,
     *,
+    rdm_descriptor: str | None = _UNSET,  # type: ignore[assignment]
     groups: np.ndarray | list | None = None,
     device: torch.device | str | None = None,
 ) -> tuple[float, float]:
@@ -49,9 +83,13 @@ def noise_ceiling(
         (S, K) or square RDMs (S, n, n).
     method
         Comparison method (``brainrdl.compare`` names).
+    subject_descriptor
+        rdm descriptor that groups the RDMs by subject (held out together), as in
+        :func:`brainrdl.compare_layers` (see :func:`subject_groups`): ``"auto"`` (default) uses
+        ``"subject"`` when present, so sessions of one subject are one subject; ``"index"`` or
+        None: each RDM alone. Ignored when ``groups`` is given or ``rdms`` is not an ``RDMs``.
     rdm_descriptor
-        rdm descriptor that groups the RDMs (held out together); ``"index"`` or None: each RDM
-        alone. Ignored when ``groups`` is given or ``rdms`` is not an ``RDMs``.
+        rsatoolbox's name for ``subject_descriptor``; when given it is used instead.
     groups
         (S,) group label per RDM, instead of a descriptor.
     device
@@ -70,7 +108,9 @@ def noise_ceiling(
     [0.3333, 0.6667]
     """
     check_choice("method", method, POOL_METHODS)
-    vectors, groups = _as_vectors(rdms, rdm_descriptor, groups)
+    if rdm_descriptor is not _UNSET:
+        subject_descriptor = rdm_descriptor
+    vectors, groups = _as_vectors(rdms, subject_descriptor, groups)
     if device is None:
         device = vectors.device if isinstance(vectors, torch.Tensor) else "cpu"
     y = torch.as_tensor(np.asarray(vectors) if not isinstance(vectors, torch.Tensor) else vectors)
@@ -234,13 +274,8 @@ def _as_vectors(rdms, rdm_descriptor: str | None, groups) -> tuple:
     except ImportError:  # pragma: no cover - rsatoolbox is a dependency
         RDMs = ()
     if isinstance(rdms, RDMs):
-        if groups is None and rdm_descriptor not in (None, "index"):
-            if rdm_descriptor not in rdms.rdm_descriptors:
-                raise KeyError(
-                    f"rdm_descriptor={rdm_descriptor!r} is not an rdm descriptor of the RDMs; "
-                    f"available: {sorted(rdms.rdm_descriptors)}"
-                )
-            groups = np.asarray(rdms.rdm_descriptors[rdm_descriptor])
+        if groups is None:
+            groups = subject_groups(rdms, rdm_descriptor)
         return rdms.get_vectors(), groups
     if isinstance(rdms, (np.ndarray, torch.Tensor, list)):
         arr = rdms if isinstance(rdms, torch.Tensor) else np.asarray(rdms, dtype=float)

@@ -24,8 +24,11 @@ Examples
 >>> import torch
 >>> from brainrdl.train.functional import rdl_loss
 >>> x = torch.randn(8, 32, requires_grad=True)
->>> target = torch.cdist(x.detach(), x.detach()) ** 2
->>> float(rdl_loss(x, target).detach()) < 1e-10
+>>> target = 1 - torch.corrcoef(x.detach())  # correlation-distance RDM of the same items
+>>> float(rdl_loss(x, target).detach()) < 1e-6  # default: 1 - Pearson r of the two RDMs
+True
+>>> paper = torch.cdist(x.detach(), x.detach()) ** 2  # the paper's squared euclidean RDM
+>>> float(rdl_loss(x, paper, comparison="paper").detach()) < 1e-10
 True
 """
 
@@ -47,6 +50,15 @@ PAPER_SCALES = ("max", "none")
 # Smallest valid pairs for a defined value: correlation-type comparisons need a variance.
 _MIN_PAIRS = {"paper": 2, "mse": 3, "pearson": 3, "cosine": 2, "corr_cov": 3}
 _TINY = 1e-30  # floor of denominators: only ever hit by degenerate (constant) RDMs
+# Scale-free comparisons run on features rescaled to unit size, so these tolerances are relative.
+# A student RDM whose spread is below _FLAT_RDM eps (after rescaling) is flat up to rounding: its
+# spread is floored there, so identical features give a small, finite gradient instead of
+# amplified rounding noise. A pattern whose norm is below _DEAD_ROW of the batch's largest is
+# "constant" (e.g. an all-zero row of dead ReLUs): its correlation/cosine distance is undefined.
+_FLAT_RDM = 100.0  # in units of the dtype's eps
+_DEAD_ROW = 1e-5
+DEFAULT_DISTANCE = "correlation"
+DEFAULT_COMPARISON = "pearson"
 
 
 # --------------------------------------------------------------------------- helpers
@@ -131,12 +143,25 @@ def _masked_mean(v: torch.Tensor, valid: torch.Tensor, n: torch.Tensor) -> torch
 # --------------------------------------------------------------------------- RDL
 
 
+def default_distance(distance: str | None, comparison: str) -> str:
+    """The student distance ``rdl_loss`` uses: the paper's squared euclidean for ``"paper"``.
+
+    Examples
+    --------
+    >>> default_distance(None, "paper"), default_distance(None, "pearson")
+    ('euclidean', 'correlation')
+    """
+    if distance is not None:
+        return distance
+    return "euclidean" if comparison == "paper" else DEFAULT_DISTANCE
+
+
 def rdl_loss(
     student: torch.Tensor,
     target_rdm: torch.Tensor,
     *,
-    distance: str = "euclidean",
-    comparison: str = "paper",
+    distance: str | None = None,
+    comparison: str = DEFAULT_COMPARISON,
     pair_mask: torch.Tensor | None = None,
     reduction: str = "mean",
     name: str = "student",
@@ -149,16 +174,26 @@ def rdl_loss(
     :mod:`brainrdl.rsa.distances` (one Gram product) and compared with ``target_rdm`` on the upper
     triangle (pairs i < j) that ``pair_mask`` keeps.
 
+    **Default** (``distance="correlation"``, ``comparison="pearson"``): one minus the Pearson
+    correlation between the student's correlation-distance RDM and the target. It is bounded
+    (in [0, 2]) and invariant to the scale and offset of both RDMs, so it cannot push the
+    student's scale anywhere. On the 92-image IT data and the demo it stayed bounded under
+    Adam for weights 0.1-100 and under SGD (lr 0.01-0.05) for weights up to 10 (lr × weight
+    ≲ 0.1; at 100 SGD diverged), where the paper form diverged under Adam at every weight.
+    Weights ≥ 1 slow the task on small data sets: choose the weight on validation stimuli
+    (see ``docs/losses.md`` and ``docs/benchmarks-real-data.md``).
+
     ``comparison="paper"`` follows McClure & Kriegeskorte (2016), "Representational Distance
     Learning for Deep Neural Networks", Front. Comput. Neurosci. 10:131 (arXiv 1511.03979):
-    RDMs of mini-batch activations with the squared euclidean distance, the squared error
-    between student and teacher RDM entries, one weight per matched layer (see
-    :class:`brainrdl.train.losses.RDLLoss`), added to the task loss. The scaling is taken from the
-    authors' code (github.com/patrick-mcclure/rdl, ``MNIST/test_mnist_rdl_max.lua``): the
-    student distance is torch's ``MSECriterion`` between two activations, i.e.
-    :math:`\|a_i - a_j\|^2 / D` (rsatoolbox's ``euclidean``), the teacher RDM is divided by its
-    maximum and multiplied by the maximum student distance of the mini-batch (a constant: no
-    gradient flows through it), so teacher and student (or brain) scales need not agree:
+    RDMs of mini-batch activations with the squared euclidean distance (``distance=
+    "euclidean"``), the squared error between student and teacher RDM entries, one weight per
+    matched layer (see :class:`brainrdl.train.losses.RDLLoss`), added to the task loss. The
+    scaling is taken from the authors' code (github.com/patrick-mcclure/rdl,
+    ``MNIST/test_mnist_rdl_max.lua``): the student distance is torch's ``MSECriterion`` between
+    two activations, i.e. :math:`\|a_i - a_j\|^2 / D` (rsatoolbox's ``euclidean``), the teacher
+    RDM is divided by its maximum and multiplied by the maximum student distance of the
+    mini-batch (a constant: no gradient flows through it), so teacher and student (or brain)
+    scales need not agree:
 
     .. math:: L = \frac{1}{|P|}\sum_{(i,j)\in P}\big(d^S_{ij} - \beta\, d^T_{ij}\big)^2,
               \qquad \beta = \frac{\max_P d^S}{\max_P d^T}
@@ -170,10 +205,9 @@ def rdl_loss(
 
     Because :math:`\beta` follows the student's own scale, nothing anchors that scale: with
     adaptive optimisers (Adam) the student's distances and :math:`\beta` can push each other up
-    until the loss diverges (seen in ``benchmarks/replicate_distillation.py``, documented in
-    ``docs/replication.md``); under plain SGD, as the authors trained, the drift is slow. For
-    training toward brains or with Adam prefer a scale-free comparison (``"pearson"``,
-    ``"mse"``) or ``paper_scale="none"`` with a target on the student's scale.
+    until the loss diverges (seen in ``benchmarks/replicate_distillation.py`` and on the
+    92-image IT data, where it blew up in every run); under plain SGD, as the authors trained,
+    the drift is slow. Use it to replicate the paper, not to train toward brains.
 
     Scale-free variants (``comparison``), with :math:`s, t` the valid student / target entries:
 
@@ -185,6 +219,16 @@ def rdl_loss(
       after whitening with the RDM-entry covariance under i.i.d. pattern noise; Diedrichsen et
       al. 2021), computed as rsatoolbox does through double-centred second-moment matrices.
 
+    They are computed scale-free: the student and target RDM entries are divided by their
+    largest magnitude (constants, which change none of these values) before they are compared,
+    so float32 gives the same value for features scaled by 1e-10 or 1e10. The spread of the
+    student RDM is floored at 100 eps of its natural scale (1 for correlation and cosine
+    distances, max|x|² for the euclidean one): a flat student RDM (identical features) gives a
+    small finite gradient, not amplified rounding noise. With
+    ``distance="correlation"`` or ``"cosine"``, a pattern that is constant (e.g. an all-zero row
+    of dead ReLUs) has no defined distance: its pairs are left out of the loss, like pairs
+    without a target.
+
     Parameters
     ----------
     student
@@ -192,10 +236,12 @@ def rdl_loss(
     target_rdm
         Square (B, B) target RDM (teacher network or brain) for the same items in the same order.
     distance
-        Student RDM distance: ``"euclidean"`` (squared, per channel as rsatoolbox),
-        ``"correlation"`` or ``"cosine"``.
+        Student RDM distance: ``"correlation"`` (1 − Pearson r across features, the brain RDMs'
+        usual measure), ``"euclidean"`` (squared, per channel as rsatoolbox) or ``"cosine"``.
+        None (default): ``"euclidean"`` for ``comparison="paper"`` (the paper's form), else
+        ``"correlation"``.
     comparison
-        ``"paper"``, ``"mse"``, ``"pearson"``, ``"cosine"`` or ``"corr_cov"``.
+        ``"pearson"`` (default), ``"mse"``, ``"cosine"``, ``"corr_cov"`` or ``"paper"``.
     pair_mask
         (B, B) bool, True where the pair has a valid target. Only pairs i < j that are True
         enter the loss; target entries elsewhere may be NaN.
@@ -222,12 +268,14 @@ def rdl_loss(
     >>> import torch
     >>> x = torch.randn(6, 10, requires_grad=True)
     >>> target = torch.rand(6, 6); target = target + target.T
-    >>> loss = rdl_loss(x, target, comparison="pearson")
+    >>> loss = rdl_loss(x, target)
     >>> loss.backward(); x.grad.shape
     torch.Size([6, 10])
+    >>> abs(rdl_loss(x * 1e10, target).item() - loss.item()) < 1e-5  # scale-free
+    True
     """
-    check_choice("distance", distance, RDL_DISTANCES)
     check_choice("comparison", comparison, RDL_COMPARISONS)
+    distance = check_choice("distance", default_distance(distance, comparison), RDL_DISTANCES)
     check_choice("paper_scale", paper_scale, PAPER_SCALES)
     _check_reduction(reduction)
     x = _flatten("student", student)
@@ -259,18 +307,41 @@ def rdl_loss(
     # it is checked together with the value below (one sync).
     target_ok = torch.where(valid, torch.isfinite(t_raw), True).all()
     t = torch.where(valid, t_raw, 0.0)
+    scale_free = comparison != "paper"
+    if scale_free:
+        # Every scale-free value is unchanged by a constant factor on either RDM: the target is
+        # made unit-sized here, the student RDM below, so float32 neither under- nor overflows.
+        t = t / _max_abs(t)
+        target = target / _max_abs(torch.where(torch.isfinite(target), target, 0.0))
+        if distance != "euclidean":
+            rdm_s, defined = _safe_angular_rdm(x, centre=distance == "correlation")
+            valid = valid & defined[rows] & defined[cols]
+            t = torch.where(valid, t, 0.0)
+            noise_scale = torch.ones((), dtype=x.dtype, device=x.device)  # distances in [0, 2]
+        else:
+            rdm_s = None
+            # euclidean entries are at most 4 max|x|^2; rounding noise is eps times that
+            noise_scale = x.detach().abs().amax() ** 2
+        # floor of the student RDM's spread: 100 eps of its natural scale, so a flat RDM made
+        # of rounding noise (identical features) gives a small finite gradient
+        floor_abs = _FLAT_RDM * torch.finfo(x.dtype).eps * noise_scale
 
     if comparison == "corr_cov":
         if check_finite:  # corr_cov selects items on the host: check the targets first
             _raise_if_nonfinite(name, x, x.new_zeros(()), target_ok, proxy=x.new_zeros(()))
-        return _checked(name, x, _corr_cov_loss(x, target, valid, rows, cols, distance, name),
-                        check_finite)
+        value = _corr_cov_loss(x, target, valid, rows, cols, distance, name, floor_abs)
+        return _checked(name, x, value, check_finite)
 
-    rdm_s = _student_rdm(x, distance, name)
+    if not scale_free or rdm_s is None:
+        rdm_s = _student_rdm(x, distance, name)
     s = torch.where(valid, upper_tri(rdm_s), 0.0)
     n = valid.sum().to(x.dtype)
     enough = n >= _MIN_PAIRS[comparison]
     n_safe = n.clamp_min(1.0)
+    if scale_free:
+        s_scale = torch.maximum(s.detach().abs().amax(), floor_abs)
+        s = s / s_scale
+        floor = floor_abs / s_scale
 
     if comparison == "paper":
         if paper_scale == "max":  # teacher rescaled to the student's range (authors' code)
@@ -278,19 +349,71 @@ def rdl_loss(
         per_pair = torch.where(valid, (s - t) ** 2, 0.0)
         value = _reduce_pairs(per_pair, n_safe, reduction)
     elif comparison == "mse":
-        per_pair = torch.where(valid, (_zscore(s, valid, n_safe) - _zscore(t, valid, n_safe)) ** 2,
-                               0.0)
+        zs = _zscore(s, valid, n_safe, floor)
+        per_pair = torch.where(valid, (zs - _zscore(t, valid, n_safe)) ** 2, 0.0)
         value = _reduce_pairs(per_pair, n_safe, reduction)
     elif comparison == "pearson":
         sc = torch.where(valid, s - _masked_mean(s, valid, n_safe), 0.0)
         tc = torch.where(valid, t - _masked_mean(t, valid, n_safe), 0.0)
-        value = 1.0 - _cos(sc, tc)
+        value = 1.0 - _cos(sc, tc, floor * n_safe.sqrt())
     else:  # cosine
-        value = 1.0 - _cos(s, t)
+        value = 1.0 - _cos(s, t, floor * n_safe.sqrt())
     value = torch.where(enough, value, torch.zeros_like(value))
     if check_finite:
         _raise_if_nonfinite(name, x, value, target_ok, proxy=rdm_s)
     return value
+
+
+def _max_abs(v: torch.Tensor) -> torch.Tensor:
+    """Largest magnitude of ``v`` as a detached divisor (1 for an all-zero tensor)."""
+    m = v.detach().abs().amax()
+    return torch.where(m > 0, m, torch.ones_like(m))
+
+
+class _RowGram(torch.autograd.Function):
+    """Gram ``Xc Xcᵀ`` of the rows of X (centred across features when ``centre``).
+
+    One GEMM forward and one backward, as :mod:`brainrdl.rsa.distances` does (its helper is
+    private to that room): with ``S = dG + dGᵀ``, ``dX = S X`` (rows centred for ``centre``,
+    since the centring matrix is symmetric and idempotent). Only X is saved.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, centre: bool) -> torch.Tensor:  # type: ignore[override]
+        ctx.centre = centre
+        ctx.save_for_backward(x)
+        xc = x - x.mean(dim=1, keepdim=True) if centre else x
+        return xc @ xc.T
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        dx = (grad + grad.T) @ x
+        if ctx.centre:
+            dx = dx - dx.mean(dim=1, keepdim=True)
+        return dx, None
+
+
+def _safe_angular_rdm(x: torch.Tensor, centre: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Correlation (``centre``) or cosine distance RDM, and which rows are defined.
+
+    A row whose (centred) norm is below ``_DEAD_ROW`` of the batch's largest has no direction
+    (e.g. an all-zero row of dead ReLUs): its distances are set to 1 without gradient and it is
+    reported undefined, so its pairs can be left out instead of failing the step or dividing
+    rounding noise by zero. A NaN feature makes its Gram row NaN, which the caller's check sees.
+    """
+    if torch.is_grad_enabled() and x.requires_grad:
+        gram = _RowGram.apply(x, centre)
+    else:
+        xc = x - x.mean(dim=1, keepdim=True) if centre else x
+        gram = xc @ xc.T
+    sq = torch.diagonal(gram)
+    ref = sq.detach().amax()
+    defined = sq.detach() > ref * _DEAD_ROW**2
+    inv = torch.where(defined, torch.rsqrt(torch.where(defined, sq, torch.ones_like(sq))), 0.0)
+    rdm = 1.0 - gram * inv[:, None] * inv[None, :]
+    eye = torch.eye(x.shape[0], dtype=torch.bool, device=x.device)
+    return rdm.masked_fill(eye, 0.0), defined
 
 
 def _checked(name: str, x: torch.Tensor, value: torch.Tensor, check: bool) -> torch.Tensor:
@@ -303,15 +426,20 @@ def _masked_max(v: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     return torch.where(valid, v, float("-inf")).max().clamp_min(_TINY)
 
 
-def _zscore(v: torch.Tensor, valid: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+def _zscore(v: torch.Tensor, valid: torch.Tensor, n: torch.Tensor,
+            floor: torch.Tensor | float = 0.0) -> torch.Tensor:
     c = torch.where(valid, v - _masked_mean(v, valid, n), 0.0)
     sd = torch.sqrt(((c**2).sum() / n).clamp_min(_TINY))
-    return c / sd
+    return c / torch.maximum(sd, torch.as_tensor(floor, dtype=sd.dtype, device=sd.device))
 
 
-def _cos(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    # A zero vector has cosine 0 with anything (rsatoolbox's convention), hence the floor.
-    return (a * b).sum() / torch.sqrt(((a * a).sum() * (b * b).sum()).clamp_min(_TINY))
+def _cos(a: torch.Tensor, b: torch.Tensor, floor_a: torch.Tensor | float = 0.0) -> torch.Tensor:
+    # A zero vector has cosine 0 with anything (rsatoolbox's convention), hence the floors;
+    # ``floor_a`` bounds ‖a‖ from below so a flat student RDM gives a finite, small gradient.
+    na = torch.sqrt(torch.clamp_min((a * a).sum(), _TINY))
+    na = torch.maximum(na, torch.as_tensor(floor_a, dtype=na.dtype, device=na.device))
+    nb = torch.sqrt(torch.clamp_min((b * b).sum(), _TINY))
+    return (a * b).sum() / (na * nb)
 
 
 def _reduce_pairs(per_pair: torch.Tensor, n: torch.Tensor, reduction: str) -> torch.Tensor:
@@ -329,8 +457,13 @@ def _corr_cov_loss(
     cols: torch.Tensor,
     distance: str,
     name: str,
+    floor: torch.Tensor | float = 0.0,
 ) -> torch.Tensor:
-    """1 − rsatoolbox corr_cov. Masked pairs: the items that carry a valid pair are kept."""
+    """1 − rsatoolbox corr_cov. Masked pairs: the items that carry a valid pair are kept.
+
+    ``floor`` is the smallest spread of the student RDM entries (in their own units) that is
+    not rounding noise.
+    """
     b = x.shape[0]
     if bool(valid.all()):
         items = None
@@ -350,6 +483,11 @@ def _corr_cov_loss(
         valid = sub[r2, c2]
         rows, cols = r2, c2
     s_vec = upper_tri(_student_rdm(x, distance, name))
+    # unit-sized student entries (corr_cov is scale-free); the floor in the same units
+    s_scale = torch.maximum(s_vec.detach().abs().amax(), torch.as_tensor(floor, dtype=x.dtype,
+                                                                         device=x.device))
+    s_vec = s_vec / s_scale
+    floor = floor / s_scale
     t_vec = torch.where(valid, target[rows, cols], 0.0)
     n = x.shape[0]
     if bool(valid.all()):
@@ -358,7 +496,7 @@ def _corr_cov_loss(
     else:
         ws = _cov_weighting_missing(s_vec[valid], valid, n)
         wt = _cov_weighting_missing(t_vec[valid], valid, n)
-    return 1.0 - _cos(ws, wt)
+    return 1.0 - _cos(ws, wt, floor * ws.numel() ** 0.5)
 
 
 def _cov_weighting_full(vec: torch.Tensor, n: int) -> torch.Tensor:
@@ -478,7 +616,11 @@ def _raise_if_teacher_nonfinite(name: str, teacher: torch.Tensor) -> None:
 
 
 def _pkt_probabilities(x: torch.Tensor, eps: float, mask: torch.Tensor | None) -> torch.Tensor:
-    x = x / (torch.sqrt((x**2).sum(dim=1, keepdim=True)) + eps)
+    sq = (x**2).sum(dim=1, keepdim=True)
+    # sqrt has an infinite derivative at 0: an all-zero row (dead ReLUs) would turn the
+    # gradient into NaN although its value (0 / eps) is fine; route zero rows around the sqrt
+    norm = torch.where(sq > 0, torch.sqrt(torch.where(sq > 0, sq, 1.0)), 0.0)
+    x = x / (norm + eps)
     x = torch.where(torch.isnan(x), 0.0, x)  # the reference zeroes NaNs after normalising
     sim = (x @ x.T + 1.0) / 2.0
     if mask is not None:  # only items with a target are neighbours

@@ -263,6 +263,62 @@ class BrainTeacher:
             name: Target(sub[k], mask[k], covered=items[k]) for k, name in enumerate(self.names)
         }
 
+    def subset(self, stimulus_ids: Iterable[Hashable]) -> BrainTeacher:
+        """A teacher restricted to ``stimulus_ids`` (e.g. the training fold of a split).
+
+        The targets are the sub-RDMs on those stimuli, in the given order; every other id is
+        uncovered (masked out of the loss, and refused as a held-out id). Ids are matched as
+        :meth:`indices` matches them (``3``, ``np.int64(3)`` and ``tensor(3)`` are one id).
+
+        Parameters
+        ----------
+        stimulus_ids
+            Distinct ids the teacher covers; each must be one of ``self.stimulus_ids``.
+
+        Returns
+        -------
+        BrainTeacher
+            A new teacher; this one is unchanged.
+
+        Examples
+        --------
+        >>> import numpy as np, rsatoolbox
+        >>> d = rsatoolbox.rdm.RDMs(np.arange(1.0, 7.0)[None],
+        ...                         pattern_descriptors={"stimulus": [10, 11, 12, 13]})
+        >>> train = BrainTeacher(d).subset([13, 10, 12])
+        >>> train.stimulus_ids, train.indices([10, 11]).tolist()
+        ([13, 10, 12], [1, -1])
+        """
+        import copy
+
+        ids = [_plain(i) for i in stimulus_ids]
+        if len(ids) < 2:
+            raise ValueError(f"stimulus_ids: a teacher needs at least 2 stimuli; got {len(ids)}")
+        if len(set(ids)) != len(ids):
+            seen: set = set()
+            repeated = [i for i in ids if i in seen or seen.add(i)]
+            raise ValueError(f"stimulus_ids must be distinct; repeated: {repeated[:5]}")
+        missing = [i for i in ids if i not in self._index]
+        if missing:
+            raise ValueError(
+                f"stimulus_ids: {missing[:10]}{' ...' if len(missing) > 10 else ''} are not "
+                f"stimuli of this teacher (it has {len(self.stimulus_ids)}, e.g. "
+                f"{self.stimulus_ids[:3]})"
+            )
+        pos = torch.tensor([self._index[i] for i in ids], dtype=torch.long)
+        new = copy.copy(self)  # keeps options other code may have added; tensors are replaced
+        new.stimulus_ids = ids
+        new._index = {sid: i for i, sid in enumerate(ids)}
+        new._int_ids = all(isinstance(i, int) and 0 <= i < 10_000_000 for i in ids)
+        lut = torch.full((max(ids) + 1 if new._int_ids else 0,), -1, dtype=torch.long)
+        if new._int_ids:
+            lut[torch.tensor(ids)] = torch.arange(len(ids))
+        new._lut = lut
+        new.rdms = self.rdms[:, pos][:, :, pos].clone()
+        new.covers = self.covers[:, pos].clone()
+        new._cache = {}
+        return new
+
     def _uncovered_message(self, stimulus_ids: Any, covered: torch.Tensor, n_covered: int) -> str:
         b = covered.numel()
         first = int((~covered).nonzero()[0, 0])
