@@ -52,8 +52,9 @@ def test_default_rdl_is_stable_for_weights_from_0_1_to_100(demo, optimizer):
         loader = DataLoader(TensorDataset(x, y), batch_size=32, shuffle=True,
                             generator=torch.Generator().manual_seed(0))
         log = brainrdl.fit(model, loader, teacher=teacher, alignment={"fc1": ("IT", weight)},
-                           loss=brainrdl.RDLLoss(), brain_loader=(images, ids),
-                           brain_batch_size=40, optimizer=opt, epochs=3, progress=False)
+                           loss=brainrdl.RDLLoss(),
+                           brain_loader=brainrdl.BrainBatches(images, ids, batch_size=40),
+                           optimizer=opt, epochs=3, progress=False)
         align = log["align/fc1"].to_numpy()
         acc = log["task_accuracy"].to_numpy()
         ratio = _fc1_norm(model, images) / norm0

@@ -405,7 +405,7 @@ CASES: list[Case] = [
          lambda f: brainrdl.RDLLoss()(torch.randn(6, 4),
                                       (_square() + torch.triu(torch.ones(6, 6), 1).double())
                                       .float()),
-         BrainrdlError, "symmetric", xfail="fixed on branch realdata"),
+         BrainrdlError, "symmetric"),
     # --- fit
     Case("fit-epochs-zero", lambda f: _fit(epochs=0), InvalidArgumentError, "epochs=0"),
     Case("fit-epochs-float", lambda f: _fit(epochs=1.5), InvalidTypeError, "epochs must be an int"),
@@ -426,7 +426,7 @@ CASES: list[Case] = [
          (KeyError, ValueError), "fc9"),
     Case("extract-rdms-nan-activations",
          lambda f: brainrdl.extract_rdms(_NaNNet(), torch.randn(5, 8), ["fc2"], progress=False),
-         DegenerateDataError, "fc2", xfail="fixed on branch realdata"),
+         DegenerateDataError, "fc2"),
     Case("compare-layers-bad-method",
          lambda f: brainrdl.compare_layers(_rdms(2, 6, 1), {"IT": _rdms()}, method="pearson"),
          InvalidArgumentError, "method='pearson'"),
@@ -569,8 +569,6 @@ def test_every_cli_option_has_help(command):
     parser = dict(_all_parsers())[command]
     missing = [max(a.option_strings, key=len) for a in parser._actions
                if a.option_strings and not (a.help or "").strip()]  # fmt: skip
-    if missing and command == "brainrdl compare":
-        pytest.xfail(f"fixed on branch models: {missing} lack help text")
     assert not missing, f"{command}: options without help text: {missing}"
 
 
@@ -645,7 +643,6 @@ def test_noise_ceiling_is_finite_or_a_named_error(arr, method):
 # integrator sees them pass once that branch is merged.
 
 
-@pytest.mark.xfail(strict=False, reason="fixed on branch realdata")
 def test_pkt_loss_with_a_dead_relu_row_has_finite_gradients():
     student = torch.randn(6, 5, requires_grad=True)
     with torch.no_grad():
@@ -656,7 +653,6 @@ def test_pkt_loss_with_a_dead_relu_row_has_finite_gradients():
     assert torch.isfinite(loss) and torch.isfinite(student.grad).all()
 
 
-@pytest.mark.xfail(strict=False, reason="fixed on branch realdata")
 @pytest.mark.parametrize("scale", [1e-9, 1e10])
 def test_rdl_pearson_loss_is_scale_free_in_float32(scale):
     g = torch.Generator().manual_seed(0)

@@ -47,8 +47,9 @@ def test_readme_rdl_loss_trains_stably_on_the_92_image_it_data(data):
     model = _net()
     teacher = brainrdl.BrainTeacher(data.hit)  # the mean of 4 subjects x 2 sessions
     log = brainrdl.fit(model, loader, teacher=teacher, alignment={"relu_fc1": "brain"},
-                       loss=brainrdl.RDLLoss(), brain_loader=(images, ids),
-                       brain_batch_size=46, epochs=15, lr=3e-3, progress=False)
+                       loss=brainrdl.RDLLoss(),
+                       brain_loader=brainrdl.BrainBatches(images, ids, batch_size=46),
+                       epochs=15, lr=3e-3, progress=False)
     align = log["align/relu_fc1"].to_numpy()
     task = log["task_loss"].to_numpy()
     # the default is 1 - Pearson r: bounded by 2, and here it must go down, not run away

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from brainrdl.errors import DegenerateDataError
 from brainrdl.rsa.methods import LAYER_RDM_METHODS
 from brainrdl.validation import check_choice
 
@@ -406,7 +407,7 @@ def _rdm_from_gram(gram: torch.Tensor, dim: int, method: str, name: str,
         if on_undefined == "raise":
             hint = ("check the model and inputs for NaN" if n_bad else
                     "use method='euclidean'")
-            raise ValueError(
+            raise DegenerateDataError(
                 f"layer {name!r}: dissimilarities undefined for stimuli {shown}: "
                 f"{'; '.join(why)}; {hint}, or pass on_undefined='nan' to get NaN rows for them"
             )

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from brainrdl.cli.options import non_negative_float, positive_int
-from brainrdl.train.functional import RDL_COMPARISONS
+from brainrdl.train.functional import DEFAULT_COMPARISON, RDL_COMPARISONS
 
 TAPPED_LAYER = "fc1"
 LAYERS = ("conv1", "conv2", "fc1", "fc2")
@@ -50,9 +50,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="weight of the RDL term (default 1)")
     parser.add_argument(
         "--comparison",
-        default="paper",
+        default=DEFAULT_COMPARISON,
         choices=list(RDL_COMPARISONS),
-        help="RDLLoss comparison (default: the paper's squared error)",
+        help=f"RDLLoss comparison (default {DEFAULT_COMPARISON}, the stable default of "
+        "brainrdl.RDLLoss(); 'paper' is McClure & Kriegeskorte's squared error, which can diverge "
+        "under Adam)",
     )
     parser.add_argument("--threads", type=positive_int, default=1,
                         help="CPU threads (default 1)")
@@ -110,7 +112,7 @@ def run_demo(
     epochs: int = 12,
     seed: int = 0,
     weight: float = 1.0,
-    comparison: str = "paper",
+    comparison: str = DEFAULT_COMPARISON,
     n_stimuli: int = 100,
     n_heldout: int = 40,
     figure: bool = True,

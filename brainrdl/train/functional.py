@@ -37,6 +37,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from brainrdl.errors import DegenerateDataError
 from brainrdl.rsa.distances import correlation_rdm, cosine_rdm, euclidean_rdm, upper_tri
 from brainrdl.validation import check_choice
 
@@ -81,6 +82,7 @@ def _raise_if_nonfinite(
     value: torch.Tensor,
     target_ok: torch.Tensor | None = None,
     proxy: torch.Tensor | None = None,
+    target: torch.Tensor | None = None,
 ) -> None:
     """One device sync: check the student features, the loss value (and the kept targets).
 
@@ -95,6 +97,11 @@ def _raise_if_nonfinite(
     if bool(ok):
         return
     if target_ok is not None and not bool(target_ok):
+        if bool(torch.isfinite(target).all()) if target is not None else False:
+            raise DegenerateDataError(
+                f"layer {name!r}: target_rdm is not symmetric; a target RDM must be (make it "
+                "symmetric, e.g. (D + D.T) / 2, before passing it)"
+            )
         raise ValueError(
             f"layer {name!r}: target_rdm has NaN or infinite entries at pairs that pair_mask "
             "keeps; pass pair_mask=torch.isfinite(target_rdm) (and items without targets "
@@ -305,7 +312,12 @@ def rdl_loss(
     t_raw = target[rows, cols]
     # A NaN target at a pair the caller kept is a caller error, not something to average over;
     # it is checked together with the value below (one sync).
-    target_ok = torch.where(valid, torch.isfinite(t_raw), True).all()
+    t_low = target[cols, rows]
+    finite_pair = torch.isfinite(t_raw) & torch.isfinite(t_low)
+    # a non-symmetric target would be silently read from one triangle: refuse it (same sync)
+    tolerance = 1e-5 * torch.where(finite_pair, t_raw.abs(), 0.0).amax().detach() + 1e-12
+    symmetric = torch.where(valid & finite_pair, (t_raw - t_low).abs() <= tolerance, True).all()
+    target_ok = torch.where(valid, torch.isfinite(t_raw), True).all() & symmetric
     t = torch.where(valid, t_raw, 0.0)
     scale_free = comparison != "paper"
     if scale_free:
@@ -328,7 +340,8 @@ def rdl_loss(
 
     if comparison == "corr_cov":
         if check_finite:  # corr_cov selects items on the host: check the targets first
-            _raise_if_nonfinite(name, x, x.new_zeros(()), target_ok, proxy=x.new_zeros(()))
+            _raise_if_nonfinite(name, x, x.new_zeros(()), target_ok, proxy=x.new_zeros(()),
+                                target=target)
         value = _corr_cov_loss(x, target, valid, rows, cols, distance, name, floor_abs)
         return _checked(name, x, value, check_finite)
 
@@ -360,7 +373,7 @@ def rdl_loss(
         value = 1.0 - _cos(s, t, floor * n_safe.sqrt())
     value = torch.where(enough, value, torch.zeros_like(value))
     if check_finite:
-        _raise_if_nonfinite(name, x, value, target_ok, proxy=rdm_s)
+        _raise_if_nonfinite(name, x, value, target_ok, proxy=rdm_s, target=target)
     return value
 
 

@@ -713,7 +713,7 @@ class _Bar:
     def __init__(self, total: int | None, enabled: bool, desc: str, initial: int) -> None:
         self.bar = None
         if enabled:
-            from tqdm.auto import tqdm
+            from tqdm import tqdm
 
             self.bar = tqdm(total=total, desc=desc, leave=False, initial=initial)
 

@@ -66,7 +66,8 @@ class RDLLoss(nn.Module):
     >>> import torch
     >>> loss_fn = RDLLoss(comparison="pearson", weights={"fc": 0.5})
     >>> x = torch.randn(6, 10, requires_grad=True)
-    >>> loss = loss_fn({"fc": x}, {"fc": torch.rand(6, 6) + torch.rand(6, 6).T})
+    >>> a = torch.rand(6, 6)
+    >>> loss = loss_fn({"fc": x}, {"fc": a + a.T})
     >>> sorted(loss_fn.per_layer)
     ['fc']
     """

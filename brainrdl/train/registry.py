@@ -139,7 +139,7 @@ def call_loss(
     >>> from brainrdl.rsa.distances import pairwise_rdm
     >>> x = torch.randn(6, 4)
     >>> t = Target(pairwise_rdm(x), ~torch.eye(6, dtype=torch.bool), features=x)
-    >>> float(call_loss(RDLLoss(), "rdm", x, t)) < 1e-10
+    >>> float(call_loss(RDLLoss(comparison="paper"), "rdm", x, t)) < 1e-10
     True
     >>> float(call_loss(PKTLoss(), "features", x, t))
     0.0

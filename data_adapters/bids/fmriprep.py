@@ -313,7 +313,7 @@ def rdms_from_bids(
     no_start_time: list[str] = []
     subject_iter: Any = ok
     if progress:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         subject_iter = tqdm(ok, desc="BIDS subjects", unit="subject")
     for sub in subject_iter:

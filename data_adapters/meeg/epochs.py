@@ -332,7 +332,7 @@ def rdms_from_epochs(
     precisions = _precisions(noise, method, ep.residuals, n_trials - uniq.size, n_chan)
     steps: Any = range(n_times)
     if progress:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         steps = tqdm(steps, desc="time points", unit="t", leave=False)
     rdms = []
