@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from brainrdl.rsa.crossnobis import crossnobis_from_fold_sums
-from brainrdl.rsa.distances import pairwise_rdm, upper_tri
+from brainrdl.rsa.distances import upper_tri
 from brainrdl.validation import check_choice
 from data_adapters.fmri._io import ImageLike, VolumeSource, load_image, volume_labels
 
@@ -118,7 +118,7 @@ def ball_offsets(radius: float) -> np.ndarray:
     """
     if not (isinstance(radius, (int, float, np.integer, np.floating)) and radius > 0):
         raise ValueError(f"radius must be a positive number of voxels; got {radius!r}")
-    r = int(math.ceil(radius))
+    r = math.ceil(radius)
     span = np.arange(-r, r + 1)
     span = span[np.abs(span) < radius]
     dy, dx, dz = np.meshgrid(span, span, span, indexing="ij")  # y slowest, z fastest
@@ -295,23 +295,36 @@ def _fold_labels(cond_index: np.ndarray, runs: np.ndarray | None) -> np.ndarray:
 # ----------------------------------------------------------------------------- per-block kernels
 
 
-def _correlation_block(y: torch.Tensor, valid: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
-    """1 − Pearson r across each searchlight's voxels; y (B, D, C) zero-padded, valid (B, D).
+def _finish_block(y, n, method, tri, out) -> None:
+    """Correlation or euclidean RDM vectors of one block, written into ``out`` (B, P).
 
-    Undefined correlations (a pattern constant over the searchlight) are NaN, as rsatoolbox.
+    ``y`` (B, D, C) holds each searchlight's voxels (zero-padded to D) for every condition. One
+    batched Gram ``yᵀy`` (B, C, C); the centring over voxels that correlation needs is applied
+    to the Gram (``G − n m mᵀ``, m the per-condition mean over the searchlight), so the padded
+    patterns are never copied; only the upper triangle is finished, in place in ``out``.
+    The table is centred beforehand (per condition for correlation, per voxel for euclidean),
+    which leaves every distance unchanged and keeps the Gram free of large offsets.
     """
-    mean = y.sum(1, keepdim=True) / n[:, None, None]
-    yc = (y - mean) * valid[:, :, None]
-    gram = yc.transpose(1, 2) @ yc  # (B, C, C): the one batched GEMM
-    norms = torch.sqrt(torch.diagonal(gram, dim1=1, dim2=2))
-    gram.div_(norms[:, :, None]).div_(norms[:, None, :]).neg_().add_(1.0)
-    return upper_tri(gram)
+    rows, cols, flat = tri
+    gram = torch.bmm(y.transpose(1, 2), y)
+    b, c = gram.shape[:2]
+    if method == "correlation":
+        m = y.sum(1) / n[:, None]
+        gram.sub_((m * n[:, None])[:, :, None] * m[:, None, :])
+        norms = torch.sqrt(torch.diagonal(gram, dim1=1, dim2=2))
+        torch.index_select(gram.view(b, c * c), 1, flat, out=out)
+        out.div_(norms[:, rows] * norms[:, cols]).neg_().add_(1.0)
+    else:
+        diag = torch.diagonal(gram, dim1=1, dim2=2)
+        torch.index_select(gram.view(b, c * c), 1, flat, out=out)
+        out.mul_(-2.0).add_(diag[:, rows]).add_(diag[:, cols]).clamp_min_(0.0)
+        out.div_(n[:, None])
 
 
-def _euclidean_block(y: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
-    """rsatoolbox's euclidean (squared distance / n_voxels) through the engine's Gram route."""
-    d = pairwise_rdm(y.transpose(1, 2), "euclidean", vector=True)  # divides by the padded D
-    return d.mul_((y.shape[1] / n)[:, None])
+def _triangle(n_cond: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Row, column and flat indices of the upper triangle (k=1, row-major: squareform order)."""
+    rows, cols = torch.triu_indices(n_cond, n_cond, offset=1, device=device)
+    return rows, cols, rows * n_cond + cols
 
 
 def _shrinkage_precision(x: torch.Tensor, valid: torch.Tensor, dof: float, method: str):
@@ -511,6 +524,11 @@ def searchlight_rdms(
     else:
         means = _group_sums(data, cond_index, n_cond)
         means /= np.bincount(cond_index, minlength=n_cond)[:, None]
+        # constants that leave the distances unchanged (see _finish_block)
+        if method == "correlation":
+            means -= means.mean(1, keepdims=True)
+        else:
+            means -= means.mean(0, keepdims=True)
         means = np.concatenate([means, np.zeros((n_cond, 1))], axis=1)
         table = torch.as_tensor(means.T.copy(), dtype=dtype, device=dev)  # (U+1, C)
         counts_t = None
@@ -548,6 +566,9 @@ def searchlight_rdms(
         iterator = tqdm(mine, desc="searchlight RDMs", unit="block", leave=False)
     cols_all = torch.as_tensor(columns)
     noise_kind = noise if isinstance(noise, str) else noise_method
+    tri = _triangle(n_cond, dev)
+    row_len = int(np.prod(table.shape[1:]))
+    gather_buf = torch.empty(min(block, len(nb)) * width * row_len, dtype=dtype, device=dev)
     with torch.no_grad():
         for start in iterator:
             stop = min(start + block, len(nb))
@@ -556,20 +577,28 @@ def searchlight_rdms(
             idx = cols_all[start:stop, :w].to(dev)
             n = torch.as_tensor(sizes, dtype=dtype, device=dev)
             valid = torch.arange(w, device=dev)[None, :] < n[:, None]
-            y = table[idx]  # (B, D, C) means, or (B, D, C, F) fold sums
+            # (B, D, C) means, or (B, D, C, F) fold sums, gathered into a reused buffer
+            y = gather_buf[: idx.numel() * row_len].view(idx.numel(), *table.shape[1:])
+            torch.index_select(table, 0, idx.reshape(-1), out=y)
+            y = y.view(*idx.shape, *table.shape[1:])
             if residuals is not None:
                 prec = _shrinkage_precision(residuals[idx].transpose(1, 2), valid, dof,
                                             noise_kind)
                 y = _whiten(y, prec)
-            if method == "correlation":
-                vec = _correlation_block(y, valid, n)
-            elif method in ("euclidean", "mahalanobis"):
-                vec = _euclidean_block(y, n)
-            else:
+            if method == "crossnobis":
                 sums_b = y.permute(0, 2, 3, 1)  # (B, C, F, D)
                 rdm = crossnobis_from_fold_sums(sums_b, counts_t, None)
                 vec = upper_tri(rdm).mul_((w / n)[:, None])
-            result[start - row0 : stop - row0] = vec.cpu().numpy()
+                result[start - row0 : stop - row0] = vec.cpu().numpy()
+                continue
+            if dev.type == "cpu" and isinstance(result, np.ndarray):
+                # finish straight into the result rows
+                _finish_block(y, n, method, tri,
+                              torch.from_numpy(result[start - row0 : stop - row0]))
+            else:
+                vec = torch.empty((stop - start, n_pairs), dtype=dtype, device=dev)
+                _finish_block(y, n, method, tri, vec)
+                result[start - row0 : stop - row0] = vec.cpu().numpy()
     if world > 1:
         result = _all_reduce_rows(result, len(nb), dev)
     if out is not None and world > 1:
@@ -863,7 +892,8 @@ def merge_searchlight_shards(
                     ds[row + a : row + a + block.shape[0]] = block
                 row += f.n_rdm
             h5.create_dataset("voxel_index",
-                              data=np.concatenate([f.rdm_descriptors["voxel_index"] for f in order]))
+                                data=np.concatenate([f.rdm_descriptors["voxel_index"]
+                                                   for f in order]))
             h5.create_dataset("stimulus", data=first.file["stimulus"][()])
             for key, value in first.attrs.items():
                 if key != "shard":
