@@ -18,7 +18,7 @@ Examples
 >>> mask = np.zeros((6, 6, 6), bool); mask[1:5, 1:5, 1:5] = True
 >>> nb = searchlight_neighbourhoods(mask, radius=2, threshold=0.5)
 >>> len(nb), int(nb.sizes.max())
-(64, 27)
+(32, 27)
 """
 
 from __future__ import annotations
