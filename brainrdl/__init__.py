@@ -45,6 +45,8 @@ _LAZY: dict[str, str] = {
     "extract_rdms": "brainrdl.analysis.layer_rdms",
     "compare_layers": "brainrdl.analysis.layer_comparison",
     "noise_ceiling": "brainrdl.stats.ceilings",
+    "searchlight_map": "brainrdl.analysis.searchlight",
+    "group_searchlight": "brainrdl.analysis.searchlight",
 }
 
 # rooms importable as attributes (``brainrdl.rsa``...); ``functional`` is the public loss module
@@ -70,9 +72,11 @@ __all__ = [
     "compare_vectors",
     "extract_rdms",
     "fit",
+    "group_searchlight",
     "noise_ceiling",
     "pairwise_rdm",
     "rank_transform",
+    "searchlight_map",
     "square_from_upper_tri",
     "upper_tri",
 ]
@@ -96,6 +100,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from brainrdl.analysis.layer_comparison import compare_layers, compare_models
     from brainrdl.analysis.layer_rdms import extract_rdms
+    from brainrdl.analysis.searchlight import group_searchlight, searchlight_map
     from brainrdl.nets.taps import LayerTaps
     from brainrdl.rsa.comparison import compare, compare_vectors
     from brainrdl.rsa.distances import pairwise_rdm, square_from_upper_tri, upper_tri

@@ -41,10 +41,12 @@ __all__ = [
     "CEILING_METHODS",
     "MAP_METHODS",
     "GroupSearchlight",
+    "PermutationMap",
     "group_searchlight",
     "plot_searchlight",
     "searchlight_map",
     "searchlight_noise_ceiling",
+    "searchlight_permutation_test",
     "searchlight_values",
 ]
 
@@ -232,14 +234,15 @@ def searchlight_values(
     return names, values, voxel_index
 
 
-def _to_image(values: np.ndarray, voxel_index: np.ndarray, mask: np.ndarray, affine):
+def _to_image(values: np.ndarray, voxel_index: np.ndarray, mask: np.ndarray, affine,
+              fill: float = 0.0):
     import nibabel as nib
 
     if voxel_index.size and int(voxel_index.max()) >= mask.size:
         raise ValueError(f"searchlight voxel_index goes up to {int(voxel_index.max())}, beyond "
                          f"the {mask.size} voxels of mask_img {mask.shape}: wrong mask?")
-    vol = np.zeros(mask.size, dtype=np.float32)
-    vol[voxel_index] = np.nan_to_num(values, nan=0.0)
+    vol = np.full(mask.size, fill, dtype=np.float32)
+    vol[voxel_index] = np.nan_to_num(values, nan=fill)
     return nib.Nifti1Image(vol.reshape(mask.shape), affine)
 
 
@@ -309,6 +312,101 @@ def searchlight_map(
     if single:
         return images[0]
     return dict(zip(names, images))
+
+
+@dataclass
+class PermutationMap:
+    """Single-subject map with a condition-permutation test (max-statistic FWE over centres).
+
+    Attributes
+    ----------
+    value, p_fwe, significant : nibabel.Nifti1Image
+        The model fit at each centre, its FWE-corrected p-value, and 1 where ``p_fwe <= alpha``.
+    threshold : float
+        ``1 − alpha`` quantile of the maximum (over centres) fit of the permuted model.
+    n_permutations, seed, alpha
+        The test's settings.
+    """
+
+    value: Any
+    p_fwe: Any
+    significant: Any
+    threshold: float
+    n_permutations: int
+    seed: int
+    alpha: float
+
+
+def searchlight_permutation_test(
+    model_rdm: Any,
+    searchlight: Any,
+    *,
+    mask_img: Any,
+    method: str = "corr",
+    n_permutations: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+    device: str | torch.device | None = None,
+) -> PermutationMap:
+    """One subject's map of one model, tested by permuting the model's condition labels.
+
+    Each permutation relabels the conditions of the model RDM (rows and columns together) and
+    compares it with every searchlight RDM; the maximum over centres of each permutation forms
+    the null distribution that controls the family-wise error over centres. The permutations
+    are compared in one batched call per chunk of centres (a GEMM for ``corr``).
+
+    Examples
+    --------
+    >>> import numpy as np, nibabel as nib, rsatoolbox
+    >>> rng = np.random.default_rng(0)
+    >>> model = rng.random(45)
+    >>> data = rsatoolbox.rdm.RDMs(np.vstack([model + 0.1 * rng.random(45), rng.random((7, 45))]),
+    ...                            rdm_descriptors={"voxel_index": np.arange(8)})
+    >>> mask = nib.Nifti1Image(np.ones((2, 2, 2), np.int8), np.eye(4))
+    >>> res = searchlight_permutation_test(model, data, mask_img=mask, n_permutations=200)
+    >>> np.asarray(res.significant.dataobj).ravel().tolist()[:3]
+    [1.0, 0.0, 0.0]
+    """
+    check_choice("method", method, MAP_METHODS)
+    if not isinstance(n_permutations, (int, np.integer)) or n_permutations < 1:
+        raise ValueError(f"n_permutations must be a positive integer; got {n_permutations!r}")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1); got {alpha!r}")
+    mask, affine = _mask(mask_img)
+    diss, voxel_index, n_cond, stimuli = _searchlight_parts(searchlight)
+    _, model, _ = _model_vectors(model_rdm, n_cond, stimuli)
+    if model.shape[0] != 1:
+        raise ValueError(f"model_rdm must be one RDM; got {model.shape[0]}")
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    rows, cols = torch.triu_indices(n_cond, n_cond, offset=1)
+    square = torch.zeros(n_cond, n_cond, dtype=torch.float64)
+    square[rows, cols] = model[0]
+    square = square + square.T
+    gen = torch.Generator().manual_seed(int(seed))
+    perms = torch.stack([torch.randperm(n_cond, generator=gen) for _ in range(n_permutations)])
+    permuted = square[perms[:, :, None], perms[:, None, :]][:, rows, cols].to(dev)
+    _, values, _ = searchlight_values(model_rdm, searchlight, method=method, device=device)
+    max_null = torch.full((n_permutations,), -torch.inf, dtype=torch.float64, device=dev)
+    step = max(1, int(2**24 // max(1, n_permutations * 8)))
+    for a in range(0, diss.shape[0], step):
+        chunk = torch.as_tensor(np.asarray(diss[a : a + step]), dtype=torch.float64).to(dev)
+        chunk = chunk[torch.isfinite(chunk).all(1)]
+        if chunk.shape[0]:
+            sim = torch.nan_to_num(compare_vectors(permuted, chunk, method), nan=-torch.inf)
+            max_null = torch.maximum(max_null, sim.amax(1))
+    null = max_null.cpu().numpy()
+    obs = values[0]
+    p = (1.0 + (null[None, :] >= np.nan_to_num(obs, nan=np.inf)[:, None]).sum(1)) / (
+        n_permutations + 1.0)
+    p = np.where(np.isfinite(obs), p, 1.0)
+    threshold = float(np.quantile(np.append(null, np.nanmax(obs)), 1 - alpha))
+    return PermutationMap(
+        value=_to_image(obs, voxel_index, mask, affine),
+        p_fwe=_to_image(p, voxel_index, mask, affine, fill=1.0),
+        significant=_to_image((p <= alpha).astype(np.float64), voxel_index, mask, affine),
+        threshold=threshold, n_permutations=int(n_permutations), seed=int(seed),
+        alpha=float(alpha),
+    )
 
 
 # ----------------------------------------------------------------------------- group statistics
