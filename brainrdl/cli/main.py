@@ -29,6 +29,11 @@ _COMMANDS: dict[str, tuple[str, str]] = {
         "compare saved layer RDMs (or a model checkpoint over a stimulus folder) with brain "
         "RDMs; writes a CSV table and PNG plots",
     ),
+    "searchlight": (
+        "brainrdl.cli.searchlight",
+        "searchlight RDMs from NIfTI betas + conditions + mask, compared with model RDMs; "
+        "writes a NIfTI map and PNG per model (--shard I/N and --merge for SLURM arrays)",
+    ),
     "make-demo-data": (
         "data_adapters.demo",
         "write the embedded demo study (NIfTI betas, BOLD + events, atlas, NWB) to a folder",
