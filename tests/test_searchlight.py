@@ -390,7 +390,7 @@ def demo_maps(tmp_path_factory):
     from data_adapters.demo import make_demo_study
 
     study = make_demo_study(tmp_path_factory.mktemp("demo"), n_stimuli=40, n_runs=4,
-                            n_subjects=5, with_bold=False, with_nwb=False)
+                            n_subjects=6, with_bold=False, with_nwb=False)
     atlas = nib.load(study.atlas)
     labels = np.asarray(atlas.dataobj)
     grey = nib.Nifti1Image((labels > 0).astype(np.int8), atlas.affine)  # the two regions
@@ -417,18 +417,19 @@ def test_demo_map_recovers_planted_region(demo_maps):
 
 
 def test_demo_group_map_recovers_planted_region(demo_maps):
-    """Group (5 subjects): category model minus pixel model, sign-flip max-t FWE."""
+    """Group (6 subjects): category model minus pixel model, two-sided sign-flip max-|t| FWE:
+    positive (category fits better) inside the IT-like ROI, negative inside the EVC-like ROI."""
     study, labels, grey, sls, category, pixels = demo_maps
     it = labels == study.labels["IT"]
     maps = brainrdl.searchlight_map({"category": category, "pixels": pixels}, sls,
                                     mask_img=grey)
-    assert maps["category"].shape == (*labels.shape, 5)
+    assert maps["category"].shape == (*labels.shape, 6)
     diff = np.asarray(maps["category"].dataobj) - np.asarray(maps["pixels"].dataobj)
     res = group_searchlight(nib.Nifti1Image(diff, grey.affine), mask_img=grey,
                             tail="two-sided")
     sig = np.asarray(res.significant.dataobj) > 0
     t = np.asarray(res.t.dataobj)
-    assert res.exact and res.n_permutations == 32
+    assert res.exact and res.n_permutations == 64  # two-sided: smallest p is 2/64
     positive, negative = sig & (t > 0), sig & (t < 0)
     assert positive.sum() > 0 and (positive & it).sum() / positive.sum() >= 0.9
     evc = labels == study.labels["EVC"]

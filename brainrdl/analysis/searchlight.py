@@ -419,11 +419,15 @@ class GroupSearchlight:
     Attributes
     ----------
     mean, t, p_fwe, significant : nibabel.Nifti1Image
-        Mean over subjects, one-sample t, family-wise-error-corrected p (sign-flip permutation,
-        maximum statistic), and 1 where ``p_fwe <= alpha`` (0 elsewhere and outside the mask).
+        Mean over subjects, one-sample t (signed), family-wise-error-corrected p (sign-flip
+        permutation, maximum statistic), and 1 where ``p_fwe <= alpha`` (0 elsewhere and
+        outside the mask).
     threshold : float
-        The ``1 − alpha`` quantile of the permutation distribution of the maximum t: voxels
-        with t above it are significant.
+        The ``1 − alpha`` quantile of the permutation distribution of the maximum t (of |t| for
+        a two-sided test): voxels beyond it are significant. With all flips enumerated the
+        smallest attainable p is 1 / 2**n_subjects (2 / 2**n_subjects two-sided, as flipping
+        every subject gives the same |t|): at alpha = 0.05 a two-sided test needs >= 6
+        subjects, a one-sided one >= 5.
     n_permutations : int
         Sign flips used (all 2**n_subjects when that is not more than asked; the identity is
         then one of them).
@@ -529,11 +533,11 @@ def group_searchlight(
     data = torch.as_tensor(x[:, finite], dtype=torch.float64, device=dev)
     sum_sq = (data * data).sum(0)
 
-    def t_of(signs: torch.Tensor) -> torch.Tensor:
+    def t_of(signs: torch.Tensor, signed: bool = False) -> torch.Tensor:
         mean = signs @ data / n_sub
         var = ((sum_sq - n_sub * mean * mean) / (n_sub - 1)).clamp_min(0.0)
         t = mean / torch.sqrt(var / n_sub)
-        return t if tail == "greater" else t.abs()
+        return t if tail == "greater" or signed else t.abs()
 
     exact = 2**n_sub <= n_permutations
     if exact:
@@ -544,7 +548,8 @@ def group_searchlight(
         gen = torch.Generator().manual_seed(int(seed))
         signs = (torch.randint(0, 2, (int(n_permutations), n_sub), generator=gen) * 2 - 1)
         signs = signs.to(dtype=torch.float64, device=dev)
-    observed = t_of(torch.ones(1, n_sub, dtype=torch.float64, device=dev))[0]
+    signed_t = t_of(torch.ones(1, n_sub, dtype=torch.float64, device=dev), signed=True)[0]
+    observed = signed_t if tail == "greater" else signed_t.abs()
     step = max(1, int(2**24 // max(1, data.shape[1])))
     max_t = torch.cat([torch.nan_to_num(t_of(signs[a : a + step]), nan=-torch.inf).amax(1)
                        for a in range(0, signs.shape[0], step)])
@@ -568,7 +573,7 @@ def group_searchlight(
     p_np = p.cpu().numpy()
     return GroupSearchlight(
         mean=image(data.mean(0).cpu().numpy()),
-        t=image(np.nan_to_num(observed.cpu().numpy())),
+        t=image(np.nan_to_num(signed_t.cpu().numpy())),
         p_fwe=image(p_np, fill=1.0),
         significant=image((p_np <= alpha).astype(np.float64)),
         threshold=threshold,
