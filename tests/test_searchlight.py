@@ -402,6 +402,7 @@ def demo_maps(tmp_path_factory):
     return study, labels, grey, sls, category.astype(float), pixels
 
 
+@pytest.mark.slow
 def test_demo_map_recovers_planted_region(demo_maps):
     """Single subject: centres where the IT-like model fits significantly (permutation FWE)
     and better than the EVC-like model lie inside the IT-like ROI (>= 90 %) and cover it."""
@@ -416,6 +417,7 @@ def test_demo_map_recovers_planted_region(demo_maps):
     assert (above & it).sum() / it.sum() >= 0.9
 
 
+@pytest.mark.slow
 def test_demo_group_map_recovers_planted_region(demo_maps):
     """Group (6 subjects): category model minus pixel model, two-sided sign-flip max-|t| FWE:
     positive (category fits better) inside the IT-like ROI, negative inside the EVC-like ROI."""
@@ -442,6 +444,7 @@ def test_demo_group_map_recovers_planted_region(demo_maps):
 # ----------------------------------------------------------------------------- CLI
 
 
+@pytest.mark.slow
 def test_cli_maps_and_shards(tmp_path):
     from brainrdl.cli.main import main
     from data_adapters.demo import make_demo_study

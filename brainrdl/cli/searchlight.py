@@ -52,6 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compare", default="corr", help="comparison method (default corr)")
     parser.add_argument("--memory-budget", type=float, default=5e8, help="bytes per block")
     parser.add_argument("--device", default=None, help="torch device (cpu, cuda, cuda:1)")
+    parser.add_argument("--dtype", default="float64", choices=["float64", "float32"],
+                        help="precision of the RDMs (float32: about 2x faster, ~1e-7 error)")
     parser.add_argument("--shard", default=None, metavar="I/N",
                         help="compute part I of N of the centres into an HDF5 shard and stop")
     parser.add_argument("--merge", nargs="+", default=None, metavar="SHARD",
@@ -88,6 +90,8 @@ def _init_distributed(device: str | None) -> bool:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``brainrdl searchlight``; returns the exit status (0 on success, 2 on bad input)."""
+    import torch
+
     from data_adapters.fmri.searchlight import (
         merge_searchlight_shards,
         open_searchlight_rdms,
@@ -117,7 +121,8 @@ def run(args: argparse.Namespace) -> int:
     betas = args.betas[0] if len(args.betas or []) == 1 else args.betas
     kwargs = dict(mask=args.mask, radius=args.radius, threshold=args.threshold,
                   truncate_at_boundary=args.truncate, method=args.method, noise=noise,
-                  memory_budget=args.memory_budget, device=args.device)
+                  memory_budget=args.memory_budget, device=args.device,
+                  dtype=getattr(torch, args.dtype))
     rank = 0
     try:
         if args.merge:

@@ -305,20 +305,25 @@ def _finish_block(y, n, method, tri, out) -> None:
     The table is centred beforehand (per condition for correlation, per voxel for euclidean),
     which leaves every distance unchanged and keeps the Gram free of large offsets.
     """
-    rows, cols, flat = tri
+    _, _, flat = tri
     gram = torch.bmm(y.transpose(1, 2), y)
     b, c = gram.shape[:2]
     if method == "correlation":
-        m = y.sum(1) / n[:, None]
-        gram.sub_((m * n[:, None])[:, :, None] * m[:, None, :])
-        norms = torch.sqrt(torch.diagonal(gram, dim1=1, dim2=2))
+        m = (y.sum(1) / n[:, None])[:, :, None]  # (B, C, 1)
+        gram.baddbmm_(m * -n[:, None, None], m.transpose(1, 2))  # G − n m mᵀ, in place
+        scale = torch.diagonal(gram, dim1=1, dim2=2).rsqrt()
+        gram.mul_(scale[:, :, None]).mul_(scale[:, None, :])  # correlations
         torch.index_select(gram.view(b, c * c), 1, flat, out=out)
-        out.div_(norms[:, rows] * norms[:, cols]).neg_().add_(1.0)
+        out.neg_().add_(1.0)
     else:
-        diag = torch.diagonal(gram, dim1=1, dim2=2)
+        diag = torch.diagonal(gram, dim1=1, dim2=2).clone()
+        ones = torch.ones_like(diag)
+        # −2 G + d 1ᵀ + 1 dᵀ in one pass: a rank-2 update of the Gram
+        left = torch.stack([diag, ones], dim=2)
+        right = torch.stack([ones, diag], dim=1)
+        gram.baddbmm_(left, right, beta=-2.0)
         torch.index_select(gram.view(b, c * c), 1, flat, out=out)
-        out.mul_(-2.0).add_(diag[:, rows]).add_(diag[:, cols]).clamp_min_(0.0)
-        out.div_(n[:, None])
+        out.clamp_min_(0.0).div_(n[:, None])
 
 
 def _triangle(n_cond: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -327,34 +332,54 @@ def _triangle(n_cond: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Te
     return rows, cols, rows * n_cond + cols
 
 
-def _shrinkage_precision(x: torch.Tensor, valid: torch.Tensor, dof: float, method: str):
-    """Per-searchlight noise precision from residual rows x (B, T, D), zero-padded columns.
+class _NoiseTables:
+    """Per-voxel quantities of the residuals that do not depend on the searchlight.
 
-    ``"shrinkage_diag"``: Schäfer & Strimmer shrinkage towards the diagonal, rsatoolbox's
-    ``prec_from_residuals`` (rows demeaned, ``dof`` given); returns (B, D, D) with an identity
-    block on padded channels. ``"diag"``: (B, D) inverse variances (1 on padding).
+    Rows are demeaned over rows once (as rsatoolbox's ``prec_from_residuals`` does per call); the
+    variances, and what the shrinkage intensity needs beyond the covariance, are per voxel:
+    ``z = x² / var`` and ``q = Σ_t z²``. With them the Schäfer–Strimmer intensity of a
+    searchlight costs O(T·D) instead of a second (D × T)·(T × D) product (see
+    :meth:`whitener`).
     """
-    n_rows = x.shape[1]
-    x = x - x.mean(1, keepdim=True)
-    pad = ~valid
-    if method == "diag":
-        var = (x * x).sum(1) / dof
-        return 1.0 / var.masked_fill(pad, 1.0)
-    s_sum = x.transpose(1, 2) @ x
-    x2 = x * x
-    s2_sum = x2.transpose(1, 2) @ x2
-    var = torch.diagonal(s_sum, dim1=1, dim2=2) / dof
-    var = var.masked_fill(pad, 1.0)
-    std = torch.sqrt(var)
-    s_mean = s_sum / std[:, None, :] / std[:, :, None] / (n_rows - 1)
-    s2_mean = s2_sum / var[:, None, :] / var[:, :, None] / (n_rows - 1)
-    var_hat = n_rows / dof**2 * (s2_mean - s_mean**2)
-    eye = torch.eye(x.shape[2], dtype=torch.bool, device=x.device)
-    off = valid[:, :, None] & valid[:, None, :] & ~eye
-    lamb = ((var_hat * off).sum((1, 2)) / ((s_mean**2) * off).sum((1, 2))).clamp(0.0, 1.0)
-    shrunk = (s_sum / dof) * (1.0 - lamb)[:, None, None] * off
-    shrunk = shrunk + torch.diag_embed(var)
-    return torch.linalg.inv(shrunk)
+
+    def __init__(self, rows: np.ndarray, dof: float, dtype, device) -> None:
+        x = rows - rows.mean(0, keepdims=True)
+        var = (x * x).sum(0) / dof
+        self.n_rows, self.dof = x.shape[0], float(dof)
+        pad = np.zeros((1, x.shape[0]))
+        self.x = torch.as_tensor(np.concatenate([x.T, pad]), dtype=dtype, device=device)
+        z = x * x / var
+        self.z = torch.as_tensor(np.concatenate([z.T, pad]), dtype=dtype, device=device)
+        self.q = torch.as_tensor(np.append((z * z).sum(0), 0.0), dtype=dtype, device=device)
+        self.var = torch.as_tensor(np.append(var, 1.0), dtype=dtype, device=device)
+
+    def whitener(self, idx: torch.Tensor, valid: torch.Tensor, method: str):
+        """Per-searchlight noise model for the voxels ``idx`` (B, D), padding excluded.
+
+        ``"diag"``: the (B, D) precisions 1 / var (1 on padding). ``"shrinkage_diag"``: the lower
+        Cholesky factor (B, D, D) of rsatoolbox's shrinkage covariance (Schäfer & Strimmer,
+        towards the diagonal), identity on padding; the precision is its inverse, so
+        whitening is a triangular solve.
+        """
+        var = self.var[idx]
+        if method == "diag":
+            return 1.0 / var
+        n, dof = self.n_rows, self.dof
+        xb = self.x[idx]  # (B, D, T)
+        s_sum = xb @ xb.transpose(1, 2)  # (B, D, D): the one product over rows
+        inv_std = torch.where(valid, var.rsqrt(), torch.zeros_like(var))
+        scaled = s_sum * inv_std[:, :, None] * inv_std[:, None, :]
+        diag_sq = torch.diagonal(scaled, dim1=1, dim2=2).square().sum(1)
+        a_off = scaled.square().sum((1, 2)) - diag_sq  # Σ_off s_ij² / (v_i v_j)
+        s2_off = self.z[idx].sum(1).square().sum(1) - self.q[idx].sum(1)  # Σ_off s2_ij/(v_i v_j)
+        s_mean_sq = a_off / (n - 1) ** 2
+        var_hat = n / dof**2 * (s2_off / (n - 1) - s_mean_sq)
+        lamb = (var_hat / s_mean_sq).clamp(0.0, 1.0)
+        cov = s_sum.mul_((1.0 - lamb)[:, None, None] / dof)
+        off = valid[:, :, None] & valid[:, None, :]
+        cov = cov * off
+        torch.diagonal(cov, dim1=1, dim2=2).copy_(var)  # var is 1 on padding
+        return torch.linalg.cholesky(cov)
 
 
 # ----------------------------------------------------------------------------- the main call
@@ -498,11 +523,11 @@ def searchlight_rdms(
     columns = np.searchsorted(union, np.where(nb.indices >= 0, nb.indices, union[0]))
     columns = np.where(nb.indices >= 0, columns, union.size)
 
-    residuals, dof = None, None
+    tables = None
     if noise is not None:
-        residuals, dof = _noise_rows(noise, noise_dof, data, cond_index, n_cond, mask_arr, union)
-        residuals = np.concatenate([residuals, np.zeros((residuals.shape[0], 1))], axis=1)
-        residuals = torch.as_tensor(residuals.T.copy(), dtype=dtype, device=dev)  # (U+1, T)
+        rows, dof = _noise_rows(noise, noise_dof, data, cond_index, n_cond, mask_arr, union)
+        tables = _NoiseTables(rows, dof, dtype, dev)
+        del rows
 
     if method == "crossnobis":
         folds = _fold_labels(cond_index, run)
@@ -535,8 +560,8 @@ def searchlight_rdms(
         per_centre = 8 * 4 * n_cond
     width = nb.indices.shape[1]
     per_centre = per_centre * width + 8 * 4 * n_cond * n_cond
-    if residuals is not None:
-        per_centre += 8 * (3 * residuals.shape[1] * width + 6 * width * width)
+    if tables is not None:
+        per_centre += 8 * (2 * tables.n_rows * width + 6 * width * width)
     block = max(1, int(memory_budget // per_centre))
     del data
 
@@ -581,10 +606,8 @@ def searchlight_rdms(
             y = gather_buf[: idx.numel() * row_len].view(idx.numel(), *table.shape[1:])
             torch.index_select(table, 0, idx.reshape(-1), out=y)
             y = y.view(*idx.shape, *table.shape[1:])
-            if residuals is not None:
-                prec = _shrinkage_precision(residuals[idx].transpose(1, 2), valid, dof,
-                                            noise_kind)
-                y = _whiten(y, prec)
+            if tables is not None:
+                y = _whiten(y, tables.whitener(idx, valid, noise_kind))
             if method == "crossnobis":
                 sums_b = y.permute(0, 2, 3, 1)  # (B, C, F, D)
                 rdm = crossnobis_from_fold_sums(sums_b, counts_t, None)
@@ -631,18 +654,18 @@ def _group_sums(data: np.ndarray, group: np.ndarray, n_groups: int) -> np.ndarra
     return np.asarray(onehot @ data)
 
 
-def _whiten(y: torch.Tensor, prec: torch.Tensor) -> torch.Tensor:
-    """Channels (dim 1 of y, (B, D, ...)) multiplied by a factor L of the precision, P = L Lᵀ.
+def _whiten(y: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """Channels (dim 1 of y, (B, D, ...)) multiplied by a factor W of the precision, P = W Wᵀ.
 
-    Then x P yᵀ = (x L)(y L)ᵀ: every noise-weighted distance becomes a plain one, computed by
+    Then x P yᵀ = (x W)(y W)ᵀ: every noise-weighted distance becomes a plain one, computed by
     the fast identity-noise routes (for crossnobis: two symmetric Grams). A diagonal precision
-    (B, D) scales by √p; a full one (B, D, D) uses its Cholesky factor.
+    (B, D) scales by √p; a Cholesky factor L of the covariance (B, D, D) gives W = L⁻ᵀ, applied
+    as the triangular solve L⁻¹ y (no inverse is formed).
     """
-    if prec.ndim == 2:
-        return y * prec.sqrt().reshape(*prec.shape, *([1] * (y.ndim - 2)))
-    chol = torch.linalg.cholesky(prec)  # (B, D, D), lower: P = L Lᵀ
+    if noise.ndim == 2:
+        return y * noise.sqrt().reshape(*noise.shape, *([1] * (y.ndim - 2)))
     flat = y.reshape(y.shape[0], y.shape[1], -1)  # (B, D, K)
-    return (chol.transpose(1, 2) @ flat).reshape(y.shape)  # Lᵀ x per column: (x L)ᵀ
+    return torch.linalg.solve_triangular(noise, flat, upper=False).reshape(y.shape)
 
 
 def _noise_rows(noise, noise_dof, data, cond_index, n_cond, mask_arr, union):
