@@ -9,6 +9,7 @@ import io
 import os
 import socket
 import tempfile
+import warnings
 
 import nibabel as nib
 import numpy as np
@@ -40,8 +41,10 @@ from data_adapters.fmri import (
 
 
 def _quiet(fn, *args, **kwargs):
-    """rsatoolbox prints and shows tqdm bars; keep the test output clean."""
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+    """rsatoolbox prints, shows tqdm bars and warns (a NaN cast in its RDM concatenation)."""
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), \
+            warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
         return fn(*args, **kwargs)
 
 
