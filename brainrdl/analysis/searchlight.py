@@ -216,6 +216,7 @@ def searchlight_values(
     if not torch.isfinite(models).all():
         raise ValueError("model_rdms hold NaN or infinite dissimilarities")
     models = models.to(dev)
+    unit = _unit_models(models, method) if method in ("corr", "cosine") else None
     values = np.full((models.shape[0], diss.shape[0]), np.nan)
     starts = range(0, diss.shape[0], _ROWS_PER_CHUNK)
     if progress:
@@ -225,6 +226,9 @@ def searchlight_values(
     for a in starts:
         chunk = torch.as_tensor(np.asarray(diss[a : a + _ROWS_PER_CHUNK]), dtype=torch.float64)
         chunk = chunk.to(dev)
+        if method in ("corr", "cosine"):
+            values[:, a : a + chunk.shape[0]] = _fast_cosine(unit, chunk, method).cpu().numpy()
+            continue
         ok = torch.isfinite(chunk.sum(1))  # one reduction instead of a boolean pass
         if bool(ok.any()):
             sim = compare_vectors(models, chunk[ok], method)  # (M, rows)
@@ -232,6 +236,26 @@ def searchlight_values(
             block[:, ok.cpu().numpy()] = sim.cpu().numpy()
             values[:, a : a + chunk.shape[0]] = block
     return names, values, voxel_index
+
+
+def _unit_models(models: torch.Tensor, method: str) -> torch.Tensor:
+    """Model vectors centred (corr) and scaled to unit length."""
+    if method == "corr":
+        models = models - models.mean(1, keepdim=True)
+    return models / torch.linalg.vector_norm(models, dim=1, keepdim=True)
+
+
+def _fast_cosine(unit: torch.Tensor, data: torch.Tensor, method: str) -> torch.Tensor:
+    """(M, rows) Pearson r / cosine of unit model vectors with data rows, three passes over the
+    data and no copy of it: the model vectors are centred, so ``unit · data`` already equals
+    ``unit · centred(data)``; the data's norm after centring is √(Σx² − k·mean²). Rows with NaN
+    give NaN, as rsatoolbox's compare does for such a pair."""
+    dot = unit @ data.T
+    sq = torch.linalg.vector_norm(data, dim=1) ** 2
+    if method == "corr":
+        sq = sq - data.sum(1) ** 2 / data.shape[1]
+    norm = torch.sqrt(sq.clamp_min(0.0))
+    return dot / torch.where(norm > 0, norm, torch.full_like(norm, torch.nan))[None, :]
 
 
 def _to_image(values: np.ndarray, voxel_index: np.ndarray, mask: np.ndarray, affine,
@@ -386,13 +410,16 @@ def searchlight_permutation_test(
     perms = torch.stack([torch.randperm(n_cond, generator=gen) for _ in range(n_permutations)])
     permuted = square[perms[:, :, None], perms[:, None, :]][:, rows, cols].to(dev)
     _, values, _ = searchlight_values(model_rdm, searchlight, method=method, device=device)
+    unit = _unit_models(permuted, method) if method in ("corr", "cosine") else None
     max_null = torch.full((n_permutations,), -torch.inf, dtype=torch.float64, device=dev)
     step = max(1, int(2**24 // max(1, n_permutations * 8)))
     for a in range(0, diss.shape[0], step):
         chunk = torch.as_tensor(np.asarray(diss[a : a + step]), dtype=torch.float64).to(dev)
         chunk = chunk[torch.isfinite(chunk).all(1)]
         if chunk.shape[0]:
-            sim = torch.nan_to_num(compare_vectors(permuted, chunk, method), nan=-torch.inf)
+            sim = (_fast_cosine(unit, chunk, method) if unit is not None
+                   else compare_vectors(permuted, chunk, method))
+            sim = torch.nan_to_num(sim, nan=-torch.inf)
             max_null = torch.maximum(max_null, sim.amax(1))
     null = max_null.cpu().numpy()
     obs = values[0]
