@@ -161,6 +161,22 @@ def test_noise_methods_equal_roi_path(method, noise):
                                    atol=1e-10)
 
 
+def test_unbalanced_crossnobis_equals_roi_path():
+    """An extra repeat of one condition in one run (unbalanced folds): the general estimator."""
+    mask, data, conds, runs = _design()
+    extra = np.random.default_rng(12).normal(size=(1, data.shape[1]))
+    data, conds, runs = np.vstack([data, extra]), np.append(conds, "c0"), np.append(runs, 0)
+    out = searchlight_rdms(data, conds, runs, mask=mask, radius=2, threshold=0.5,
+                           method="crossnobis", progress=False)
+    nb = searchlight_neighbourhoods(mask, 2, 0.5)
+    for i in range(0, len(nb), 11):
+        ds = Dataset(data[:, nb.neighbours(i)], obs_descriptors={"stimulus": conds, "run": runs})
+        ref = brainrdl.calc_rdm(ds, method="crossnobis", descriptor="stimulus",
+                                cv_descriptor="run")
+        np.testing.assert_allclose(out.dissimilarities[i], ref.dissimilarities[0], rtol=1e-6,
+                                   atol=1e-10)
+
+
 def test_crossnobis_default_folds_equal_rsatoolbox():
     """Without runs, folds are rsatoolbox's default (k-th repeat of each condition in fold k).
 

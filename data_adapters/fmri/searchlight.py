@@ -306,12 +306,20 @@ def _finish_block(y, n, method, tri, out) -> None:
     The table is centred beforehand (per condition for correlation, per voxel for euclidean),
     which leaves every distance unchanged and keeps the Gram free of large offsets.
     """
-    _, _, flat = tri
     gram = torch.bmm(y.transpose(1, 2), y)
-    b, c = gram.shape[:2]
     if method == "correlation":
         m = (y.sum(1) / n[:, None])[:, :, None]  # (B, C, 1)
         gram.baddbmm_(m * -n[:, None, None], m.transpose(1, 2))  # G − n m mᵀ, in place
+    _finish_gram(gram, n, method, tri, out)
+
+
+def _finish_gram(gram, n, method, tri, out, clamp: bool = True) -> None:
+    """RDM vectors into ``out`` from (centred) Grams: correlation distance, or the squared
+    distance (g_ii + g_jj − 2 g_ij) / n (clamped at 0 unless ``clamp`` is False: cross-validated
+    kernels give unbiased, possibly negative, distances); consumes ``gram``."""
+    _, _, flat = tri
+    b, c = gram.shape[:2]
+    if method == "correlation":
         scale = torch.diagonal(gram, dim1=1, dim2=2).rsqrt()
         gram.mul_(scale[:, :, None]).mul_(scale[:, None, :])  # correlations
         torch.index_select(gram.view(b, c * c), 1, flat, out=out)
@@ -324,7 +332,9 @@ def _finish_block(y, n, method, tri, out) -> None:
         right = torch.stack([ones, diag], dim=1)
         gram.baddbmm_(left, right, beta=-2.0)
         torch.index_select(gram.view(b, c * c), 1, flat, out=out)
-        out.clamp_min_(0.0).div_(n[:, None])
+        if clamp:
+            out.clamp_min_(0.0)
+        out.div_(n[:, None])
 
 
 def _triangle(n_cond: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -529,7 +539,7 @@ def searchlight_rdms(
     columns = np.searchsorted(union, np.where(nb.indices >= 0, nb.indices, union[0]))
     columns = np.where(nb.indices >= 0, columns, union.size)
 
-    tables = None
+    tables, balanced = None, False
     if noise is not None:
         rows, dof = _noise_rows(noise, noise_dof, data, cond_index, n_cond, mask_arr, union)
         tables = _NoiseTables(rows, dof, dtype, dev)
@@ -549,8 +559,12 @@ def searchlight_rdms(
         sums = _group_sums(data, cond_index * n_folds + folds, n_cond * n_folds)
         sums = np.concatenate([sums, np.zeros((sums.shape[0], 1))], axis=1)
         sums = sums.reshape(n_cond, n_folds, union.size + 1)
-        table = torch.as_tensor(sums.transpose(2, 0, 1).copy(), dtype=dtype, device=dev)
         counts_t = torch.as_tensor(counts, dtype=dtype, device=dev)
+        balanced = bool((counts == counts[0, 0]).all())
+        if balanced:  # the usual design: Helmert-rotated fold means, see _helmert_tables
+            table, between = _helmert_tables(sums / counts[0, 0], dtype, dev)
+        else:
+            table = torch.as_tensor(sums.transpose(2, 0, 1).copy(), dtype=dtype, device=dev)
         per_centre = 8 * (n_cond * n_folds * 4 + 3 * n_cond)
     else:
         means = _group_sums(data, cond_index, n_cond)
@@ -600,6 +614,8 @@ def searchlight_rdms(
     tri = _triangle(n_cond, dev)
     row_len = int(np.prod(table.shape[1:]))
     gather_buf = torch.empty(min(block, len(nb)) * width * row_len, dtype=dtype, device=dev)
+    if method == "crossnobis" and balanced:
+        between_buf = torch.empty(min(block, len(nb)) * width * n_cond, dtype=dtype, device=dev)
     t_loop = time.perf_counter()
     with torch.no_grad():
         for start in iterator:
@@ -614,7 +630,22 @@ def searchlight_rdms(
             torch.index_select(table, 0, idx.reshape(-1), out=y)
             y = y.view(*idx.shape, *table.shape[1:])
             if tables is not None:
-                y = _whiten(y, tables.whitener(idx, valid, noise_kind))
+                noise_model = tables.whitener(idx, valid, noise_kind)
+                y = _whiten(y, noise_model)
+            if method == "crossnobis" and balanced:
+                yb = between_buf[: idx.numel() * n_cond].view(idx.numel(), n_cond)
+                torch.index_select(between, 0, idx.reshape(-1), out=yb)
+                yb = yb.view(*idx.shape, n_cond)
+                if tables is not None:
+                    yb = _whiten(yb, noise_model)
+                # Σ_f train_f testᵀ_f = F m̄ m̄ᵀ − Σ_k r_k r_kᵀ / (F − 1) (brainrdl.rsa.crossnobis)
+                kernel = torch.bmm(yb.transpose(1, 2), yb)
+                yw = y.reshape(y.shape[0], -1, n_cond)  # (B, D·(F−1), C)
+                kernel.sub_(torch.bmm(yw.transpose(1, 2), yw), alpha=1.0 / (n_folds - 1))
+                target = torch.empty((stop - start, n_pairs), dtype=dtype, device=dev)
+                _finish_gram(kernel, n * n_folds, "euclidean", tri, target, clamp=False)
+                result[start - row0 : stop - row0] = target.cpu().numpy()
+                continue
             if method == "crossnobis":
                 sums_b = y.permute(0, 2, 3, 1)  # (B, C, F, D)
                 rdm = crossnobis_from_fold_sums(sums_b, counts_t, None)
@@ -655,6 +686,29 @@ def searchlight_rdms(
         h5.close()
         return path
     return _as_rdms(result, nb.centres[rows], labels, method, nb, shard_part)
+
+
+def _helmert_tables(means: np.ndarray, dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-voxel tables of the balanced crossnobis estimator from fold means (C, F, U+1).
+
+    The fold axis is rotated onto F − 1 orthonormal (Helmert) contrasts r_k and the scaled mean
+    √F·m̄, as ``brainrdl.rsa.crossnobis`` does per call; the rotation acts on folds and the
+    noise whitening on voxels, so rotating once for all voxels is exact. The shared pattern
+    across conditions is removed (distances do not change). Returns the contrasts as
+    (U+1, F−1, C) and the scaled mean as (U+1, C).
+    """
+    n_folds = means.shape[1]
+    rotation = np.zeros((n_folds, n_folds))
+    for k in range(1, n_folds):
+        rotation[k - 1, :k] = 1.0
+        rotation[k - 1, k] = -float(k)
+        rotation[k - 1] /= (k * (k + 1)) ** 0.5
+    rotation[-1] = n_folds**-0.5
+    z = np.einsum("kf,cfu->kcu", rotation, means)
+    z -= z.mean(1, keepdims=True)
+    within = torch.as_tensor(z[:-1].transpose(2, 0, 1).copy(), dtype=dtype, device=device)
+    mean = torch.as_tensor(z[-1].T.copy(), dtype=dtype, device=device)
+    return within, mean
 
 
 def _group_sums(data: np.ndarray, group: np.ndarray, n_groups: int) -> np.ndarray:
