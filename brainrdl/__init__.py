@@ -68,6 +68,8 @@ _LAZY: dict[str, str] = {
     "load_kriegeskorte2008": "brainrdl.datasets.kriegeskorte2008",
     "kfold_stimuli": "brainrdl.datasets.splits",
     "split_stimuli": "brainrdl.datasets.splits",
+    "searchlight_map": "brainrdl.analysis.searchlight",
+    "group_searchlight": "brainrdl.analysis.searchlight",
 }
 
 # rooms importable as attributes (``brainrdl.rsa``...); ``functional`` is the public loss module
@@ -107,6 +109,7 @@ __all__ = [
     "compare_vectors",
     "extract_rdms",
     "fit",
+    "group_searchlight",
     "kfold_stimuli",
     "list_layers",
     "load_kriegeskorte2008",
@@ -115,6 +118,7 @@ __all__ = [
     "pairwise_rdm",
     "plot_layers_over_time",
     "rank_transform",
+    "searchlight_map",
     "split_stimuli",
     "square_from_upper_tri",
     "upper_tri",
@@ -139,6 +143,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from brainrdl.analysis.layer_comparison import compare_layers, compare_models
     from brainrdl.analysis.layer_rdms import extract_rdms
+    from brainrdl.analysis.searchlight import group_searchlight, searchlight_map
     from brainrdl.analysis.stimuli import StimulusSet
     from brainrdl.analysis.temporal import compare_layers_over_time, plot_layers_over_time
     from brainrdl.datasets.kriegeskorte2008 import load_kriegeskorte2008

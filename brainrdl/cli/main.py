@@ -44,6 +44,11 @@ _COMMANDS: dict[str, tuple[str, str]] = {
         "train a network toward brain RDMs from a config file (one process or torchrun); "
         "writes a run folder with config.toml and summary.json",
     ),
+    "searchlight": (
+        "brainrdl.cli.searchlight",
+        "searchlight RDMs from NIfTI betas + conditions + mask, compared with model RDMs; "
+        "writes a NIfTI map and PNG per model (--shard I/N and --merge for SLURM arrays)",
+    ),
     "make-demo-data": (
         "data_adapters.demo",
         "write the embedded demo study (NIfTI betas, BOLD + events, atlas, NWB) to a folder",

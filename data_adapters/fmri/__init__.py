@@ -26,6 +26,13 @@ from data_adapters.fmri.glm import (
 )
 from data_adapters.fmri.noise import noise_from_measurements, precision_from_residuals
 from data_adapters.fmri.rois import read_label_table, roi_masks
+from data_adapters.fmri.searchlight import (
+    merge_searchlight_shards,
+    open_searchlight_rdms,
+    read_searchlight_rdms,
+    searchlight_neighbourhoods,
+    searchlight_rdms,
+)
 
 __all__ = [
     "GLMResult",
@@ -34,11 +41,16 @@ __all__ = [
     "datasets_from_bold",
     "extract_roi_voxels",
     "first_level_glm",
+    "merge_searchlight_shards",
     "noise_from_measurements",
+    "open_searchlight_rdms",
     "precision_from_residuals",
     "rdms_from_betas",
     "rdms_from_bold",
     "read_events",
     "read_label_table",
+    "read_searchlight_rdms",
     "roi_masks",
+    "searchlight_neighbourhoods",
+    "searchlight_rdms",
 ]
