@@ -45,6 +45,10 @@ _LAZY: dict[str, str] = {
     "extract_rdms": "brainrdl.analysis.layer_rdms",
     "compare_layers": "brainrdl.analysis.layer_comparison",
     "noise_ceiling": "brainrdl.stats.ceilings",
+    # pattern metrics (issue 15)
+    "cka": "brainrdl.stats.cka",
+    "ridge_encoding": "brainrdl.stats.encoding",
+    "procrustes_distance": "brainrdl.stats.procrustes",
 }
 
 # rooms importable as attributes (``brainrdl.rsa``...); ``functional`` is the public loss module
@@ -64,6 +68,7 @@ __all__ = [
     "Teacher",
     "__version__",
     "calc_rdm",
+    "cka",
     "compare",
     "compare_layers",
     "compare_models",
@@ -72,7 +77,9 @@ __all__ = [
     "fit",
     "noise_ceiling",
     "pairwise_rdm",
+    "procrustes_distance",
     "rank_transform",
+    "ridge_encoding",
     "square_from_upper_tri",
     "upper_tri",
 ]
@@ -102,6 +109,9 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from brainrdl.rsa.ranks import rank_transform
     from brainrdl.rsa.rdm import calc_rdm
     from brainrdl.stats.ceilings import noise_ceiling
+    from brainrdl.stats.cka import cka
+    from brainrdl.stats.encoding import ridge_encoding
+    from brainrdl.stats.procrustes import procrustes_distance
     from brainrdl.train.loop import fit
     from brainrdl.train.losses import CKALoss, KDLoss, KnowledgeProjection, PKTLoss, RDLLoss
     from brainrdl.train.teachers import BrainTeacher, NetworkTeacher, Teacher
