@@ -75,5 +75,5 @@ def test_cka_errors():
         cka(torch.randn(5, 2), torch.randn(6, 2))
     with pytest.raises(ValueError, match="at least 4"):
         cka(torch.randn(3, 2), torch.randn(3, 2), debiased=True)
-    with pytest.raises(TypeError, match="torch.Tensor"):
+    with pytest.raises(TypeError, match=r"torch\.Tensor"):
         cka(np.ones((5, 2)), torch.randn(5, 2))

@@ -56,6 +56,8 @@ def compare_layers(
     per_subject: bool = False,
     pattern_descriptor: str | None = None,
     extract_kwargs: Mapping | None = None,
+    metric: str = "rsa",
+    metric_kwargs: Mapping | None = None,
 ) -> pd.DataFrame:
     """Compare model layers with brain regions: one row per layer × region (× subject).
 
@@ -101,13 +103,25 @@ def compare_layers(
         Pattern descriptor whose values are resampled as whole groups (default each stimulus).
     extract_kwargs
         Extra keyword arguments for :func:`brainrdl.extract_rdms`.
+    metric
+        ``"rsa"`` (default: layer RDMs vs brain RDMs, as above), or a pattern metric: ``"cka"``,
+        ``"encoding"`` (cross-validated ridge) or ``"procrustes"``. Pattern metrics take
+        ``layers`` as a mapping layer name → (stimuli × features) tensor (or a model) and
+        ``brain_rdms`` as a mapping region → rsatoolbox ``Dataset`` (stimuli × channels, or a
+        list of them, one per subject); see
+        :func:`brainrdl.analysis.pattern_comparison.compare_patterns` (``method`` and
+        ``subject_descriptor`` do not apply there).
+    metric_kwargs
+        Options of a pattern metric (e.g. ``{"debiased": True}`` for CKA, ``{"alphas": [...],
+        "scoring": "r2"}`` for encoding).
 
     Returns
     -------
     pandas.DataFrame
         Columns ``layer``, ``region``, ``similarity``, ``ci_low``, ``ci_high``, ``se``,
         ``noise_ceiling_low``, ``noise_ceiling_high``, ``best`` (the best layer of each region),
-        ``n_rdms``, ``method`` (and ``subject`` when ``per_subject``).
+        ``n_rdms``, ``method``, ``metric`` (and ``subject`` when ``per_subject``; ``distance``
+        for Procrustes).
 
     Examples
     --------
@@ -120,6 +134,19 @@ def compare_layers(
     >>> int(t["best"].sum()), bool((t["ci_low"] <= t["ci_high"]).all())
     (1, True)
     """
+    if metric != "rsa":  # pattern metrics (CKA, encoding, Procrustes): their own module
+        from brainrdl.analysis.pattern_comparison import PATTERN_METRICS, compare_patterns
+
+        check_choice("metric", metric, ("rsa", *PATTERN_METRICS))
+        return compare_patterns(
+            layers, brain_rdms, metric=metric, stimuli=stimuli, layer_names=layer_names,
+            stimulus_ids=stimulus_ids, n_bootstrap=n_bootstrap, bootstrap=bootstrap, ci=ci,
+            seed=seed, device=device, per_subject=per_subject,
+            pattern_descriptor=pattern_descriptor, metric_kwargs=metric_kwargs,
+            extract_kwargs=extract_kwargs,
+        )  # fmt: skip
+    if metric_kwargs:
+        raise ValueError("metric_kwargs apply to the pattern metrics only, not metric='rsa'")
     names, x, ids = layer_vectors(layers, stimuli, layer_names, device, extract_kwargs,
                                   stimulus_ids=stimulus_ids)  # fmt: skip
     table, _ = _compare(
@@ -135,6 +162,7 @@ def compare_layers(
         per_subject=per_subject,
         pattern_descriptor=pattern_descriptor,
     )
+    table["metric"] = "rsa"
     return table.drop(columns="model")
 
 

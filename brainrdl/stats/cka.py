@@ -1,25 +1,17 @@
 """Linear centred kernel alignment (CKA), plain and debiased, batched on torch tensors.
 
-For patterns ``X`` (n stimuli × p features) and ``Y`` (n × q) with column-centred ``X̃``, ``Ỹ``,
-linear CKA (Kornblith et al. 2019) is
+For patterns ``X`` (n stimuli × p features) and ``Y`` (n × q) with column-centred
+``X̃``, ``Ỹ``, linear CKA (Kornblith et al. 2019) is
 
-.. math::
+    CKA(X, Y) = ‖ỸᵀX̃‖²_F / (‖X̃ᵀX̃‖_F ‖ỸᵀỸ‖_F),
 
-    \\mathrm{CKA}(X, Y) = \\frac{\\lVert \\tilde Y^\\top \\tilde X \\rVert_F^2}
-        {\\lVert \\tilde X^\\top \\tilde X \\rVert_F \\, \\lVert \\tilde Y^\\top \\tilde Y \\rVert_F},
-
-i.e. HSIC(K, L) / sqrt(HSIC(K, K) HSIC(L, L)) with the linear Grams K = XXᵀ, L = YYᵀ. The
+i.e. HSIC(K, L) / sqrt(HSIC(K, K) HSIC(L, L)) with the linear Grams K = X̃X̃ᵀ, L = ỸỸᵀ. The
 debiased form replaces each HSIC by its unbiased estimator (Song et al. 2012), as Kornblith's
 ``feature_space_linear_cka(debiased=True)``:
 
-.. math::
+    HSIC_u(K, L) ∝ tr(K̄L̄) + (1ᵀK̄1)(1ᵀL̄1) / ((n − 1)(n − 2)) − 2 / (n − 2) · 1ᵀK̄L̄1,
 
-    \\mathrm{HSIC}_u \\propto \\operatorname{tr}(\\bar K \\bar L)
-        + \\frac{\\mathbf 1^\\top \\bar K \\mathbf 1 \\, \\mathbf 1^\\top \\bar L \\mathbf 1}
-               {(n-1)(n-2)}
-        - \\frac{2}{n-2} \\mathbf 1^\\top \\bar K \\bar L \\mathbf 1,
-
-where K̄, L̄ are the Grams of the centred patterns with zeroed diagonals. Everything is computed
+where K̄, L̄ are the Grams with zeroed diagonals (formulas: docs/metrics.md). Everything is computed
 from whichever is smaller, the feature cross-products (p × q) or the Grams (n × n), so a layer
 with 100,000 features and 92 stimuli costs a 92 × 92 product.
 
@@ -40,7 +32,9 @@ __all__ = ["cka", "cka_from_grams", "hsic_terms"]
 
 def _as_patterns(name: str, x: torch.Tensor) -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor (stimuli × features); got {type(x).__name__}")
+        raise TypeError(
+            f"{name} must be a torch.Tensor (stimuli × features); got {type(x).__name__}"
+        )
     if x.ndim < 2:
         raise ValueError(f"{name} must have shape (..., stimuli, features); got {tuple(x.shape)}")
     if not torch.is_floating_point(x):

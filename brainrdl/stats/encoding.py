@@ -114,7 +114,9 @@ def kfold_indices(
 def _check_alphas(alphas) -> np.ndarray:
     a = np.atleast_1d(np.asarray(alphas, dtype=np.float64))
     if a.ndim != 1 or a.size == 0 or not np.all(np.isfinite(a)) or np.any(a <= 0):
-        raise ValueError(f"alphas must be a non-empty 1-d sequence of positive numbers; got {alphas!r}")
+        raise ValueError(
+            f"alphas must be a non-empty 1-d sequence of positive numbers; got {alphas!r}"
+        )
     return a
 
 
@@ -128,7 +130,7 @@ def ridge_cv_fit_predict(
     form: str = "auto",
     voxel_block: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Ridge with per-voxel penalty by efficient LOO / GCV on the training set; predict the test set.
+    """Ridge with a per-voxel penalty by efficient LOO / GCV on the training set; predict the test.
 
     Equals ``sklearn.linear_model.RidgeCV(alphas, alpha_per_target=True).fit(x_train, y_train)``
     followed by ``.predict(x_test)`` (``cv="loo"``; ties between penalties go to the first, as

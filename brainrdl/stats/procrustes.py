@@ -4,12 +4,7 @@ For stimulus-matched patterns ``X`` (n × p) and ``Y`` (n × q), centred over st
 partially whitened and scaled to unit Frobenius norm, the Procrustes *similarity* is the best
 alignment of Y to X by an orthogonal transform (the narrower pattern zero-padded),
 
-.. math::
-
-    s(X, Y) = \\max_{Q^\\top Q = I} \\frac{\\operatorname{tr}(\\tilde X^\\top \\tilde Y Q)}
-        {\\lVert \\tilde X \\rVert_F \\lVert \\tilde Y \\rVert_F}
-        = \\frac{\\lVert \\tilde X^\\top \\tilde Y \\rVert_*}
-        {\\lVert \\tilde X \\rVert_F \\lVert \\tilde Y \\rVert_F},
+    s(X, Y) = max over orthogonal Q of tr(X̃ᵀỸQ) / (‖X̃‖_F ‖Ỹ‖_F) = ‖X̃ᵀỸ‖_* / (‖X̃‖_F ‖Ỹ‖_F)
 
 (the nuclear norm: sum of singular values), and the angular distance ``arccos(s)`` in radians
 (0: same shape up to rotation, reflection, translation and scale; π/2: orthogonal). It is a
@@ -47,7 +42,9 @@ def _check(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
             raise TypeError(f"{name} must be a torch.Tensor (stimuli × features); got "
                             f"{type(v).__name__}")  # fmt: skip
         if v.ndim < 2:
-            raise ValueError(f"{name} must have shape (..., stimuli, features); got {tuple(v.shape)}")
+            raise ValueError(
+                f"{name} must have shape (..., stimuli, features); got {tuple(v.shape)}"
+            )
     if x.shape[-2] != y.shape[-2]:
         raise ValueError(
             "Procrustes needs stimulus-matched patterns: x and y must have the same stimuli "
