@@ -177,7 +177,7 @@ def ridge_cv_fit_predict(
     dual = form == "dual" or (form == "auto" and p > n)
     eps = torch.finfo(dtype).eps
     if dual:
-        s2, u = torch.linalg.eigh(xc @ xc.T)
+        s2, u = _eigh(xc @ xc.T)
         keep = s2 > s2.max().clamp(min=0) * n * eps * 10
         s2, u = s2[keep], u[:, keep]
         proj = (xt @ xc.T) @ u / s2.sqrt()  # test features in the singular basis
@@ -212,13 +212,14 @@ def ridge_cv_fit_predict(
                 dof = 1.0 + (s2 / (s2 + alpha)).sum()  # tr H (with the intercept)
                 err = ss / n / (1.0 - dof / n) ** 2
             else:
-                resid = u @ (shrink[:, None] * z)
-                denom = u2 @ shrink  # α Σ_j U_ij² / (s_j² + α)
-                if r0 is not None:
-                    resid = resid + r0
+                if r0 is None:
+                    resid = u @ (shrink[:, None] * z)
+                else:
+                    resid = torch.addmm(r0, u, shrink[:, None] * z)
+                denom = u2 @ shrink  # 1 - H_ii = lev0_i + α Σ_j U_ij² / (s_j² + α)
+                if lev0 is not None:
                     denom = denom + lev0
-                resid /= denom[:, None]
-                err = resid.square_().mean(0)
+                err = (resid / denom[:, None]).square_().mean(0)
             better = err < best_err
             best_err = torch.where(better, err, best_err)
             best_idx = torch.where(better, torch.full_like(best_idx, i), best_idx)
@@ -227,6 +228,15 @@ def ridge_cv_fit_predict(
         preds[:, v0 : v0 + block] = proj @ beta + y_mean[v0 : v0 + block]
         best_alpha[v0 : v0 + block] = alpha_v
     return preds, best_alpha
+
+
+def _eigh(k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric eigendecomposition; LAPACK's syevd through NumPy on CPU (measured 2-4x faster
+    than torch.linalg.eigh there for n ~ 1,000), torch elsewhere."""
+    if k.device.type == "cpu":
+        w, v = np.linalg.eigh(k.detach().numpy())
+        return torch.from_numpy(w), torch.from_numpy(v)
+    return torch.linalg.eigh(k)
 
 
 def score_predictions(
