@@ -189,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
         "penalty, and predictions from the chosen penalties without forming primal weights "
         "(scikit-learn builds the p × v coefficient matrix, then predicts). GCV needs no n × v "
         "product per penalty at all (the residual norm follows from the singular-basis "
-        "coefficients). CKA uses the n × n Grams or the p × q cross-products, whichever is smaller.",
+        "coefficients). CKA uses the n × n Grams or the p × q cross-products, whichever is "
+        "smaller.",
         "",
         "Written by `python benchmarks/bench_metrics.py`.",
         "",

@@ -31,9 +31,11 @@ METRICS = ("rsa", "cka", "encoding", "procrustes")
 def add_metric_argument(parser: argparse.ArgumentParser) -> None:
     """Register ``--metric`` and its options on the ``compare`` parser."""
     group = parser.add_argument_group("metric (pattern metrics take brain Datasets, not RDMs)")
-    group.add_argument("--metric", default="rsa", choices=METRICS,
-                       help="rsa (RDMs, default), cka, encoding (cross-validated ridge) or "
-                            "procrustes; the last three need --brain REGION=DATASET.hdf5")  # fmt: skip
+    group.add_argument(
+        "--metric", default="rsa", choices=METRICS,
+        help="rsa (RDMs, default), cka, encoding (cross-validated ridge) or procrustes; the last "
+        "three need --brain REGION=DATASET.hdf5",
+    )  # fmt: skip
     group.add_argument("--layer-patterns", default=None,
                        help="layer activations as .npz (name -> stimuli × features), instead of "
                             "--checkpoint, for a pattern metric")  # fmt: skip
