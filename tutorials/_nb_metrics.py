@@ -18,6 +18,7 @@ def rsa_cka_encoding_nb() -> list[Cell]:
         docs page *RSA, CKA, encoding, shape*. Runs in under a minute on the embedded demo data.
         """),
         setup("""
+        warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm in notebooks
         import tempfile
 
         import rsatoolbox
@@ -95,8 +96,8 @@ def rsa_cka_encoding_nb() -> list[Cell]:
         fig, axes = plt.subplots(1, 4, figsize=(14, 3.2), sharex=True)
         for ax, (metric, t) in zip(axes, table.groupby("metric", sort=False)):
             x = np.arange(len(t))
-            ax.errorbar(x, t["similarity"], yerr=[t["similarity"] - t["ci_low"],
-                        t["ci_high"] - t["similarity"]], fmt="o-", capsize=3)
+            ax.plot(x, t["similarity"], "o-")
+            ax.vlines(x, t["ci_low"], t["ci_high"], color="C0", alpha=0.6)  # bootstrap interval
             nc = t["noise_ceiling_high"].iloc[0]
             if np.isfinite(nc):
                 ax.axhline(nc, color="grey", ls="--", label="noise ceiling")
@@ -117,26 +118,33 @@ def rsa_cka_encoding_nb() -> list[Cell]:
         md("""
         ## Reading it
 
-        The printed ranks say where the metrics agree and where they do not. The reasons they can
-        differ:
+        In this run the metrics do not agree on the best layer: RSA and Procrustes put `conv1`
+        first, CKA and encoding put `fc2` first. Only differences that are large compared with
+        the intervals mean anything:
 
-        - **RSA vs CKA.** Both compare the geometry of the stimuli, but RSA (`corr`) compares
-          centred *distance* profiles, while linear CKA compares inner products weighted by
-          variance: a layer whose variance sits in a few large directions gets a CKA set by those
-          directions alone. The debiased form used here removes CKA's upward bias with 100
-          stimuli and thousands of features.
-        - **Encoding vs the geometric metrics.** Encoding asks whether *some* linear read-out of
-          the layer predicts each voxel on held-out stimuli; it is invariant to any invertible
-          linear transform of the features. A wide layer (`conv1` and `conv2` have thousands of
-          features for 100 stimuli) can score well by encoding while its geometry is dominated by
-          features the region does not share; a narrow one (`fc2`: 10 units) cannot use more than
-          its span. Its grey line is the split-half noise ceiling from the 6 runs.
-        - **Procrustes vs CKA.** Both are rotation invariant, but Procrustes aligns the patterns
-          themselves (a distance on shapes; here its cosine, higher = closer), spreading weight
-          over all dimensions, while CKA is dominated by the top principal components.
+        - **RSA and CKA** give all four layers values within a few hundredths of each other, with
+          intervals that overlap: neither ranks the layers, and their "best" flags should not be
+          read as a finding. Both compare the geometry of the stimuli, but RSA (`corr`) compares
+          centred *distance* profiles while linear CKA compares inner products weighted by
+          variance, dominated by a layer's largest principal components. The debiased form used
+          here removes CKA's upward bias with 100 stimuli and thousands of features.
+        - **Encoding** puts the fully connected layers (`fc1`, `fc2`) a few hundredths above the
+          convolutional ones; the intervals overlap, so this is a tendency rather than a settled
+          ranking. It asks whether *some* linear read-out of the layer predicts
+          each voxel on held-out stimuli, so it is invariant to any invertible linear transform of
+          the features: the 10 units of `fc2` carry the digit identity the region responds to,
+          and a read-out finds it whatever the geometry of the layer. Its grey line is the
+          split-half noise ceiling from the 6 runs: every layer stays well below it.
+        - **Procrustes** falls steadily with depth. It aligns the patterns themselves, so it
+          penalises a difference in dimensionality that CKA and encoding ignore: `fc2` spans at
+          most 10 dimensions, and the best rotation cannot reach the part of the region's
+          125-voxel patterns (signal and noise) outside them. Here `similarity` is the cosine of
+          the angular distance (higher = closer).
 
-        When the intervals of two layers overlap, the table does not settle which is better under
-        that metric; the same `seed` gives the same stimulus resamples for every layer, so layer
-        differences can be bootstrapped pairwise.
+        Which to report depends on the question: RSA and CKA ask whether the *geometry* matches,
+        encoding whether the information is *linearly available*, Procrustes whether the patterns
+        match up to a rotation. When the intervals of two layers overlap, the table does not
+        settle which is better under that metric; the same `seed` gives the same stimulus
+        resamples for every layer, so layer differences can be bootstrapped pairwise.
         """),
     ]

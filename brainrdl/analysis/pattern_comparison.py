@@ -20,7 +20,10 @@ neurons, stimulus-matched), not RDMs; the table is the one of RSA (``layer``, ``
 Several subjects per region (a list or dict of ``Dataset``\\ s, each one subject's stimuli ×
 channels) are averaged, as the RDMs of a region are. The bootstrap resamples stimuli (the metric
 is recomputed on each resample; for encoding the held-out predictions are resampled, the fits are
-not repeated), subjects, or both, with the same seed for every region and layer.
+not repeated), subjects, or both, with the same seed for every region and layer. Duplicated
+stimuli raise CKA and the Procrustes similarity of every stimulus resample, so for those two the
+resamples are shifted to have the full-sample estimate as their mean before the percentile
+interval is taken (the spread is the bootstrap's; see ``_remove_resampling_bias``).
 
 Examples
 --------
@@ -171,12 +174,15 @@ def compare_patterns(
             samples = sims.expand(n_bootstrap, -1, -1)
         s_w = subj_w
         means = sims.mean(1)  # (L,)
+        shift = metric != "encoding" and stim_idx is not None
         if samples is not None:
             if s_w is None:
                 pooled = samples.nanmean(-1)
             else:
                 w = s_w[:, None, :]
                 pooled = (samples * w).nansum(-1) / w.sum(-1)
+            if shift:
+                pooled = _remove_resampling_bias(pooled, means)
             low, high = percentile_ci(pooled, ci)
             se = np.nanstd(pooled.cpu().numpy(), axis=0)
         else:
@@ -190,8 +196,11 @@ def compare_patterns(
             for s, sname in enumerate(subjects):
                 sub = sims[:, s]
                 if samples is not None and bootstrap == "stimuli":
-                    lo, hi = percentile_ci(samples[:, :, s], ci)
-                    sse = np.nanstd(samples[:, :, s].cpu().numpy(), axis=0)
+                    sub_samples = samples[:, :, s]
+                    if shift:
+                        sub_samples = _remove_resampling_bias(sub_samples, sub)
+                    lo, hi = percentile_ci(sub_samples, ci)
+                    sse = np.nanstd(sub_samples.cpu().numpy(), axis=0)
                 else:
                     lo = hi = sse = np.full(len(names), np.nan)
                 b = int(np.nanargmax(sub.cpu().numpy())) if torch.isfinite(sub).any() else -1
@@ -205,6 +214,18 @@ def compare_patterns(
     if metric != "procrustes":
         table = table.drop(columns="distance")
     return table
+
+
+def _remove_resampling_bias(samples: torch.Tensor, estimate: torch.Tensor) -> torch.Tensor:
+    """Shift (B, L) resampled values so that their mean is the full-sample estimate (L,).
+
+    A stimulus resample repeats about a third of the stimuli; the copies of a stimulus align
+    perfectly in both patterns, which raises CKA and the Procrustes similarity of every resample
+    (rsatoolbox drops such self-pairs from RDM comparisons for the same reason). The spread of the
+    resamples is kept and their mean bias removed before the percentiles are taken.
+    """
+    bias = torch.nanmean(samples, dim=0) - estimate.to(samples)
+    return samples - bias
 
 
 def _row(metric, layer, region, sim, low, high, se, nc_low, nc_high, best, n, subject, kwargs):
