@@ -41,6 +41,20 @@ def test_fold_fit_equals_sklearn_ridgecv(shape):
     np.testing.assert_allclose(pred.numpy(), ref.predict(x[te]), rtol=1e-5, atol=1e-5 * y.std())
 
 
+@pytest.mark.parametrize("shape", [(60, 200, 40), (90, 20, 40)])
+def test_high_leverage_rows_equal_sklearn(shape):
+    # outlying stimuli spread the leverages, so the LOO bounds leave several penalties to check
+    n, p, v = shape
+    x, y = _data(n, p, v, seed=5)
+    x[:3] *= 8.0
+    alphas = np.logspace(-1, 5, 13)
+    ref = RidgeCV(alphas=alphas, alpha_per_target=True).fit(x[10:], y[10:])
+    pred, best = ridge_cv_fit_predict(torch.tensor(x[10:]), torch.tensor(y[10:]),
+                                      torch.tensor(x[:10]), alphas)
+    np.testing.assert_allclose(best.numpy(), ref.alpha_)
+    np.testing.assert_allclose(pred.numpy(), ref.predict(x[:10]), rtol=1e-5, atol=1e-5 * y.std())
+
+
 @pytest.mark.parametrize("form", ["primal", "dual"])
 def test_forms_agree(form):
     x, y = _data(50, 30, 10, seed=3)

@@ -199,40 +199,61 @@ def ridge_cv_fit_predict(
     best_alpha = torch.empty(v, dtype=dtype, device=device)
     # CPU, full rank (dual): LOO errors as quadratic forms ‖Lᵀ(shrink∘z)‖² with M = L Lᵀ
     factors = _loo_factors(u, u2, s2, a) if cv == "loo" and full and device.type == "cpu" else None
+    shrinks = a[:, None] / (s2[None, :] + a[:, None])  # (A, r) residual factor per direction
+    denoms = shrinks @ u2.T  # (A, n): 1 - H_ii = lev0_i + α Σ_j U_ij² / (s_j² + α)
+    if lev0 is not None:
+        denoms = denoms + lev0
+    # LOO error bounds: Σ_i r_i² / d_i² lies between Σ r² / max d² and Σ r² / min d²
+    margin = 1e4 * eps
+    w_lo = denoms.max(1).values.pow(-2) * (1.0 - margin)
+    w_hi = denoms.min(1).values.pow(-2) * (1.0 + margin)
     for v0 in range(0, v, block):
         yc = y_train[:, v0 : v0 + block] - y_mean[v0 : v0 + block]
         z = _mm(u.T, yc)  # (r, vb)
         r0 = None if full else yc - _mm(u, z)  # residual outside span(U): same for every alpha
-        best_err = torch.full((yc.shape[1],), float("inf"), dtype=dtype, device=device)
-        best_idx = torch.zeros(yc.shape[1], dtype=torch.long, device=device)
-        for i, alpha in enumerate(a):
-            shrink = alpha / (s2 + alpha)  # (r,) residual factor per singular direction
-            if cv == "gcv":
-                # mean squared residual via orthogonality: ‖r0‖² + Σ_j shrink_j² Z_j²
-                ss = (shrink[:, None] ** 2 * z * z).sum(0)
-                if r0 is not None:
-                    ss = ss + (r0 * r0).sum(0)
-                dof = 1.0 + (s2 / (s2 + alpha)).sum()  # tr H (with the intercept)
-                err = ss / n / (1.0 - dof / n) ** 2
-            elif factors is not None:
-                err = _quadratic_err(factors[i], shrink[:, None] * z) / n
-            else:
-                if r0 is None:
-                    resid = _mm(u, shrink[:, None] * z)
-                else:
-                    resid = torch.addmm(r0, u, shrink[:, None] * z)
-                denom = u2 @ shrink  # 1 - H_ii = lev0_i + α Σ_j U_ij² / (s_j² + α)
-                if lev0 is not None:
-                    denom = denom + lev0
-                err = (resid / denom[:, None]).square_().mean(0)
-            better = err < best_err
-            best_err = torch.where(better, err, best_err)
-            best_idx = torch.where(better, torch.full_like(best_idx, i), best_idx)
+        # Σ_i r_i² for every penalty by orthogonality: ‖r0‖² + Σ_j shrink_j² Z_j²  (A, vb)
+        ss = _mm(shrinks * shrinks, z * z)
+        if r0 is not None:
+            ss = ss + (r0 * r0).sum(0)
+        if cv == "gcv":
+            dof = 1.0 + (s2[None, :] / (s2[None, :] + a[:, None])).sum(1)  # tr H (+ intercept)
+            err = ss / n / (1.0 - dof[:, None] / n) ** 2
+        else:
+            err = _loo_errors(ss, w_lo, w_hi, z, r0, u, shrinks, denoms, factors, n)
+        best_idx = torch.argmin(err, dim=0)  # the first of tied penalties, as scikit-learn
         alpha_v = a[best_idx]  # (vb,)
         beta = (s2.sqrt()[:, None] / (s2[:, None] + alpha_v[None, :])) * z  # ridge coefficients
         preds[:, v0 : v0 + block] = _mm(proj, beta) + y_mean[v0 : v0 + block]
         best_alpha[v0 : v0 + block] = alpha_v
     return preds, best_alpha
+
+
+def _loo_errors(ss, w_lo, w_hi, z, r0, u, shrinks, denoms, factors, n) -> torch.Tensor:
+    """(A, vb) LOO errors where they decide the penalty; +inf where a penalty is ruled out.
+
+    The bounds ``w_lo · ss ≤ err ≤ w_hi · ss`` (cheap: O(A · r · vb)) rule out every penalty
+    whose lower bound exceeds the smallest upper bound of the voxel; a voxel with a single
+    penalty left needs no exact error, the others get exact errors for the penalties left only.
+    The choice equals the exhaustive one (the bounds carry a relative margin for rounding).
+    """
+    lo, hi = w_lo[:, None] * ss, w_hi[:, None] * ss
+    cand = lo <= hi.min(0).values  # (A, vb)
+    single = cand.sum(0) == 1
+    err = torch.full_like(ss, float("inf"))
+    err[cand & single] = 0.0  # the only penalty left
+    for i in range(ss.shape[0]):
+        idx = torch.nonzero(cand[i] & ~single).flatten()
+        if idx.numel() == 0:
+            continue
+        w = shrinks[i][:, None] * z[:, idx]
+        if factors is not None:
+            err[i, idx] = _quadratic_err(factors[i], w) / n
+        else:
+            resid = _mm(u, w)
+            if r0 is not None:
+                resid = resid + r0[:, idx]
+            err[i, idx] = (resid / denoms[i][:, None]).square_().mean(0)
+    return err
 
 
 def _mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
