@@ -175,3 +175,21 @@ def test_pattern_metrics_on_cuda_match_cpu(metric):
                                   n_bootstrap=20, seed=0)
     np.testing.assert_allclose(gpu["similarity"], cpu["similarity"], rtol=1e-6, atol=1e-8)
     assert np.isfinite(gpu["ci_low"]).all()
+
+
+def test_model_over_image_folder_uses_file_names(tmp_path):
+    import matplotlib.image
+
+    rng = np.random.default_rng(0)
+    names = [f"img{i:02d}" for i in range(10)]
+    for name in names:
+        matplotlib.image.imsave(tmp_path / f"{name}.png", rng.random((4, 4, 3)))
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48, 6))
+    brain = rsatoolbox.data.Dataset(rng.standard_normal((10, 5)),
+                                    obs_descriptors={"stimulus": names[::-1]})
+    t = brainrdl.compare_layers(net, brain, stimuli=str(tmp_path), layer_names=["1"],
+                                metric="cka", extract_kwargs={"batch_size": 4, "progress": True})
+    assert np.isfinite(t["similarity"]).all()
+    with pytest.raises(ValueError, match="extract_kwargs"):
+        brainrdl.compare_layers(net, brain, stimuli=str(tmp_path), layer_names=["1"],
+                                metric="cka", extract_kwargs={"method": "euclidean"})

@@ -39,6 +39,7 @@ Examples
 from __future__ import annotations
 
 import numbers
+import os
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -348,7 +349,18 @@ def layer_patterns(layers, stimuli=None, layer_names=None, stimulus_ids=None, de
     """
     device = torch.device(device) if device is not None else torch.device("cpu")
     if isinstance(layers, torch.nn.Module):
-        layers = _tap(layers, stimuli, layer_names, device, dict(extract_kwargs or {}))
+        kwargs = dict(extract_kwargs or {})
+        given = kwargs.pop("stimulus_ids", None)
+        if given is not None and stimulus_ids is not None:
+            raise ValueError("give stimulus_ids= or extract_kwargs['stimulus_ids'], not both")
+        stimulus_ids = given if given is not None else stimulus_ids
+        if isinstance(stimuli, (str, os.PathLike)):
+            from brainrdl.analysis.layer_rdms import ImageFolder
+
+            stimuli = ImageFolder(stimuli)
+        if stimulus_ids is None and getattr(stimuli, "ids", None) is not None:
+            stimulus_ids = list(stimuli.ids)  # an image folder: the file names
+        layers = _tap(layers, stimuli, layer_names, device, kwargs)
     if not isinstance(layers, Mapping) or not layers:
         raise TypeError(
             "layers must map layer names to (stimuli × features) tensors for a pattern metric "
@@ -385,18 +397,29 @@ def _tap(model, stimuli, layer_names, device, kwargs) -> dict:
                          "layer_names= (module paths) too")  # fmt: skip
     names = [layer_names] if isinstance(layer_names, str) else list(layer_names)
     batch_size = int(kwargs.pop("batch_size", 64))
+    kwargs.pop("progress", None)  # accepted for symmetry with extract_rdms; no bar here
+    taps_kwargs = {k: kwargs.pop(k) for k in ("reduction", "projection_dim", "seed") if k in kwargs}
+    if kwargs:
+        raise ValueError(
+            f"extract_kwargs {sorted(kwargs)} are not used by the pattern metrics; expected "
+            "batch_size, reduction, projection_dim, seed, stimulus_ids"
+        )
     if isinstance(stimuli, torch.Tensor):
         batches = (stimuli[i : i + batch_size] for i in range(0, len(stimuli), batch_size))
-    elif isinstance(stimuli, torch.utils.data.DataLoader):
+    elif isinstance(stimuli, (torch.utils.data.DataLoader, torch.utils.data.Dataset)):
+        if isinstance(stimuli, torch.utils.data.Dataset):
+            stimuli = torch.utils.data.DataLoader(stimuli, batch_size=batch_size)
+        elif isinstance(stimuli.sampler, torch.utils.data.RandomSampler):
+            raise ValueError("stimuli: the DataLoader shuffles; pass one with shuffle=False")
         batches = (b[0] if isinstance(b, (tuple, list)) else b for b in stimuli)
     else:
-        raise TypeError(f"stimuli must be a tensor or DataLoader for a pattern metric; got "
-                        f"{type(stimuli).__name__}")  # fmt: skip
+        raise TypeError("stimuli must be a tensor, a torch Dataset or DataLoader, or a folder of "
+                        f"images for a pattern metric; got {type(stimuli).__name__}")  # fmt: skip
     out: dict[str, list] = {n: [] for n in names}
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad(), LayerTaps(model, names, detach=True, **kwargs) as taps:
+        with torch.no_grad(), LayerTaps(model, names, detach=True, **taps_kwargs) as taps:
             for x in batches:
                 for n, a in taps.extract(x.to(device)).items():
                     out[n].append(a.to(torch.float64))
