@@ -197,12 +197,12 @@ def ridge_cv_fit_predict(
     block = int(voxel_block) if voxel_block else min(v, 4096) or 1
     preds = torch.empty(x_test.shape[0], v, dtype=dtype, device=device)
     best_alpha = torch.empty(v, dtype=dtype, device=device)
-    # CPU, full rank (dual): LOO errors as quadratic forms ‖Lᵀ(shrink∘z)‖² with M = L Lᵀ
-    factors = _loo_factors(u, u2, s2, a) if cv == "loo" and full and device.type == "cpu" else None
     shrinks = a[:, None] / (s2[None, :] + a[:, None])  # (A, r) residual factor per direction
     denoms = shrinks @ u2.T  # (A, n): 1 - H_ii = lev0_i + α Σ_j U_ij² / (s_j² + α)
     if lev0 is not None:
         denoms = denoms + lev0
+    # CPU, full rank (dual): LOO errors as quadratic forms ‖Lᵀ(shrink∘z)‖² with M = L Lᵀ
+    factors = _LooFactors(u, denoms) if cv == "loo" and full and device.type == "cpu" else None
     # LOO error bounds: Σ_i r_i² / d_i² lies between Σ r² / max d² and Σ r² / min d²
     margin = 1e4 * eps
     w_lo = denoms.max(1).values.pow(-2) * (1.0 - margin)
@@ -246,8 +246,9 @@ def _loo_errors(ss, w_lo, w_hi, z, r0, u, shrinks, denoms, factors, n) -> torch.
         if idx.numel() == 0:
             continue
         w = shrinks[i][:, None] * z[:, idx]
-        if factors is not None:
-            err[i, idx] = _quadratic_err(factors[i], w) / n
+        lower = factors[i] if factors is not None else None
+        if lower is not None:
+            err[i, idx] = _quadratic_err(lower, w) / n
         else:
             resid = _mm(u, w)
             if r0 is not None:
@@ -264,23 +265,25 @@ def _mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return a @ b
 
 
-def _loo_factors(u, u2, s2, a) -> list | None:
-    """Per penalty, the Cholesky factor L of M = Uᵀ D⁻² U (D = diag(1 − H_ii)), Fortran order.
+class _LooFactors:
+    """Per penalty, the Cholesky factor L of M = Uᵀ D⁻² U (D = diag(1 − H_ii)), Fortran order,
+    computed when first needed (penalties ruled out by the bounds never need one).
 
     Then Σ_i LOO residual_i² = ‖Lᵀ (shrink ∘ z)‖² for every voxel: one triangular product
     (half the flops of the general product U (shrink ∘ z)) per penalty and block.
     """
-    factors = []
-    un = u.numpy()
-    for alpha in a:
-        d = (u2 @ (alpha / (s2 + alpha))).numpy()
-        ud = un / d[:, None]
-        try:
-            lower = np.linalg.cholesky(ud.T @ ud)
-        except np.linalg.LinAlgError:
-            return None  # not numerically positive definite: the direct residuals instead
-        factors.append(np.asfortranarray(lower))
-    return factors
+
+    def __init__(self, u: torch.Tensor, denoms: torch.Tensor) -> None:
+        self.u, self.denoms, self.cache = u.numpy(), denoms.numpy(), {}
+
+    def __getitem__(self, i: int) -> np.ndarray | None:
+        if i not in self.cache:
+            ud = self.u / self.denoms[i][:, None]
+            try:
+                self.cache[i] = np.asfortranarray(np.linalg.cholesky(ud.T @ ud))
+            except np.linalg.LinAlgError:  # not numerically positive definite
+                self.cache[i] = None
+        return self.cache[i]
 
 
 def _quadratic_err(lower: np.ndarray, w: torch.Tensor) -> torch.Tensor:
