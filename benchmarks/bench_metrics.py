@@ -203,7 +203,10 @@ def main(argv: list[str] | None = None) -> int:
         f"≈ {format_seconds(sk_full)} (fixed cost {format_seconds(fixed)} + "
         f"{format_seconds(slope)} per voxel). Speed-ups are against that estimate. The last "
         f"column compares the predictions of the first {sk_sizes[1]} voxels with scikit-learn's "
-        "(GCV picks penalties by a different criterion, so it differs by design). Peak resident "
+        "(GCV picks penalties by a different criterion, so it differs by design; float32 picks "
+        "another penalty wherever two penalties' LOO errors agree to float32 precision, e.g. "
+        "on nearly flat error curves, and the prediction of such a voxel then differs). "
+        "Exact LOO in float64 is the configuration that equals scikit-learn. Peak resident "
         f"memory of the process (data included): {peak:.2f} GB.",
         "",
         *enc_table,

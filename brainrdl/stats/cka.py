@@ -25,6 +25,7 @@ Examples
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 __all__ = ["cka", "cka_from_grams", "hsic_terms"]
@@ -80,27 +81,38 @@ def cka(x: torch.Tensor, y: torch.Tensor, debiased: bool = False) -> torch.Tenso
         raise ValueError(f"debiased CKA needs at least 4 stimuli; got {n}")
     dtype = torch.promote_types(x.dtype, y.dtype)
     x, y = x.to(dtype), y.to(device=x.device, dtype=dtype)
-    x = x - x.mean(-2, keepdim=True)
-    y = y - y.mean(-2, keepdim=True)
-    xy, xx, yy = _cross_terms(x, y)
-    if debiased:
+    p, q = x.shape[-1], y.shape[-1]
+    if p * q + p * p + q * q <= 3 * n * n:  # narrow patterns: p × q cross-products
+        x = x - x.mean(-2, keepdim=True)
+        y = y - y.mean(-2, keepdim=True)
+        xt = x.transpose(-1, -2)
+        fro2 = lambda m: (m * m).sum((-1, -2))  # noqa: E731
+        xy, xx, yy = fro2(xt @ y), fro2(xt @ x), fro2(y.transpose(-1, -2) @ y)
         rx, ry = (x * x).sum(-1), (y * y).sum(-1)  # squared row norms = Gram diagonals
+    else:  # wide patterns: n × n Grams
+        if dtype == torch.float64:  # centre the Grams (no copies of wide patterns)
+            k, lg = _double_centre(_gram(x)), _double_centre(_gram(y))
+        else:  # float32: centre the patterns first (the Gram route would lose digits)
+            k = _gram(x - x.mean(-2, keepdim=True))
+            lg = _gram(y - y.mean(-2, keepdim=True))
+        xy, xx, yy = (k * lg).sum((-1, -2)), (k * k).sum((-1, -2)), (lg * lg).sum((-1, -2))
+        rx, ry = torch.diagonal(k, dim1=-2, dim2=-1), torch.diagonal(lg, dim1=-2, dim2=-1)
+    if debiased:
         xy = _debias(xy, rx, ry, n)
         xx = _debias(xx, rx, rx, n)
         yy = _debias(yy, ry, ry, n)
     return xy / torch.sqrt(xx * yy)
 
 
-def _cross_terms(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """tr(KL), tr(KK), tr(LL) for centred x, y: from p × q cross-products or n × n Grams."""
-    n, p, q = x.shape[-2], x.shape[-1], y.shape[-1]
-    if p * q + p * p + q * q <= 3 * n * n:
-        xt = x.transpose(-1, -2)
-        fro2 = lambda m: (m * m).sum((-1, -2))  # noqa: E731
-        return fro2(xt @ y), fro2(xt @ x), fro2(y.transpose(-1, -2) @ y)
-    k = x @ x.transpose(-1, -2)
-    lg = y @ y.transpose(-1, -2)
-    return (k * lg).sum((-1, -2)), (k * k).sum((-1, -2)), (lg * lg).sum((-1, -2))
+def _gram(x: torch.Tensor) -> torch.Tensor:
+    """x xᵀ over the last two dims. On CPU without autograd through NumPy, whose ``a @ a.T``
+    is a symmetric rank-k update (half the flops of a general product)."""
+    if x.device.type != "cpu" or (x.requires_grad and torch.is_grad_enabled()):
+        return x @ x.transpose(-1, -2)
+    a = x.detach().numpy()
+    flat = a.reshape(-1, *a.shape[-2:])
+    out = np.stack([m @ m.T for m in flat]).reshape(*a.shape[:-1], a.shape[-2])
+    return torch.from_numpy(out)
 
 
 def _debias(
