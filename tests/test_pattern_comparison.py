@@ -193,3 +193,12 @@ def test_model_over_image_folder_uses_file_names(tmp_path):
     with pytest.raises(ValueError, match="extract_kwargs"):
         brainrdl.compare_layers(net, brain, stimuli=str(tmp_path), layer_names=["1"],
                                 metric="cka", extract_kwargs={"method": "euclidean"})
+
+
+def test_brain_keyword_alias():
+    layers, brain, _ = _setup()
+    a = brainrdl.compare_layers(layers, brain=brain, metric="cka")
+    b = brainrdl.compare_layers(layers, brain, metric="cka")
+    np.testing.assert_array_equal(a["similarity"], b["similarity"])
+    with pytest.raises(TypeError, match="brain"):
+        brainrdl.compare_layers(layers, brain, brain=brain, metric="cka")

@@ -41,7 +41,7 @@ METHODS = ("cosine", "corr", "spearman", "rho-a", "tau-a", "kendall", "corr_cov"
 
 def compare_layers(
     layers,
-    brain_rdms,
+    brain_rdms=None,
     *,
     stimuli=None,
     layer_names: str | Sequence[str] | None = None,
@@ -58,6 +58,7 @@ def compare_layers(
     extract_kwargs: Mapping | None = None,
     metric: str = "rsa",
     metric_kwargs: Mapping | None = None,
+    brain=None,
 ) -> pd.DataFrame:
     """Compare model layers with brain regions: one row per layer × region (× subject).
 
@@ -114,6 +115,9 @@ def compare_layers(
     metric_kwargs
         Options of a pattern metric (e.g. ``{"debiased": True}`` for CKA, ``{"alphas": [...],
         "scoring": "r2"}`` for encoding).
+    brain
+        Keyword alias of ``brain_rdms`` (the brain data: RDMs for RSA, Datasets for the pattern
+        metrics); give one of the two.
 
     Returns
     -------
@@ -134,6 +138,10 @@ def compare_layers(
     >>> int(t["best"].sum()), bool((t["ci_low"] <= t["ci_high"]).all())
     (1, True)
     """
+    if (brain_rdms is None) == (brain is None):
+        raise TypeError("compare_layers needs the brain data: pass brain_rdms (positional) or "
+                        "brain=, not both")  # fmt: skip
+    brain_rdms = brain if brain_rdms is None else brain_rdms
     if metric != "rsa":  # pattern metrics (CKA, encoding, Procrustes): their own module
         from brainrdl.analysis.pattern_comparison import PATTERN_METRICS, compare_patterns
 
