@@ -230,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
         "builds them, then predicts). GCV needs no exact step at all. What remains for exact "
         "LOO is Uᵀ Y (one n × n × v product per fold, as in scikit-learn) and the exact errors "
         "of the penalties left near each voxel's optimum: float64 LOO stays near 6×, while "
-        "float32 (half the cost per product) and GCV pass 10×. CKA uses the n × n Grams (NumPy's symmetric rank-k product on CPU) or the p "
+        "float32 (half the cost per product) and GCV pass 10×. CKA uses the n × n Grams "
+        "(NumPy's symmetric rank-k product on CPU) or the p "
         "× q cross-products, whichever is smaller: it is on par with the NumPy reference on "
         "CPU (the gain is batching and running on a GPU, which was not measured here).",
         "",
