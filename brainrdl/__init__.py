@@ -70,6 +70,10 @@ _LAZY: dict[str, str] = {
     "split_stimuli": "brainrdl.datasets.splits",
     "searchlight_map": "brainrdl.analysis.searchlight",
     "group_searchlight": "brainrdl.analysis.searchlight",
+    # pattern metrics (issue 15)
+    "cka": "brainrdl.stats.cka",
+    "ridge_encoding": "brainrdl.stats.encoding",
+    "procrustes_distance": "brainrdl.stats.procrustes",
 }
 
 # rooms importable as attributes (``brainrdl.rsa``...); ``functional`` is the public loss module
@@ -102,6 +106,7 @@ __all__ = [
     "TrainingDivergedError",
     "__version__",
     "calc_rdm",
+    "cka",
     "compare",
     "compare_layers",
     "compare_layers_over_time",
@@ -117,7 +122,9 @@ __all__ = [
     "noise_ceiling",
     "pairwise_rdm",
     "plot_layers_over_time",
+    "procrustes_distance",
     "rank_transform",
+    "ridge_encoding",
     "searchlight_map",
     "split_stimuli",
     "square_from_upper_tri",
@@ -164,6 +171,9 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from brainrdl.rsa.ranks import rank_transform
     from brainrdl.rsa.rdm import calc_rdm
     from brainrdl.stats.ceilings import noise_ceiling
+    from brainrdl.stats.cka import cka
+    from brainrdl.stats.encoding import ridge_encoding
+    from brainrdl.stats.procrustes import procrustes_distance
     from brainrdl.train.brain_batches import BrainBatches
     from brainrdl.train.checkpoint import CheckpointError
     from brainrdl.train.guards import NonFiniteLossError, TrainingDivergedError

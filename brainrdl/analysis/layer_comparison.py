@@ -43,7 +43,7 @@ METHODS = LAYER_COMPARISON_METHODS  # the one list: brainrdl.rsa.methods
 
 def compare_layers(
     layers,
-    brain_rdms,
+    brain_rdms=None,
     *,
     stimuli=None,
     layer_names: str | Sequence[str] | None = None,
@@ -60,6 +60,9 @@ def compare_layers(
     extract_kwargs: Mapping | None = None,
     restrict: bool = False,
     pooled: bool = False,
+    metric: str = "rsa",
+    metric_kwargs: Mapping | None = None,
+    brain=None,
 ) -> pd.DataFrame:
     """Compare model layers with brain regions: one row per layer × region (× subject).
 
@@ -118,16 +121,30 @@ def compare_layers(
         Compare each layer with the mean RDM of each region (NaN-aware mean of its RDMs, the
         target a ``BrainTeacher`` trains toward) instead of with each RDM; the noise-ceiling
         columns are then NaN (the ceiling refers to individual RDMs: use the default rows).
+    metric
+        ``"rsa"`` (default: layer RDMs vs brain RDMs, as above), or a pattern metric: ``"cka"``,
+        ``"encoding"`` (cross-validated ridge) or ``"procrustes"``. Pattern metrics take
+        ``layers`` as a mapping layer name → (stimuli × features) tensor (or a model) and
+        ``brain_rdms`` as a mapping region → rsatoolbox ``Dataset`` (stimuli × channels, or a
+        list of them, one per subject); see
+        :func:`brainrdl.analysis.pattern_comparison.compare_patterns` (``method`` and
+        ``subject_descriptor`` do not apply there).
+    metric_kwargs
+        Options of a pattern metric (e.g. ``{"debiased": True}`` for CKA, ``{"alphas": [...],
+        "scoring": "r2"}`` for encoding).
+    brain
+        Keyword alias of ``brain_rdms`` (the brain data: RDMs for RSA, Datasets for the pattern
+        metrics); give one of the two.
 
     Returns
     -------
     pandas.DataFrame
         Columns ``layer``, ``region``, ``similarity``, ``ci_low``, ``ci_high``, ``se``,
         ``noise_ceiling_low``, ``noise_ceiling_high``, ``best`` (the best layer of each region),
-        ``n_rdms``, ``method`` (and ``subject`` when ``per_subject``). A layer RDM with NaN
-        entries (e.g. from ``extract_rdms(..., on_undefined="nan")``) gets NaN similarity and
-        CIs, a warning, and is never ``best``: dropping its NaN pairs would score it on other
-        pairs than the other layers.
+        ``n_rdms``, ``method``, ``metric`` (and ``subject`` when ``per_subject``; ``distance``
+        for Procrustes). A layer RDM with NaN entries (e.g. from
+        ``extract_rdms(..., on_undefined="nan")``) gets NaN similarity and CIs, a warning, and is
+        never ``best``: dropping its NaN pairs would score it on other pairs than the other layers.
 
     Examples
     --------
@@ -140,6 +157,23 @@ def compare_layers(
     >>> int(t["best"].sum()), bool((t["ci_low"] <= t["ci_high"]).all())
     (1, True)
     """
+    if (brain_rdms is None) == (brain is None):
+        raise TypeError("compare_layers needs the brain data: pass brain_rdms (positional) or "
+                        "brain=, not both")  # fmt: skip
+    brain_rdms = brain if brain_rdms is None else brain_rdms
+    if metric != "rsa":  # pattern metrics (CKA, encoding, Procrustes): their own module
+        from brainrdl.analysis.pattern_comparison import PATTERN_METRICS, compare_patterns
+
+        check_choice("metric", metric, ("rsa", *PATTERN_METRICS))
+        return compare_patterns(
+            layers, brain_rdms, metric=metric, stimuli=stimuli, layer_names=layer_names,
+            stimulus_ids=stimulus_ids, n_bootstrap=n_bootstrap, bootstrap=bootstrap, ci=ci,
+            seed=seed, device=device, per_subject=per_subject,
+            pattern_descriptor=pattern_descriptor, metric_kwargs=metric_kwargs,
+            extract_kwargs=extract_kwargs,
+        )  # fmt: skip
+    if metric_kwargs:
+        raise ValueError("metric_kwargs apply to the pattern metrics only, not metric='rsa'")
     names, x, ids = layer_vectors(layers, stimuli, layer_names, device, extract_kwargs,
                                   stimulus_ids=stimulus_ids)  # fmt: skip
     if restrict or pooled:
@@ -163,6 +197,7 @@ def compare_layers(
         pattern_descriptor=pattern_descriptor,
     )
     table = table.drop(columns="model")
+    table["metric"] = "rsa"
     if pooled:
         table[["noise_ceiling_low", "noise_ceiling_high"]] = np.nan
     return table

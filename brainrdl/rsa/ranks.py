@@ -106,11 +106,34 @@ def _rank_numpy(x: torch.Tensor, dtype: torch.dtype, centred: bool = False) -> t
     if flat.dtype.kind == "f" and np.isnan(flat.sum()):  # one reduction; NaN propagates
         out = _rank_numpy_nan(x, dtype)
         return out - (k + 1) * 0.5 if centred else out
-    order, starts = sort_rows(flat)
     ranks = np.empty(flat.shape, dtype=np.float64)
-    avg = _average_ranks(starts, flat.shape)
-    _scatter_rows(ranks, order, avg - (k + 1) * 0.5 if centred else avg)
+
+    def rank_rows(lo: int, hi: int) -> None:
+        order, starts = sort_rows(flat[lo:hi])
+        avg = _average_ranks(starts, (hi - lo, k))
+        _scatter_rows(ranks[lo:hi], order, avg - (k + 1) * 0.5 if centred else avg)
+
+    _threaded_rows(rank_rows, flat.shape[0], k)
     return torch.from_numpy(ranks.reshape(arr.shape)).to(dtype)
+
+
+#: below this many entries per thread, thread start-up costs more than it saves
+_MIN_THREAD_ENTRIES = 200_000
+
+
+def _threaded_rows(fn, m: int, k: int, n_threads: int | None = None) -> None:
+    """Run ``fn(lo, hi)`` over row blocks on ``n_threads`` threads (default: torch's count).
+
+    NumPy's sort, take and fancy assignment release the GIL, so row blocks sort in parallel.
+    """
+    n_threads = n_threads or torch.get_num_threads()
+    n_threads = max(1, min(n_threads, m, (m * k) // _MIN_THREAD_ENTRIES))
+    if n_threads == 1:
+        fn(0, m)
+        return
+    bounds = np.linspace(0, m, n_threads + 1).astype(int)
+    with ThreadPoolExecutor(n_threads) as pool:
+        list(pool.map(lambda i: fn(bounds[i], bounds[i + 1]), range(n_threads)))
 
 
 def _rank_numpy_nan(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -327,6 +350,21 @@ def _tie_prep(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.
     return order.astype(np.int32), dense_sorted, dense, ties
 
 
+def _tie_prep_threaded(flat: np.ndarray, n_threads: int | None) -> tuple:
+    """:func:`_tie_prep` over row blocks on threads (the sorts release the GIL)."""
+    m, k = flat.shape
+    parts: dict[int, tuple] = {}
+
+    def run(lo: int, hi: int) -> None:
+        parts[lo] = _tie_prep(flat[lo:hi])
+
+    _threaded_rows(run, m, k, n_threads)
+    blocks = [parts[lo] for lo in sorted(parts)]
+    if len(blocks) == 1:
+        return blocks[0]
+    return tuple(np.concatenate([b[i] for b in blocks]) for i in range(4))
+
+
 def tau_a_fenwick(a: torch.Tensor, b: torch.Tensor, n_threads: int | None = None) -> torch.Tensor:
     """Kendall's tau-a by O(k log k) discordant-pair counts (exact; computed on the CPU).
 
@@ -366,7 +404,7 @@ def tau_a_fenwick(a: torch.Tensor, b: torch.Tensor, n_threads: int | None = None
         # broadcast batches repeat the same memory: prepare each distinct block once
         key = (which, side[t].__array_interface__["data"][0])
         if key not in preps:
-            preps[key] = _tie_prep(np.ascontiguousarray(side[t]))
+            preps[key] = _tie_prep_threaded(np.ascontiguousarray(side[t]), n_threads)
         return preps[key]
 
     blocks = [(prep(x_np, t, 0), prep(y_np, t, 1)) for t in range(n_batch)]

@@ -1,0 +1,151 @@
+"""Ridge encoding against scikit-learn's RidgeCV(alpha_per_target=True) on the same folds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from brainrdl.stats.encoding import (
+    kfold_indices,
+    ridge_cv_fit_predict,
+    ridge_encoding,
+    score_predictions,
+    split_half_ceiling,
+)
+
+sklearn = pytest.importorskip("sklearn")
+from sklearn.linear_model import RidgeCV  # noqa: E402
+from sklearn.metrics import r2_score  # noqa: E402
+
+ALPHAS = np.logspace(-2, 4, 7)
+
+
+def _data(n, p, v, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, p)) * rng.uniform(0.5, 3.0, p) + 2.0
+    w = rng.standard_normal((p, v)) * (rng.random((p, v)) < 0.2)
+    y = x @ w * rng.uniform(0.05, 2.0, v) + rng.standard_normal((n, v)) * rng.uniform(0.5, 5, v)
+    return x, y
+
+
+@pytest.mark.parametrize("shape", [(40, 120, 30), (80, 10, 25), (30, 29, 12)])
+def test_fold_fit_equals_sklearn_ridgecv(shape):
+    n, p, v = shape
+    x, y = _data(n, p, v, seed=n + p)
+    tr, te = np.arange(n) >= n // 4, np.arange(n) < n // 4
+    ref = RidgeCV(alphas=ALPHAS, alpha_per_target=True).fit(x[tr], y[tr])
+    pred, best = ridge_cv_fit_predict(torch.tensor(x[tr]), torch.tensor(y[tr]),
+                                      torch.tensor(x[te]), ALPHAS, voxel_block=7)
+    np.testing.assert_allclose(best.numpy(), ref.alpha_)
+    np.testing.assert_allclose(pred.numpy(), ref.predict(x[te]), rtol=1e-5, atol=1e-5 * y.std())
+
+
+@pytest.mark.parametrize("shape", [(60, 200, 40), (90, 20, 40)])
+def test_high_leverage_rows_equal_sklearn(shape):
+    # outlying stimuli spread the leverages, so the LOO bounds leave several penalties to check
+    n, p, v = shape
+    x, y = _data(n, p, v, seed=5)
+    x[:3] *= 8.0
+    alphas = np.logspace(-1, 5, 13)
+    ref = RidgeCV(alphas=alphas, alpha_per_target=True).fit(x[10:], y[10:])
+    pred, best = ridge_cv_fit_predict(torch.tensor(x[10:]), torch.tensor(y[10:]),
+                                      torch.tensor(x[:10]), alphas)
+    np.testing.assert_allclose(best.numpy(), ref.alpha_)
+    np.testing.assert_allclose(pred.numpy(), ref.predict(x[:10]), rtol=1e-5, atol=1e-5 * y.std())
+
+
+@pytest.mark.parametrize("form", ["primal", "dual"])
+def test_forms_agree(form):
+    x, y = _data(50, 30, 10, seed=3)
+    t = [torch.tensor(a) for a in (x[:40], y[:40], x[40:])]
+    pred, best = ridge_cv_fit_predict(*t, ALPHAS, form=form)
+    ref = RidgeCV(alphas=ALPHAS, alpha_per_target=True).fit(x[:40], y[:40])
+    np.testing.assert_allclose(best.numpy(), ref.alpha_)
+    np.testing.assert_allclose(pred.numpy(), ref.predict(x[40:]), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("scoring", ["corr", "r2"])
+def test_cross_validated_encoding_equals_sklearn(scoring):
+    n, p, v = 60, 90, 20
+    x, y = _data(n, p, v, seed=7)
+    stratify = np.repeat([0, 1, 2], 20)
+    folds = kfold_indices(n, 5, seed=3, stratify=stratify)
+    res = ridge_encoding(torch.tensor(x), torch.tensor(y), alphas=ALPHAS, folds=folds,
+                         scoring=scoring)
+    ref = np.empty_like(y)
+    for f, test in enumerate(folds):
+        train = np.setdiff1d(np.arange(n), test)
+        model = RidgeCV(alphas=ALPHAS, alpha_per_target=True).fit(x[train], y[train])
+        ref[test] = model.predict(x[test])
+        np.testing.assert_allclose(res.alphas[f].numpy(), model.alpha_)
+    np.testing.assert_allclose(res.predictions.numpy(), ref, rtol=1e-5, atol=1e-5 * y.std())
+    if scoring == "r2":
+        expected = r2_score(y, ref, multioutput="raw_values")
+    else:
+        expected = [np.corrcoef(ref[:, j], y[:, j])[0, 1] for j in range(v)]
+    np.testing.assert_allclose(res.scores.numpy(), expected, atol=1e-6)
+    assert res.score == pytest.approx(float(np.mean(expected)), abs=1e-6)
+
+
+def test_gcv_close_to_loo_and_fast_path_runs():
+    x, y = _data(60, 200, 15, seed=11)
+    loo = ridge_encoding(torch.tensor(x), torch.tensor(y), alphas=ALPHAS, cv="loo")
+    gcv = ridge_encoding(torch.tensor(x), torch.tensor(y), alphas=ALPHAS, cv="gcv")
+    assert abs(loo.score - gcv.score) < 0.1
+
+
+def test_folds_stratified_and_seeded():
+    labels = np.repeat(np.arange(4), 10)
+    folds = kfold_indices(40, 5, seed=1, stratify=labels)
+    for f in folds:
+        assert np.bincount(labels[f], minlength=4).tolist() == [2, 2, 2, 2]
+    assert [f.tolist() for f in kfold_indices(40, 5, seed=1)] == [
+        f.tolist() for f in kfold_indices(40, 5, seed=1)]
+    assert np.array_equal(np.sort(np.concatenate(folds)), np.arange(40))
+
+
+def test_weighted_scores_equal_expanded_data():
+    rng = np.random.default_rng(0)
+    pred, obs = rng.standard_normal((12, 3)), rng.standard_normal((12, 3))
+    counts = rng.integers(0, 3, size=(2, 12)).astype(float)
+    for scoring in ("corr", "r2"):
+        got = score_predictions(torch.tensor(pred), torch.tensor(obs), scoring,
+                                torch.tensor(counts))
+        for b in range(2):
+            rep = np.repeat(np.arange(12), counts[b].astype(int))
+            ref = score_predictions(torch.tensor(pred[rep]), torch.tensor(obs[rep]), scoring)
+            np.testing.assert_allclose(got[b].numpy(), ref.numpy(), atol=1e-10)
+
+
+def test_split_half_ceiling_spearman_brown():
+    rng = np.random.default_rng(1)
+    signal = rng.standard_normal((200, 1))
+    h1 = signal + rng.standard_normal((200, 1))
+    h2 = signal + rng.standard_normal((200, 1))
+    r = np.corrcoef(h1[:, 0], h2[:, 0])[0, 1]
+    c = split_half_ceiling(torch.tensor(h1), torch.tensor(h2), "r2")
+    assert float(c[0]) == pytest.approx(2 * r / (1 + r))
+
+
+def test_encoding_errors():
+    with pytest.raises(ValueError, match="alphas"):
+        ridge_encoding(torch.randn(10, 2), torch.randn(10, 2), alphas=[0.0])
+    with pytest.raises(ValueError, match="same stimuli"):
+        ridge_encoding(torch.randn(10, 2), torch.randn(9, 2))
+    with pytest.raises(ValueError, match="folds"):
+        ridge_encoding(torch.randn(10, 2), torch.randn(10, 2), folds=[[0, 1], [2, 3]])
+    with pytest.raises(ValueError, match="NaN"):
+        ridge_encoding(torch.full((10, 2), float("nan")), torch.randn(10, 2))
+
+
+@pytest.mark.gpu
+def test_encoding_on_cuda_matches_cpu():
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    x, y = _data(80, 300, 50, seed=5)
+    cpu = ridge_encoding(torch.tensor(x), torch.tensor(y), alphas=ALPHAS)
+    gpu = ridge_encoding(torch.tensor(x, device="cuda"), torch.tensor(y, device="cuda"),
+                         alphas=ALPHAS)
+    np.testing.assert_allclose(gpu.predictions.cpu().numpy(), cpu.predictions.numpy(),
+                               rtol=1e-6, atol=1e-6 * y.std())
