@@ -66,3 +66,31 @@ def test_pattern_inputs_errors(tmp_path):
     (tmp_path / "x.pkl").write_bytes(b"")
     with pytest.raises(ValueError, match="hdf5"):
         pattern_inputs(args, [("IT", str(tmp_path / "x.pkl"))])
+
+
+def test_cli_compare_with_a_pattern_metric_end_to_end(tmp_path):
+    """``brainrdl compare --metric cka`` from saved layer patterns and brain Datasets: the CSV's
+    similarity is brainrdl.cka of the same patterns (one subject, no bootstrap)."""
+    import pandas as pd
+
+    from brainrdl.cli.main import main
+
+    rng = np.random.default_rng(3)
+    n = 15
+    ids = [f"s{i}" for i in range(n)]
+    voxels = rng.normal(size=(n, 20))
+    ds = rsatoolbox.data.Dataset(voxels, obs_descriptors={"stimulus": ids})
+    ds.save(str(tmp_path / "it.hdf5"), file_type="hdf5")
+    layer = voxels @ rng.normal(size=(20, 8)) + 0.5 * rng.normal(size=(n, 8))
+    np.savez(tmp_path / "layers.npz", fc=layer, noise=rng.normal(size=(n, 8)))
+    (tmp_path / "ids.txt").write_text("\n".join(ids))
+    code = main(["compare", "--metric", "cka", "--layer-patterns", str(tmp_path / "layers.npz"),
+                 "--stimulus-ids", str(tmp_path / "ids.txt"),
+                 "--brain", f"IT={tmp_path / 'it.hdf5'}", "--n-bootstrap", "0",
+                 "--out", str(tmp_path / "out")])
+    assert code == 0
+    table = pd.read_csv(tmp_path / "out" / "comparison.csv").set_index("layer")
+    assert set(table["metric"]) == {"cka"}
+    expected = float(cka(torch.tensor(layer), torch.tensor(voxels)))
+    assert table.loc["fc", "similarity"] == pytest.approx(expected, rel=1e-6)
+    assert table.loc["fc", "similarity"] > table.loc["noise", "similarity"]

@@ -151,6 +151,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="output folder (default brainrdl-compare)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
+    from brainrdl.cli.compare_metric import add_metric_argument
+
+    add_metric_argument(parser)
+
 
 class CompareError(InvalidArgumentError):
     """Bad input to ``brainrdl compare`` (reported as ``brainrdl compare: error: ...``)."""
@@ -166,6 +170,8 @@ def run(args: argparse.Namespace) -> int:
     from brainrdl.rsa.methods import COMPARISON_METHODS
     from brainrdl.validation import check_choice, check_scalar
 
+    if getattr(args, "metric", "rsa") != "rsa":
+        return _run_pattern_metric(args)
     check_choice("method", args.method, COMPARISON_METHODS)
     check_scalar("n_bootstrap", args.n_bootstrap, int, min_val=0)
     check_scalar("ci", args.ci, float, min_val=0.0, max_val=1.0,
@@ -175,6 +181,55 @@ def run(args: argparse.Namespace) -> int:
     sources = _sources(args, brain)
     table = _table(args, sources, brain)
     _write(args, table, out, several=len(sources) > 1)
+    return 0
+
+
+def _run_pattern_metric(args: argparse.Namespace) -> int:
+    """``--metric cka|encoding|procrustes``: brain patterns (rsatoolbox Datasets in HDF5, one
+    ``REGION=FILE`` per subject) against layer patterns (``--layer-patterns`` .npz, or one
+    ``--model`` run over ``--stimuli``)."""
+    from brainrdl.analysis.layer_comparison import compare_layers
+    from brainrdl.cli.compare_metric import metric_kwargs, pattern_inputs
+    from brainrdl.validation import check_scalar
+
+    check_scalar("n_bootstrap", args.n_bootstrap, int, min_val=0)
+    out = _check_out(args.out)
+    specs = []
+    for spec in args.brain:
+        region, sep, path = spec.partition("=")
+        if not sep or not region or not path:
+            raise CompareError(f"--brain: a pattern metric needs REGION=FILE (a Dataset per "
+                               f"subject); got {spec!r}")  # fmt: skip
+        specs.append((region, path))
+    brain, layers, ids = pattern_inputs(args, specs)
+    common = dict(metric=args.metric, metric_kwargs=metric_kwargs(args) or None,
+                  n_bootstrap=args.n_bootstrap, bootstrap=args.bootstrap, ci=args.ci,
+                  seed=args.seed, device=args.device)  # fmt: skip
+    if layers is not None:
+        table = compare_layers(layers, brain, stimulus_ids=ids, **common)
+        name = Path(args.layer_patterns).stem
+    else:
+        specs_m = list(args.model or [])
+        if len(specs_m) != 1 or not args.stimuli:
+            raise CompareError("a pattern metric takes --layer-patterns FILE.npz, or one --model "
+                               "SPEC with --stimuli DIR")  # fmt: skip
+        import torch
+
+        from brainrdl.analysis.stimuli import StimulusSet
+        from brainrdl.nets.layers import expand_layers
+        from brainrdl.nets.loading import load_model
+
+        torch.manual_seed(args.seed)
+        weights = (args.weights or [None])[0]
+        model, transform, default_layers = load_model(specs_m[0], weights)
+        stim = StimulusSet.from_any(args.stimuli, size=args.image_size).for_model(transform, model)
+        layer_names = (default_layers if not args.layers or args.layers == ["auto"]
+                       else expand_layers(model, args.layers))  # fmt: skip
+        table = compare_layers(model, brain, stimuli=stim, layer_names=layer_names,
+                               stimulus_ids=ids or list(stim.ids), **common)  # fmt: skip
+        name = specs_m[0]
+    table.insert(0, "model", name)
+    _write(args, table, out, several=False)
     return 0
 
 
