@@ -41,6 +41,7 @@ from rsatoolbox.rdm import RDMs
 from brainrdl.errors import InvalidArgumentError
 from brainrdl.validation import check_input_file, reading
 from data_adapters.ephys import spikes as ephys
+from data_adapters.ephys.spikes import as_text
 
 __all__ = ["NWBSpikes", "datasets_from_nwb", "rdms_from_nwb", "read_nwb_spikes"]
 
@@ -429,7 +430,7 @@ def _unit_regions(units: Any, region_column: str | None, path: Path) -> np.ndarr
     else:
         column = region_column
     if column in colnames:
-        return np.array([_text(v) for v in units[column].data[:]], dtype=object)
+        return np.array([as_text(v) for v in units[column].data[:]], dtype=object)
     if "electrodes" in colnames:
         electrodes = units["electrodes"]
         table = electrodes.target.table
@@ -441,10 +442,10 @@ def _unit_regions(units: Any, region_column: str | None, path: Path) -> np.ndarr
         values = np.asarray(table[column].data[:])
         rows = np.asarray(electrodes.target.data[:])
         starts = np.concatenate([[0], np.asarray(electrodes.data[:-1])]).astype(int)
-        return np.array([_text(values[rows[s]]) for s in starts], dtype=object)
+        return np.array([as_text(values[rows[s]]) for s in starts], dtype=object)
     if "electrode_group" in colnames and column == "location":
         groups = units["electrode_group"].data[:]
-        return np.array([_text(g.location) for g in groups], dtype=object)
+        return np.array([as_text(g.location) for g in groups], dtype=object)
     raise InvalidArgumentError(
         f"region_column={region_column!r} is not a column of the Units table of {str(path)!r}; "
         f"its columns are {colnames}"
@@ -481,7 +482,7 @@ def _intervals_frame(table: Any, stimulus_column: str, intervals: str, path: Pat
         if values.ndim != 1:
             continue
         if values.dtype.kind in "OSU":
-            values = np.array([_text(v) for v in values], dtype=object)
+            values = np.array([as_text(v) for v in values], dtype=object)
         columns[name] = values
     if len(columns.get("start_time", ())) == 0:
         raise InvalidArgumentError(f"the {intervals!r} table in {str(path)!r} has no rows")
@@ -506,5 +507,3 @@ def _one_window_argument(window: Any, windows: Any) -> Any:
     return window if window is not None else windows
 
 
-def _text(value: Any) -> Any:
-    return value.decode() if isinstance(value, bytes) else value

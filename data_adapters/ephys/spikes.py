@@ -210,7 +210,7 @@ def as_trial_table(
             f"trials column {onset_column!r} has non-numeric or NaN onsets in rows "
             f"{_short(bad.tolist())}"
         )
-    out = pd.DataFrame({"onset": onsets, "stimulus": [_decode(s) for s in trials[stimulus_column]]})
+    out = pd.DataFrame({"onset": onsets, "stimulus": [as_text(s) for s in trials[stimulus_column]]})
     if repeat_column in columns:
         out["repeat"] = trials[repeat_column].to_numpy()
     else:
@@ -747,7 +747,7 @@ def _as_regions(unit_regions: Any, ids: np.ndarray) -> np.ndarray | None:
         if missing:
             raise InvalidArgumentError(f"unit_regions has no region for units {_short(missing)}")
         return np.array([str(unit_regions[u]) for u in ids.tolist()], dtype=object)
-    regions = np.asarray([_decode(r) for r in unit_regions], dtype=object)
+    regions = np.asarray([as_text(r) for r in unit_regions], dtype=object)
     if regions.shape != ids.shape:
         raise InvalidArgumentError(
             f"unit_regions must give one region per unit ({ids.size}); got {regions.size}"
@@ -795,7 +795,14 @@ def _is_sorted(x: np.ndarray) -> bool:
     return bool(x.size < 2 or np.all(x[1:] >= x[:-1]))
 
 
-def _decode(value: Any) -> Any:
+def as_text(value: Any) -> Any:
+    """``value`` decoded when HDF5 / NWB gave it as bytes, else unchanged.
+
+    Examples
+    --------
+    >>> as_text(b"V1"), as_text(3)
+    ('V1', 3)
+    """
     return value.decode() if isinstance(value, bytes) else value
 
 
