@@ -46,7 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--truncate", action="store_true",
                         help="keep only neighbours inside the mask")
     parser.add_argument("--method", default="correlation",
-                        choices=["correlation", "euclidean", "mahalanobis", "crossnobis"])
+                        choices=["correlation", "euclidean", "mahalanobis", "crossnobis"],
+                        help="searchlight RDM dissimilarity (default correlation; crossnobis "
+                        "needs a run column in the --conditions TSV)")
     parser.add_argument("--noise", default="none", choices=["none", "shrinkage_diag", "diag"],
                         help="per-searchlight noise from the betas (mahalanobis/crossnobis)")
     parser.add_argument("--compare", default="corr", help="comparison method (default corr)")
