@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -329,3 +329,22 @@ def reading(path: str | os.PathLike, what: str = "file") -> Iterator[None]:
             f"cannot read this {what} ({type(err).__name__}: {err}); is it truncated, corrupt "
             "or of another format?",
         ) from err
+
+
+def check_distinct_ids(name: str, ids: Sequence[Any], min_count: int = 2) -> list[Any]:
+    """``ids`` as a list, checked: at least ``min_count`` of them, and no id twice (named error
+    listing the repeated ones).
+
+    Examples
+    --------
+    >>> check_distinct_ids("stimulus_ids", ["a", "b"])
+    ['a', 'b']
+    """
+    ids = list(ids)
+    if len(ids) < min_count:
+        raise InvalidArgumentError(f"{name} must hold at least {min_count} ids; got {len(ids)}")
+    if len(set(ids)) != len(ids):
+        seen: set = set()
+        repeated = [i for i in ids if i in seen or seen.add(i)]
+        raise InvalidArgumentError(f"{name} must be distinct; repeated: {repeated[:5]}")
+    return ids

@@ -24,6 +24,17 @@ def shared_data() -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def kriegeskorte2008():
+    """The 92-image data set (images, human and monkey IT RDMs); skips when it is absent."""
+    from brainrdl.datasets.kriegeskorte2008 import find_folder, load_kriegeskorte2008
+
+    root = shared_data_dir()
+    if root is None or find_folder(root) is None:
+        pytest.skip("../shared/data/kriegeskorte2008 is absent")
+    return load_kriegeskorte2008(root)
+
+
 @pytest.fixture(params=["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
 def device(request) -> torch.device:
     if request.param == "cuda" and not torch.cuda.is_available():

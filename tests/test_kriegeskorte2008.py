@@ -15,19 +15,14 @@ from torch import nn
 
 import brainrdl
 from brainrdl.analysis import plot
-from brainrdl.datasets.kriegeskorte2008 import find_folder, load_kriegeskorte2008
+from brainrdl.datasets.kriegeskorte2008 import load_kriegeskorte2008
 
 pytestmark = pytest.mark.shared_data
 
 
 @pytest.fixture(scope="module")
-def data():
-    from conftest import shared_data_dir
-
-    root = shared_data_dir()
-    if root is None or find_folder(root) is None:
-        pytest.skip("../shared/data/kriegeskorte2008 is absent")
-    return load_kriegeskorte2008(root)
+def data(kriegeskorte2008):
+    return kriegeskorte2008
 
 
 def test_loader_contents(data):

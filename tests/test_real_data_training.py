@@ -11,19 +11,13 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import brainrdl
-from brainrdl.datasets.kriegeskorte2008 import find_folder
 
 pytestmark = pytest.mark.shared_data
 
 
 @pytest.fixture(scope="module")
-def data():
-    from conftest import shared_data_dir
-
-    root = shared_data_dir()
-    if root is None or find_folder(root) is None:
-        pytest.skip("../shared/data/kriegeskorte2008 is absent")
-    return brainrdl.load_kriegeskorte2008(root)
+def data(kriegeskorte2008):
+    return kriegeskorte2008
 
 
 def _net() -> nn.Sequential:

@@ -23,6 +23,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from brainrdl.validation import check_distinct_ids
+
 __all__ = ["Split", "kfold_stimuli", "split_stimuli"]
 
 
@@ -148,13 +150,7 @@ def _deal(cats: list, k: int, seed: int | None) -> np.ndarray:
 
 
 def _check(ids: Iterable[Hashable], categories: Sequence | None) -> tuple[list, list]:
-    ids_list = [_plain(i) for i in ids]
-    if len(ids_list) < 2:
-        raise ValueError(f"ids must hold at least 2 stimulus ids; got {len(ids_list)}")
-    if len(set(ids_list)) != len(ids_list):
-        seen: set = set()
-        repeated = [i for i in ids_list if i in seen or seen.add(i)]
-        raise ValueError(f"ids must be distinct; repeated: {repeated[:5]}")
+    ids_list = check_distinct_ids("ids", [_plain(i) for i in ids])
     if categories is None:
         return ids_list, [0] * len(ids_list)
     cats = [_plain(c) for c in categories]

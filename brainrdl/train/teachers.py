@@ -19,7 +19,7 @@ from torch import nn
 
 from brainrdl.nets.taps import LayerTaps
 from brainrdl.rsa.distances import TENSOR_METHODS, pairwise_rdm
-from brainrdl.validation import check_choice
+from brainrdl.validation import check_choice, check_distinct_ids
 
 
 @dataclass
@@ -291,13 +291,7 @@ class BrainTeacher:
         """
         import copy
 
-        ids = [_plain(i) for i in stimulus_ids]
-        if len(ids) < 2:
-            raise ValueError(f"stimulus_ids: a teacher needs at least 2 stimuli; got {len(ids)}")
-        if len(set(ids)) != len(ids):
-            seen: set = set()
-            repeated = [i for i in ids if i in seen or seen.add(i)]
-            raise ValueError(f"stimulus_ids must be distinct; repeated: {repeated[:5]}")
+        ids = check_distinct_ids("stimulus_ids", [_plain(i) for i in stimulus_ids])
         missing = [i for i in ids if i not in self._index]
         if missing:
             raise ValueError(
