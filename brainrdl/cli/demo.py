@@ -225,8 +225,10 @@ def _run_demo(
         "n_train_brain_stimuli": len(train),
         "n_task_train": len(train_idx),
         "n_task_test": n_test,
-        "heldout_rsa_metric": "Pearson r between upper triangles of the fc1 euclidean RDM and the "
-        "IT crossnobis RDM on held-out demo stimuli",
+        # fit scores held-out RSA with the loss's own distance (correlation for the default)
+        "heldout_rsa_metric": "Pearson r between upper triangles of the fc1 "
+        f"{RDLLoss(comparison=comparison).distance} RDM and the IT crossnobis RDM on held-out "
+        "demo stimuli",
         "layer_region_rsa": table.to_dict(orient="records"),
         "seconds": round(time.perf_counter() - t_start, 2),
     }
