@@ -30,7 +30,9 @@ setup() {
             || python -m pip install "torch>=2.2" "torchvision>=0.17"
     fi
     echo "brainrdl set-up: installing brainrdl and its test/docs dependencies..." >&2
-    python -m pip install -q -e ".[test,docs]"
+    # every optional extra too, so that CI runs the timm / open_clip / transformers / MNE / YAML
+    # paths instead of skipping them
+    python -m pip install -q -e ".[test,docs,models,meeg,yaml]"
 }
 
 cmd="${1:-test}"
