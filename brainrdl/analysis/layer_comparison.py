@@ -78,50 +78,50 @@ def compare_layers(
         ``stimulus`` pattern descriptor, the layer RDMs are reordered / subset to the brain's.
     stimuli
         The stimuli (tensor, Dataset, DataLoader or image folder) when ``layers`` is a model.
-    layer_names
+    layer_names : str | Sequence[str] | None
         Module paths of the layers to tap when ``layers`` is a model (one path may be a str).
-    stimulus_ids
+    stimulus_ids : Sequence | None
         Stimulus labels of ``stimuli``, in their order, when ``layers`` is a model: they become
         the layer RDMs' ``stimulus`` pattern descriptor (default 0..N-1, or the file names of an
         image folder), so that layer RDMs align with brain RDMs labelled by stimulus (e.g. the
         adapters' RDMs). For precomputed layer ``RDMs`` they replace the ``stimulus`` pattern
         descriptor.
-    method
+    method : str
         Comparison method (``brainrdl.compare`` names; ``corr`` by default).
-    subject_descriptor
+    subject_descriptor : str | None
         rdm descriptor telling subjects apart: subjects are the groups of the leave-one-out
         noise ceiling, of the subject bootstrap and of ``per_subject`` rows. ``"auto"``
         (default, as :func:`brainrdl.noise_ceiling`): ``"subject"`` when the brain RDMs have
         it, so two sessions of one subject count as one subject; None: each RDM is its own
         group.
-    n_bootstrap
+    n_bootstrap : int
         Bootstrap resamples for the CIs; 0 gives NaN CIs.
-    bootstrap
+    bootstrap : str
         ``"stimuli"``, ``"subjects"`` or ``"both"``.
-    ci
+    ci : float
         Coverage of the percentile intervals.
-    seed
+    seed : int | None
         Seed of the resampling (the same resamples for every region).
-    device
+    device : torch.device | str | None
         Device of the bootstrap (and of the forward passes for a model).
-    per_subject
+    per_subject : bool
         Add one row per layer × region × subject (column ``subject``; the pooled rows have
         ``subject == "all"``), with the subject's own noise-ceiling bounds.
-    pattern_descriptor
+    pattern_descriptor : str | None
         Pattern descriptor whose values are resampled as whole groups (default each stimulus).
-    extract_kwargs
+    extract_kwargs : Mapping | None
         Extra keyword arguments for :func:`brainrdl.extract_rdms`.
-    restrict
+    restrict : bool
         Compare on the stimuli that the layer and the brain RDMs share (both need a
         ``stimulus`` pattern descriptor): brain RDMs covering more stimuli (e.g. all 92, when
         the layer RDMs hold only held-out images) are restricted to the layer's, and layer RDMs
         covering more to the brain's. Default False: every brain stimulus must be in the layer
         RDMs (else a ValueError).
-    pooled
+    pooled : bool
         Compare each layer with the mean RDM of each region (NaN-aware mean of its RDMs, the
         target a ``BrainTeacher`` trains toward) instead of with each RDM; the noise-ceiling
         columns are then NaN (the ceiling refers to individual RDMs: use the default rows).
-    metric
+    metric : str
         ``"rsa"`` (default: layer RDMs vs brain RDMs, as above), or a pattern metric: ``"cka"``,
         ``"encoding"`` (cross-validated ridge) or ``"procrustes"``. Pattern metrics take
         ``layers`` as a mapping layer name → (stimuli × features) tensor (or a model) and
@@ -129,7 +129,7 @@ def compare_layers(
         list of them, one per subject); see
         :func:`brainrdl.analysis.pattern_comparison.compare_patterns` (``method`` and
         ``subject_descriptor`` do not apply there).
-    metric_kwargs
+    metric_kwargs : Mapping | None
         Options of a pattern metric (e.g. ``{"debiased": True}`` for CKA, ``{"alphas": [...],
         "scoring": "r2"}`` for encoding).
     brain
@@ -302,7 +302,7 @@ def compare_models(
 
     Parameters
     ----------
-    models
+    models : Mapping[str, object]
         Mapping name → model or layer ``RDMs`` (as ``layers`` of :func:`compare_layers`); the first
         entry is the reference.
     brain_rdms, stimuli, layer_names, stimulus_ids, method, subject_descriptor, n_bootstrap,

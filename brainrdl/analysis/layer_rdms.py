@@ -133,37 +133,37 @@ def extract_rdms(
 
     Parameters
     ----------
-    model
+    model : nn.Module
         A ``torch.nn.Module``; it is run in eval mode without gradients (its training flag is
         restored afterwards). Moved to ``device`` when one is given.
     stimuli
         A tensor (N, ...), a ``Dataset`` (items are tensors or tuples whose first element is the
         input), a ``DataLoader`` (not shuffled: stimuli must come in the same order on every pass),
         or a folder of images (see :class:`ImageFolder`).
-    layers
+    layers : Sequence[str]
         Module paths as in ``model.named_modules()``, or ``"auto"`` (the layers of
         :func:`brainrdl.list_layers`: block outputs, pooled features, logits).
-    batch_size
+    batch_size : int
         Stimuli per forward pass (for tensors, Datasets and folders).
-    method
+    method : str
         ``"correlation"`` (1 − Pearson r, default), ``"cosine"`` or ``"euclidean"`` (squared,
         divided by the number of features, as rsatoolbox).
-    device
+    device : torch.device | str | None
         Device of the forward passes and Gram products (default: the model's).
     reduction, projection_dim, seed
         Passed to :class:`brainrdl.nets.taps.LayerTaps`: ``"flatten"``, ``"avgpool"``, a seeded
         ``"random_projection"`` to ``projection_dim`` features, or for transformer tokens
         ``"cls"`` / ``"mean"``.
-    stimulus_ids
+    stimulus_ids : Sequence | None
         Pattern descriptor ``stimulus``; default the file names for a folder, else 0..N-1.
-    progress
+    progress : bool
         Show a tqdm progress bar.
-    memory_budget
+    memory_budget : float
         Bytes of activations to hold at once (the anchor block); more passes when exceeded.
-    dtype
+    dtype : torch.dtype
         Precision of the stored activations and Gram products (float32 default; float64 for
         exact agreement with a float64 reference). Grams are accumulated in float64.
-    on_undefined
+    on_undefined : str
         What to do with a stimulus whose dissimilarities are undefined in a layer: NaN or
         infinite activations (any method), or activations that are constant across features
         (correlation) or all zero (cosine), e.g. dead ReLUs. ``"raise"`` (default): a

@@ -93,28 +93,28 @@ def compare_patterns(
         ``stimulus`` observation descriptor, the layer rows are matched to it through
         ``stimulus_ids``; repeated stimuli are averaged (and give the split-half ceiling of
         encoding). Without one, row i of the Dataset is stimulus i of the layers.
-    metric
+    metric : str
         ``"cka"``, ``"encoding"`` or ``"procrustes"``.
     stimuli, layer_names
         The stimuli (tensor or DataLoader) and module paths when ``layers`` is a model.
-    stimulus_ids
+    stimulus_ids : Sequence | None
         Labels of the layers' stimuli, in their order (default 0..n-1).
     n_bootstrap, bootstrap, ci, seed
         Resamples (0: NaN CIs), what to resample (``"stimuli"``, ``"subjects"``, ``"both"``),
         coverage and seed, as :func:`brainrdl.compare_layers`.
-    device
+    device : torch.device | str | None
         Where to compute (default CPU).
-    per_subject
+    per_subject : bool
         Add one row per layer × region × subject (column ``subject``; pooled rows ``"all"``).
-    pattern_descriptor
+    pattern_descriptor : str | None
         Observation descriptor of the brain Datasets whose values are resampled as whole groups
         (e.g. image category) in the stimulus bootstrap.
-    metric_kwargs
+    metric_kwargs : Mapping | None
         Options of the metric: ``debiased`` (CKA); ``alphas``, ``n_folds``, ``stratify``,
         ``folds``, ``scoring``, ``cv``, ``form``, ``voxel_block`` (encoding, see
         :func:`brainrdl.stats.encoding.ridge_encoding`; folds seeded with ``seed``);
         ``alpha`` (Procrustes partial whitening, 1 = none).
-    extract_kwargs
+    extract_kwargs : Mapping | None
         ``batch_size`` and ``reduction`` for tapping a model.
 
     Returns

@@ -55,11 +55,11 @@ def layer_region_heatmap(
 
     Parameters
     ----------
-    table
+    table : pd.DataFrame
         Output of :func:`brainrdl.compare_layers`.
-    value
+    value : str
         Column to show (``similarity`` by default).
-    relative_to_ceiling
+    relative_to_ceiling : bool
         Divide by the region's lower noise-ceiling bound.
     ax
         Axes to draw into (a new figure when None).
@@ -124,13 +124,13 @@ def similarity_profile(
 
     Parameters
     ----------
-    table
+    table : pd.DataFrame
         Output of :func:`brainrdl.compare_layers` (CIs drawn when not NaN).
-    regions
+    regions : Sequence[str] | None
         Regions to draw (default all).
     ax
         Axes to draw into.
-    show_ceiling
+    show_ceiling : bool
         Shade each region's band between ``noise_ceiling_low`` and ``noise_ceiling_high``.
 
     Examples
@@ -192,14 +192,14 @@ def rdm_image(
     ----------
     rdm
         rsatoolbox ``RDMs`` (the first RDM is shown), a square array or an upper-triangle vector.
-    categories
+    categories : Sequence | None
         One label per condition (or the name of a pattern descriptor of ``rdm``); contiguous runs
         of a label get one tick at their centre and a boundary line.
     ax, cmap, colorbar, title
         Drawing options.
-    rank
+    rank : bool
         Show percentile ranks of the dissimilarities instead of raw values.
-    sort
+    sort : bool
         When a category's conditions are not contiguous, reorder the conditions (stably) so
         that each category forms one block with one tick label; False keeps the given order.
 
@@ -339,9 +339,9 @@ def plot_log(log: pd.DataFrame, path: str | Path | None = None):
 
     Parameters
     ----------
-    log
+    log : pd.DataFrame
         The DataFrame ``fit`` returns (one row per epoch).
-    path
+    path : str | Path | None
         Where to save the figure (then it is closed); None returns it open.
 
     Returns

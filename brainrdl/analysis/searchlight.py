@@ -718,7 +718,7 @@ def plot_searchlight(
         Values below it (in absolute value) are not drawn.
     output_file : path, optional
         Save the figure there and close it.
-    **kwargs
+    **kwargs : Any
         Passed to the nilearn function.
 
     Returns

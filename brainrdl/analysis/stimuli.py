@@ -53,17 +53,17 @@ class StimulusSet(torch.utils.data.Dataset):
 
     Parameters
     ----------
-    items
+    items : Sequence[str | os.PathLike] | torch.Tensor
         File paths, or a tensor (N, C, H, W) in [0, 1].
-    ids
+    ids : Sequence
         One id per item (strings or numbers), unique.
-    transform
+    transform : Transform | None
         Applied to each (C, H, W) tensor after the channel conversion, e.g. the transform of
         :func:`brainrdl.load_model`. Its ``channels`` attribute, when it has one, sets the
         channels unless ``channels`` is given.
-    channels
+    channels : int | None
         1 (greyscale) or 3 (RGB); None keeps each image's own.
-    size
+    size : int | None
         Resize every image to ``size`` × ``size`` before the transform (None: keep), so that
         images of different sizes stack into batches when no transform resizes them.
 

@@ -61,11 +61,11 @@ def compare_layers_over_time(
 
     Parameters
     ----------
-    layers
+    layers : Any
         rsatoolbox ``RDMs`` with a ``layer`` rdm descriptor, or a model (then pass ``stimuli=``
         and ``layer_names=``; its layer RDMs are computed once), as in
         :func:`brainrdl.compare_layers`.
-    brain_rdms
+    brain_rdms : Any
         rsatoolbox ``RDMs`` (or a list of them, e.g. one per subject) with a ``time_descriptor``
         rdm descriptor: several RDMs at one time are subjects / sessions.
     time_descriptor : str, default "time"

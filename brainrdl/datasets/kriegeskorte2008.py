@@ -96,11 +96,11 @@ def prepare_images(
 
     Parameters
     ----------
-    images
+    images : torch.Tensor
         Float tensor (N, C, H, W), e.g. ``Kriegeskorte2008.images``.
-    size
+    size : int | tuple[int, int] | None
         Output side (square) or (height, width); None keeps the size.
-    normalize
+    normalize : str | tuple | None
         None (keep [0, 1]); ``"imagenet"`` (torchvision's ImageNet mean and s.d. per channel,
         for pretrained models); ``"images"`` (these images' own per-channel mean and s.d.); or
         a ``(mean, std)`` pair of per-channel sequences.
@@ -174,7 +174,7 @@ def load_kriegeskorte2008(folder: str | os.PathLike | None = None) -> Kriegeskor
 
     Parameters
     ----------
-    folder
+    folder : str | os.PathLike | None
         The ``kriegeskorte2008`` folder, or its parent; default ``$BRAINRDL_SHARED_DATA``.
 
     Returns

@@ -45,13 +45,13 @@ def kfold_stimuli(
 
     Parameters
     ----------
-    ids
+    ids : Iterable[Hashable]
         Stimulus ids (distinct; ints or strings; NumPy / torch scalars become Python scalars).
-    categories
+    categories : Sequence | None
         One category label per id (any hashable values), or None for no stratification.
-    k
+    k : int
         Number of folds (2 ≤ k ≤ number of ids).
-    seed
+    seed : int | None
         Seed of the shuffle within categories (None: unshuffled, in the order of ``ids``).
 
     Returns
@@ -90,7 +90,7 @@ def split_stimuli(
     ----------
     ids, categories, seed
         As for :func:`kfold_stimuli`.
-    test_size
+    test_size : float | int
         Fraction of the ids (0 < f < 1) or their number (1 ≤ n < len(ids)) held out. Each
         category contributes its share, rounded so that the total is exact.
 

@@ -108,7 +108,7 @@ def list_layers(model: nn.Module) -> list[str]:
 
     Parameters
     ----------
-    model
+    model : nn.Module
         Any ``torch.nn.Module`` (wrappers such as DDP or ``torch.compile`` are seen through).
 
     Returns

@@ -182,17 +182,17 @@ def load_model(
 
     Parameters
     ----------
-    spec
+    spec : str
         ``"torchvision:NAME"``, ``"timm:NAME"``, ``"open_clip:NAME"`` (the image tower),
         ``"hf:REPO"`` (or ``"hf:"`` + a local folder with ``config.json``) or
         ``"module:PKG.MOD:FUNCTION"`` (a factory in your code; the current folder is importable).
-    weights
+    weights : str | os.PathLike | None
         None: random initialisation. A path to a local file: a state dict (``.pt``, ``.pth``,
         ``.bin`` read with ``torch.load(weights_only=True)``; ``.safetensors``), optionally under
         a ``"state_dict"`` or ``"model"`` key. Otherwise the library's own name of its published
         weights (``"DEFAULT"``, ``"IMAGENET1K_V1"``, a timm pretrained tag, an open_clip tag such
         as ``"openai"``, ``"pretrained"`` for Hugging Face), read from the local cache only.
-    **kwargs
+    **kwargs : Any
         Passed to the model's constructor (e.g. ``num_classes=10``).
 
     Returns

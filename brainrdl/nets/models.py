@@ -18,13 +18,13 @@ class DigitCNN(nn.Module):
 
     Parameters
     ----------
-    width
+    width : int
         Channels of ``conv1`` (``conv2`` has twice as many).
-    hidden
+    hidden : int
         Units of ``fc1``.
-    n_classes
+    n_classes : int
         Outputs of ``fc2``.
-    dropout
+    dropout : float
         Dropout before ``fc2`` (the teacher uses some).
 
     Examples

@@ -99,13 +99,13 @@ class LayerTaps:
 
     Parameters
     ----------
-    model
+    model : nn.Module
         Any ``torch.nn.Module``; may be wrapped in DDP / DataParallel / ``torch.compile``.
-    layers
+    layers : Iterable[str]
         Module paths as in ``model.named_modules()``, e.g. ``["layer2", "layer3.1.conv2"]``, or
         ``"auto"``: the block outputs, pooled features and logits of
         :func:`brainrdl.nets.layers.list_layers`.
-    reduction
+    reduction : str | Mapping[str, str]
         ``"flatten"`` (default): all non-batch dims flattened; ``"avgpool"``: global average over
         spatial dims (dims ≥ 2), giving (B, C); ``"random_projection"``: flatten, then multiply by
         a fixed Gaussian matrix (D, k) / √k, seeded, for layers too large for a Gram product;
@@ -114,14 +114,14 @@ class LayerTaps:
         sequences (B, T, D) of transformer blocks: ``"cls"`` keeps the first (class) token,
         ``"mean"`` averages over tokens (outputs of other shapes are flattened by both). A dict
         maps layer name to reduction (layers not in it use ``"flatten"``).
-    projection_dim
+    projection_dim : int | None
         k for ``"random_projection"`` (default 1024).
-    seed
+    seed : int
         Seed of the projection matrices (layer i uses ``seed + i``): the same on every process.
-    detach
+    detach : bool
         Store detached activations (no autograd graph): for frozen teachers and analysis. Keep
         False for a student whose alignment loss must backpropagate.
-    keep_raw
+    keep_raw : bool
         Also store each layer's unreduced activation (B, ...) in :attr:`raw` (a teacher whose
         conv maps feed a :class:`brainrdl.train.losses.KnowledgeProjection`).
 

@@ -61,20 +61,20 @@ def compare(
 
     Parameters
     ----------
-    rdm1, rdm2
+    rdm1, rdm2 : Any
         Either rsatoolbox ``RDMs`` (or NumPy arrays of shape (k,) / (n, k), as rsatoolbox
         accepts), giving a NumPy array; or torch tensors, giving a tensor on their device:
         a vector (k,), a stack of vectors (n, k), a square RDM (n_cond, n_cond) or a stack of
         squares (n, n_cond, n_cond) (their upper triangle is used). Mixing ``RDMs`` with a
         tensor gives a tensor.
-    method
+    method : str
         One of ``"cosine"``, ``"corr"``, ``"spearman"``, ``"rho-a"``, ``"tau-a"``,
         ``"corr_cov"``, ``"cosine_cov"``.
-    sigma_k
+    sigma_k : Any
         Covariance of the pattern estimates for the ``*_cov`` methods: None (identity),
         (n_cond,) variances or a (n_cond, n_cond) matrix. Ignored by the other methods, as in
         rsatoolbox.
-    square
+    square : bool | None
         For a 2-d tensor: True reads it as one square RDM, False as a stack of vectors, None
         decides: square when it is square and its diagonal is zero (or NaN) up to a relative
         tolerance of 1e-5 of its largest entry (``1 - corrcoef`` leaves ~1e-7 there). A square
@@ -136,23 +136,23 @@ def compare_vectors(
 
     Parameters
     ----------
-    a
+    a : torch.Tensor
         RDM vectors of shape (..., n1, k): upper triangles in row-major order (as
         ``rsatoolbox.rdm.RDMs.get_vectors`` and :func:`brainrdl.upper_tri`).
-    b
+    b : torch.Tensor
         RDM vectors of shape (..., n2, k); the leading batch dimensions of ``a`` and ``b``
         broadcast (e.g. ``a`` (B, n1, k) of B bootstrap samples against ``b`` (1, n2, k)).
-    method
+    method : str
         One of ``"cosine"``, ``"corr"``, ``"spearman"``, ``"rho-a"``, ``"tau-a"``,
         ``"corr_cov"``, ``"cosine_cov"``.
-    sigma_k
+    sigma_k : torch.Tensor | None
         Pattern covariance for the ``*_cov`` methods: None, (n_conditions,) or
         (n_conditions, n_conditions); see :func:`compare`.
-    n_conditions
+    n_conditions : int | None
         Number of conditions. Optional: inferred from ``k`` (or from ``valid``); when given it
         is checked. Only the ``*_cov`` methods use the RDM structure; the others treat the
         vectors as plain samples of length k.
-    valid
+    valid : torch.Tensor | None
         Boolean mask of length n_conditions·(n_conditions − 1)/2 telling which dissimilarities
         the k columns of ``a`` and ``b`` are, for callers that have already dropped NaN
         positions (k = valid.sum()). When None and the inputs hold NaN, the mask is built as

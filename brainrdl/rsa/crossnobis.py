@@ -39,7 +39,7 @@ def cross_fold_rdm(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
 
     Parameters
     ----------
-    left, right
+    left, right : torch.Tensor
         Tensors of shape (..., n_conditions, n_folds, n_channels): for fold f,
         ``left[..., :, f]`` is A_f (already multiplied by the noise precision when there is one)
         and ``right[..., :, f]`` is B_f.
@@ -98,9 +98,9 @@ def leave_one_out_means(
 
     Parameters
     ----------
-    sums
+    sums : torch.Tensor
         (n_conditions, n_folds, n_channels) sums of the observations of each condition in each fold.
-    counts
+    counts : torch.Tensor
         (n_conditions, n_folds) number of observations summed; every entry must be > 0.
 
     Returns
@@ -317,9 +317,9 @@ def crossnobis_fold_pairs(
 
     Parameters
     ----------
-    means
+    means : torch.Tensor
         (n_conditions, n_folds, n_channels) per-fold condition means.
-    precisions
+    precisions : torch.Tensor
         (n_folds, D, D) per-fold precisions of the fold means.
 
     Examples

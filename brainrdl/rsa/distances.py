@@ -289,13 +289,13 @@ def pairwise_rdm(
 
     Parameters
     ----------
-    x
+    x : torch.Tensor
         Patterns: rows are conditions (stimuli), columns channels (voxels, units, features).
-    method
+    method : str
         One of ``"euclidean"``, ``"correlation"``, ``"cosine"``, ``"mahalanobis"``, ``"poisson"``.
-    noise
+    noise : torch.Tensor | None
         Noise precision for ``"mahalanobis"``: (D, D) or its (D,) diagonal.
-    vector
+    vector : bool
         Return the upper triangle (k=1, row-major, as ``scipy.spatial.distance.squareform``)
         of shape (..., n·(n−1)/2) instead of the square matrix.
 

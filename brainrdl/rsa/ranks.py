@@ -37,7 +37,7 @@ def rank_transform(x: torch.Tensor) -> torch.Tensor:
 
     Parameters
     ----------
-    x
+    x : torch.Tensor
         Tensor of shape (..., k). Integer tensors are ranked as float64.
 
     Returns

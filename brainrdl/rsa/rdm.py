@@ -59,35 +59,35 @@ def calc_rdm(
 
     Parameters
     ----------
-    data
+    data : Any
         An ``rsatoolbox.data.Dataset`` (or a list of them), or a torch tensor of patterns
         (n_conditions, n_channels) or (..., n_conditions, n_channels).
-    method
+    method : str
         Datasets: ``"euclidean"``, ``"correlation"``, ``"mahalanobis"``, ``"crossnobis"``,
         ``"poisson"``, ``"poisson_cv"``. Tensors: ``"euclidean"``, ``"correlation"``,
         ``"cosine"``, ``"mahalanobis"``, ``"poisson"``. Scalings follow rsatoolbox (squared
         distances divided by the number of channels).
-    descriptor
+    descriptor : str | None
         obs_descriptor whose values define the conditions; observations sharing a value are
         averaged (rows then sorted by that value, as rsatoolbox does). None: one row per
         observation. Required for cross-validated methods.
-    noise
+    noise : Any
         Noise precision for mahalanobis/crossnobis, as rsatoolbox takes it
         (``rsatoolbox.data.prec_from_residuals`` etc.): a (D, D) array or tensor, a (D,)
         diagonal, or for crossnobis a list (or (n_folds, D, D) array) of per-fold precisions of
         the fold means. With a list of Datasets: a list with one entry per Dataset, or one
         (D, D) precision shared by all (rsatoolbox would index a single array by Dataset).
-    cv_descriptor
+    cv_descriptor : str | None
         obs_descriptor defining the cross-validation folds (crossnobis, poisson_cv). None: as
         rsatoolbox, the k-th repetition of every condition forms fold k (needs equal repetitions).
-    prior_lambda, prior_weight
+    prior_lambda, prior_weight : float
         Prior of the poisson measures: rates are ``(x + prior_lambda·prior_weight) /
         (1 + prior_weight)``.
-    device
+    device : str | torch.device | None
         torch device to compute on (Datasets: default CPU; tensors: default the tensor's own).
-    vector
+    vector : bool
         Tensors only: return the upper triangle (..., n·(n−1)/2) instead of the square matrix.
-    remove_mean
+    remove_mean : bool
         Datasets only, as rsatoolbox: subtract each pattern's mean over channels first
         (euclidean, mahalanobis, crossnobis).
 

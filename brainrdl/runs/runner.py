@@ -428,16 +428,16 @@ def run_training(
 
     Parameters
     ----------
-    cfg
+    cfg : Mapping[str, Any] | str | os.PathLike
         A resolved config (:func:`brainrdl.train.config.validate`) or the path of a config file.
-    out
+    out : str | os.PathLike
         The run folder (created). A folder that already holds a run is refused unless
         ``resume``.
-    resume
+    resume : bool
         Continue from ``out/checkpoints/last.pt`` (from scratch when there is none yet, so a
         requeued job can always pass it). The config may differ from the saved one in
         ``epochs`` only (to extend a run).
-    sources
+    sources : Mapping[str, Source] | None
         Extra data sources by name (``"data:<source>"``, ``"teacher:<source>"``): callables
         taking a :class:`RunContext` and returning :class:`TaskData` / :class:`BrainData`.
 

@@ -53,7 +53,7 @@ def pair_weights(counts: torch.Tensor) -> torch.Tensor:
 
     Parameters
     ----------
-    counts
+    counts : torch.Tensor
         (B, n) number of times each of n stimuli was drawn in each of B resamples.
 
     Returns
@@ -160,9 +160,9 @@ def weighted_ranks(v: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
 
     Parameters
     ----------
-    v
+    v : torch.Tensor
         (V, K) vectors (NaN allowed where ``w`` is 0).
-    w
+    w : torch.Tensor
         (B, K) weights (repeat counts); entries with weight 0 are absent from the expanded vector.
 
     Returns
@@ -372,11 +372,11 @@ def weighted_compare(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, method: 
 
     Parameters
     ----------
-    x, y
+    x, y : torch.Tensor
         (L, K) and (S, K) RDM vectors; pairs that are NaN in any vector are dropped.
-    w
+    w : torch.Tensor
         (B, K) non-negative pair weights (one resample per row).
-    method
+    method : str
         One of ``"cosine"``, ``"corr"``, ``"spearman"``, ``"rho-a"``.
 
     Returns
@@ -442,33 +442,33 @@ def bootstrap_compare(
 
     Parameters
     ----------
-    x
+    x : torch.Tensor | np.ndarray
         (L, K) model (layer) RDM vectors, upper triangle of n conditions (K = n (n - 1) / 2).
-    y
+    y : torch.Tensor | np.ndarray
         (S, K) brain RDM vectors.
-    method
+    method : str
         Any ``brainrdl.compare`` method; ``cosine``, ``corr``, ``spearman`` and ``rho-a`` are
         vectorised, the others loop over resamples through ``rsatoolbox.rdm.compare``.
-    n_bootstrap
+    n_bootstrap : int
         Number of resamples.
-    bootstrap
+    bootstrap : str
         ``"stimuli"`` (rsatoolbox's ``bootstrap_sample_pattern``), ``"subjects"``
         (``bootstrap_sample_rdm``) or ``"both"`` (``bootstrap_sample``).
-    rdm_groups
+    rdm_groups : np.ndarray | list | None
         (S,) label per brain RDM: subjects are resampled as whole groups (all sessions of a subject
         together). Default: each RDM its own group.
-    pattern_groups
+    pattern_groups : np.ndarray | list | None
         (n,) label per stimulus, resampled as whole groups. Default: each stimulus alone.
-    seed
+    seed : int | None
         Seed of the torch generator (on ``device``).
-    device
+    device : torch.device | str | None
         Where to compute; default: the device of ``x`` if a tensor, else CPU.
-    chunk_size
+    chunk_size : int | None
         Resamples per batched comparison; default from ``memory_budget`` (bytes).
-    pattern_counts, group_counts
+    pattern_counts, group_counts : torch.Tensor | None
         Explicit draw counts (n_bootstrap, n_pattern_groups) / (n_bootstrap, n_rdm_groups)
         instead of random draws: to replay rsatoolbox's resamples in tests.
-    progress
+    progress : bool | None
         tqdm bar over chunks of resamples: True, False, or None (only on a terminal).
 
     Returns

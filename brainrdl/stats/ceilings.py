@@ -81,18 +81,18 @@ def noise_ceiling(
     rdms
         rsatoolbox ``RDMs`` (several subjects / sessions), or an array / tensor of RDM vectors
         (S, K) or square RDMs (S, n, n).
-    method
+    method : str
         Comparison method (``brainrdl.compare`` names).
-    subject_descriptor
+    subject_descriptor : str | None
         rdm descriptor that groups the RDMs by subject (held out together), as in
         :func:`brainrdl.compare_layers` (see :func:`subject_groups`): ``"auto"`` (default) uses
         ``"subject"`` when present, so sessions of one subject are one subject; ``"index"`` or
         None: each RDM alone. Ignored when ``groups`` is given or ``rdms`` is not an ``RDMs``.
-    rdm_descriptor
+    rdm_descriptor : str | None
         rsatoolbox's name for ``subject_descriptor``; when given it is used instead.
-    groups
+    groups : np.ndarray | list | None
         (S,) group label per RDM, instead of a descriptor.
-    device
+    device : torch.device | str | None
         Where to compute (default CPU, or the tensor's device).
 
     Returns

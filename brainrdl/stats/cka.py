@@ -48,9 +48,9 @@ def cka(x: torch.Tensor, y: torch.Tensor, debiased: bool = False) -> torch.Tenso
 
     Parameters
     ----------
-    x, y
+    x, y : torch.Tensor
         Patterns with stimuli in rows, in the same order (leading batch dimensions broadcast).
-    debiased
+    debiased : bool
         Use the unbiased HSIC estimator (Song et al. 2012), as Kornblith's debiased CKA; needs
         n ≥ 4 stimuli. Less biased upwards with many features and few stimuli, and can be negative.
 

@@ -67,13 +67,13 @@ def kfold_indices(
 
     Parameters
     ----------
-    n
+    n : int
         Number of stimuli.
-    n_folds
+    n_folds : int
         Number of folds (2 ≤ n_folds ≤ n).
-    seed
+    seed : int | None
         Seed of the shuffle; None keeps the stimuli in order (contiguous folds).
-    stratify
+    stratify : Sequence | None
         Optional label per stimulus (e.g. category): each label's stimuli are spread evenly over
         the folds, as scikit-learn's ``StratifiedKFold``.
 
@@ -138,15 +138,15 @@ def ridge_cv_fit_predict(
 
     Parameters
     ----------
-    x_train, y_train, x_test
+    x_train, y_train, x_test : torch.Tensor
         (n, p) features, (n, v) responses and (m, p) test features (one dtype and device).
-    alphas
+    alphas : Sequence[float]
         Candidate penalties (positive).
-    cv
+    cv : str
         ``"loo"`` (exact leave-one-out) or ``"gcv"`` (generalised CV, cheaper per penalty).
-    form
+    form : str
         ``"auto"`` (dual when p > n, as scikit-learn), ``"primal"`` or ``"dual"``.
-    voxel_block
+    voxel_block : int | None
         Voxels per block (memory ∝ n · block · 2); default: all voxels up to 4,096.
 
     Returns
@@ -391,27 +391,27 @@ def ridge_encoding(
 
     Parameters
     ----------
-    x
+    x : torch.Tensor
         (n stimuli, p features) layer activations (flattened), a tensor or array.
-    y
+    y : torch.Tensor
         (n stimuli, v voxels / neurons) responses, same stimulus order.
-    alphas
+    alphas : Sequence[float]
         Candidate ridge penalties; one is chosen per voxel and fold by ``cv`` on the training
         stimuli. Scale matters: penalties act on the raw feature Gram (its eigenvalues grow with
         p and with the features' variance).
     n_folds, seed, stratify
         Outer folds over stimuli (:func:`kfold_indices`); ignored when ``folds`` is given.
-    folds
+    folds : Sequence[Sequence[int]] | None
         Explicit test indices per fold (every stimulus exactly once).
-    scoring
+    scoring : str
         ``"corr"`` (Pearson r) or ``"r2"`` of the out-of-fold predictions, per voxel.
-    cv
+    cv : str
         ``"loo"`` (exact efficient LOO, scikit-learn's ``RidgeCV``) or ``"gcv"``.
-    form
+    form : str
         ``"auto"``, ``"primal"`` or ``"dual"`` (see :func:`ridge_cv_fit_predict`).
-    voxel_block
+    voxel_block : int | None
         Voxels per block (bounds memory).
-    device
+    device : torch.device | str | None
         Where to compute (default: ``x``'s device). Float32 inputs stay float32.
 
     Returns

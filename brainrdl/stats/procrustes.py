@@ -116,11 +116,11 @@ def procrustes_similarity(
 
     Parameters
     ----------
-    x, y
+    x, y : torch.Tensor
         Stimulus-matched patterns (..., n, p) and (..., n, q).
-    alpha
+    alpha : float
         Partial whitening (see :func:`partial_whiten`): 1 none (plain Procrustes), 0 full.
-    centre
+    centre : bool
         Centre each feature over the stimuli first (translation invariance).
 
     Examples

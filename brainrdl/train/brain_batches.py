@@ -22,14 +22,14 @@ class StimulusBatchSampler(Sampler[list[int]]):
 
     Parameters
     ----------
-    n_stimuli
+    n_stimuli : int
         Size of the stimulus set.
-    batch_size
+    batch_size : int
         Stimuli per batch (at most ``n_stimuli``). A sub-RDM of B stimuli has B(B−1)/2 pairs;
         32-128 keeps it informative at the cost of one B×B Gram product.
-    seed
+    seed : int
         Seed of the permutations; pass ``epoch`` to :meth:`set_epoch` for a new order each pass.
-    drop_last
+    drop_last : bool
         Drop a final batch smaller than ``batch_size`` (default True: every sub-RDM is full size).
 
     Examples

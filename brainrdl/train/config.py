@@ -413,12 +413,12 @@ def validate(
 
     Parameters
     ----------
-    raw
+    raw : Mapping[str, Any]
         The parsed config (a dict, as from :func:`parse_text`).
-    base_dir
+    base_dir : str | os.PathLike | None
         Folder that relative paths are read from (default: the current folder); paths come back
         absolute.
-    check_paths
+    check_paths : bool
         Check that every file or folder named exists.
 
     Returns

@@ -238,30 +238,30 @@ def rdl_loss(
 
     Parameters
     ----------
-    student
+    student : torch.Tensor
         Student activations (B, ...) for the B items of the batch.
-    target_rdm
+    target_rdm : torch.Tensor
         Square (B, B) target RDM (teacher network or brain) for the same items in the same order.
-    distance
+    distance : str | None
         Student RDM distance: ``"correlation"`` (1 − Pearson r across features, the brain RDMs'
         usual measure), ``"euclidean"`` (squared, per channel as rsatoolbox) or ``"cosine"``.
         None (default): ``"euclidean"`` for ``comparison="paper"`` (the paper's form), else
         ``"correlation"``.
-    comparison
+    comparison : str
         ``"pearson"`` (default), ``"mse"``, ``"cosine"``, ``"corr_cov"`` or ``"paper"``.
-    pair_mask
+    pair_mask : torch.Tensor | None
         (B, B) bool, True where the pair has a valid target. Only pairs i < j that are True
         enter the loss; target entries elsewhere may be NaN.
-    reduction
+    reduction : str
         ``"mean"``, ``"sum"`` or ``"none"``. For ``"paper"`` and ``"mse"``, ``"none"`` returns
         the per-pair squared errors as an upper-triangle vector (B(B−1)/2,) with 0 at excluded
         pairs. The other comparisons are one value per RDM; all reductions return it.
-    name
+    name : str
         Layer name used in error messages.
-    paper_scale
+    paper_scale : str
         ``"max"`` (default: teacher rescaled to the student's maximum, as the authors' code)
         or ``"none"``; only used by ``comparison="paper"``.
-    check_finite
+    check_finite : bool
         Raise a ValueError naming ``name`` for non-finite features or loss (one device sync).
 
     Returns
@@ -571,16 +571,16 @@ def pkt_loss(
 
     Parameters
     ----------
-    student, teacher
+    student, teacher : torch.Tensor
         (B, ...) activations; flattened to (B, D_s) and (B, D_t).
-    eps
+    eps : float
         The reference's 1e-7.
-    item_mask
+    item_mask : torch.Tensor | None
         (B,) bool, True for items with a teacher target; the loss is then the reference loss on
         that sub-batch exactly (teacher rows of other items may be NaN).
-    name
+    name : str
         Layer name used in error messages.
-    check_finite
+    check_finite : bool
         Raise a ValueError naming ``name`` for non-finite features or loss.
 
     Examples
@@ -670,22 +670,22 @@ def cka_loss(
 
     Parameters
     ----------
-    student
+    student : torch.Tensor
         (B, ...) activations.
-    teacher
+    teacher : torch.Tensor | None
         (B, ...) teacher activations, or None when ``target_rdm`` is given.
-    target_rdm
+    target_rdm : torch.Tensor | None
         (B, B) squared-distance RDM of the teacher, or None.
-    log
+    log : bool
         Return log(1 − CKA) (default) or 1 − CKA.
-    item_mask
+    item_mask : torch.Tensor | None
         (B,) bool, True for items with a target: centring and CKA use those items only (equal
         to the loss on the sub-batch); teacher rows/RDM entries of other items may be NaN.
-    eps
+    eps : float
         Floor of 1 − CKA inside the log.
-    name
+    name : str
         Layer name used in error messages.
-    check_finite
+    check_finite : bool
         Raise a ValueError naming ``name`` for non-finite features or loss.
 
     Returns

@@ -146,9 +146,9 @@ class RunawayWatch:
 
     Parameters
     ----------
-    factor
+    factor : float | None
         Growth that counts as runaway (default 1e3); None switches the watch off.
-    window
+    window : int
         Steps per reference and per comparison window.
 
     Examples

@@ -97,46 +97,46 @@ def fit(
 
     Parameters
     ----------
-    model
+    model : nn.Module
         The student (may be DDP-wrapped; layer names are those of the inner model).
-    task_loader
+    task_loader : Iterable[Any] | None
         Yields ``(inputs, labels)``, ``(inputs, labels, stimulus_ids)``, a dict with ``"inputs"``
         (and optionally ``"labels"``, ``"stimulus_ids"``) or ``inputs`` alone (no task loss, e.g.
         pure distillation). None trains on brain batches alone (RDL-only, see below).
-    teacher
+    teacher : Any
         A :class:`brainrdl.train.teachers.Teacher` (brain or network); None trains the task only.
-    alignment
+    alignment : Mapping[str, Any] | None
         ``{student_layer: target}``, ``{student_layer: (target, weight)}`` or
         ``{student_layer: (target, weight, loss)}``. Each loss declares what it consumes
         (``consumes``; see :mod:`brainrdl.train.registry`). A
         :class:`brainrdl.train.losses.KnowledgeProjection` consumes conv maps: its student layer is
         tapped unreduced and a network teacher's maps are projected into it, e.g.
         ``{"1": ("1", 1.0, KnowledgeProjection(16, 8))}``; it is trained with the student.
-    loss
+    loss : Callable[..., torch.Tensor] | None
         Default alignment loss (``brainrdl.RDLLoss()``).
-    brain_loader
+    brain_loader : Any
         Brain-stimulus batches: ``(images, stimulus_ids)``, a DataLoader of
         ``(images, stimulus_ids_or_positions)``, or a
         :class:`~brainrdl.train.brain_batches.BrainBatches` with the batch size, the mix with
         task batches (``mix_ratio``), steps per epoch, augmentation (``transform``), separate
         BatchNorm statistics and the seed. None: alignment runs on the task batches. Stimulus ids
         within a brain batch must be distinct.
-    heldout
+    heldout : Any
         Stimuli never trained on, scored each epoch: ``(images, stimulus_ids)`` (against the
         training teacher, Pearson r: ``heldout_rsa/<layer>``) or a
         :class:`~brainrdl.train.monitor.Heldout` with separate held-out RDMs (which the training
         teacher need not cover), one or more targets (e.g. human and monkey IT), any
         :func:`brainrdl.compare` method and the layers to score.
-    val_loader
+    val_loader : Iterable[Any] | None
         Labelled batches for ``val_loss`` / ``val_accuracy`` per epoch.
     optimizer, lr
         Any optimizer; default Adam(lr) over the model's and the losses' parameters. A given
         optimizer must also hold the parameters of every KnowledgeProjection in ``alignment``.
-    task_loss
+    task_loss : Callable[..., torch.Tensor] | None
         Default ``nn.CrossEntropyLoss()``.
-    epochs, warmup_epochs
+    epochs, warmup_epochs : int
         Epochs in all; the alignment terms start after ``warmup_epochs``.
-    precision
+    precision : str
         ``"32"``, ``"bf16"`` or ``"fp16"``: the forward pass runs under ``torch.autocast`` (fp16
         with a ``GradScaler``); RDMs and alignment losses are computed in float32. Calling fit
         inside an autocast block raises :class:`~brainrdl.train.precision.OuterAutocastError`.
@@ -147,18 +147,18 @@ def fit(
         an uninterrupted run's exactly (every RNG, DataLoader generator and position inside the
         epoch is saved). Stale temporary files of a killed write are removed; an unreadable
         checkpoint raises :class:`~brainrdl.train.checkpoint.CheckpointError` naming its path.
-    runaway
+    runaway : float | None
         Stop with :class:`TrainingDivergedError` when an alignment term or an aligned layer's
         activation scale grows this many times over its value in the first aligned steps while
         the task loss has not improved (see :class:`~brainrdl.train.guards.RunawayWatch`); None
         switches the watch off.
-    device
+    device : str | torch.device | None
         Where to train (default: the model's device).
-    progress
+    progress : bool
         tqdm bars.
-    max_steps_per_epoch
+    max_steps_per_epoch : int | None
         Stop each epoch after this many steps (quick runs).
-    taps
+    taps : Mapping[str, Any] | None
         Options of :class:`brainrdl.nets.taps.LayerTaps` for the student's layers
         (``reduction``, ``projection_dim``, ``seed``); layers whose loss consumes maps default
         to ``reduction="none"``.

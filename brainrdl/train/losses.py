@@ -51,7 +51,7 @@ class RDLLoss(nn.Module):
     distance, comparison, reduction
         As in :func:`brainrdl.train.functional.rdl_loss` (``reduction="none"`` only for one layer);
         ``distance=None`` is ``"euclidean"`` for ``comparison="paper"``, else ``"correlation"``.
-    weights
+    weights : Mapping[str, float] | None
         Mapping layer name -> weight (missing names weigh 1), or None for all 1.
     **options
         Further keyword options of ``rdl_loss`` (``paper_scale``, ``check_finite``).
@@ -244,12 +244,12 @@ class KnowledgeProjection(nn.Module):
 
     Parameters
     ----------
-    teacher_channels, student_channels
+    teacher_channels, student_channels : int
         Channel (feature) counts of the teacher and student layers (dim 1).
-    kind
+    kind : str
         ``"auto"`` (accept both layouts), ``"conv"`` (feature maps only) or ``"linear"``
         (vectors only).
-    bias
+    bias : bool
         Learn a bias (default True).
 
     Examples

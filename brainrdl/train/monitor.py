@@ -95,15 +95,15 @@ class HeldoutMonitor:
 
     Parameters
     ----------
-    spec
+    spec : Heldout
         What to score (:class:`Heldout`).
-    pairs
+    pairs : Sequence[Any]
         The fit's alignment pairs (layers and targets of the training teacher).
-    teacher
+    teacher : Any
         The training teacher (used when ``spec.targets`` is None).
-    device
+    device : torch.device
         Where the student runs.
-    default_distance
+    default_distance : str
         Student RDM distance when ``spec.distance`` is None.
     """
 

@@ -71,9 +71,9 @@ class Precision:
 
     Parameters
     ----------
-    precision
+    precision : str
         ``"32"`` (no autocast), ``"bf16"`` or ``"fp16"`` (with a ``GradScaler``).
-    device
+    device : torch.device
         The training device.
     """
 

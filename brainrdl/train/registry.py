@@ -119,13 +119,13 @@ def call_loss(
 
     Parameters
     ----------
-    loss
+    loss : Callable[..., torch.Tensor]
         The loss (an ``nn.Module`` or any callable declaring ``consumes``).
-    kind
+    kind : str
         ``consumes(loss)``, resolved once before training.
-    student
+    student : torch.Tensor
         Student activations of the batch (B, ...).
-    target
+    target : Target
         The teacher's :class:`~brainrdl.train.teachers.Target` for the batch.
 
     Raises

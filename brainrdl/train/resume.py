@@ -105,12 +105,12 @@ class BatchStream:
 
     Parameters
     ----------
-    loader
+    loader : Iterable[Any]
         Any re-iterable of batches (a DataLoader, a list).
-    endless
+    endless : bool
         Start a new pass when one ends (brain batches); otherwise :meth:`next` raises
         StopIteration at the end of the pass (task batches: one pass per epoch).
-    name
+    name : str
         Used in error messages.
 
     Attributes

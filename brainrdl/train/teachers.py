@@ -83,24 +83,24 @@ class BrainTeacher:
 
     Parameters
     ----------
-    rdms
+    rdms : Any
         ``rsatoolbox.rdm.RDMs`` (one or several RDMs), a list of them, or a dict
         ``{target_name: RDMs}``. Each RDM is read in its own stimulus order; RDMs may list
         different stimuli (pairs an RDM lacks are NaN for it; averaging skips them, and pairs no
         RDM of a target covers are masked). Every RDM must be symmetric.
-    stimulus_ids
+    stimulus_ids : Sequence[Hashable] | None
         The id of each RDM condition, in order (ints or strings), shared by every RDM. Default:
         each RDM's own pattern descriptor ``pattern_descriptor`` (``"stimulus"``), else its
         ``"index"``; the teacher's ids are their union, in first-seen order.
-    target_names
+    target_names : str | Sequence[str] | None
         How RDMs are named: an rdm-descriptor key (e.g. ``"roi"``), or one name per RDM.
         Default: ``"roi"`` when present, else ``"brain"`` (all RDMs one target). Ignored for a dict.
-    subject_descriptor
+    subject_descriptor : str | None
         rdm-descriptor key holding the subject, for ``combine="per_subject"``.
-    combine
+    combine : str
         ``"mean"``: RDMs sharing a name (subjects, sessions) are averaged, ignoring NaN;
         ``"per_subject"``: one target per name and subject, named ``"{name}/{subject}"``.
-    pattern_descriptor
+    pattern_descriptor : str
         Pattern descriptor read for the default ``stimulus_ids``.
 
     Examples
@@ -272,7 +272,7 @@ class BrainTeacher:
 
         Parameters
         ----------
-        stimulus_ids
+        stimulus_ids : Iterable[Hashable]
             Distinct ids the teacher covers; each must be one of ``self.stimulus_ids``.
 
         Returns
@@ -352,12 +352,12 @@ class NetworkTeacher:
 
     Parameters
     ----------
-    model
+    model : nn.Module
         The teacher; set to eval mode with gradients off (its parameters are frozen in place).
-    layers
+    layers : Iterable[str]
         Module paths of the layers that serve as targets; the target names are these paths unless
         ``target_names`` maps them to other names.
-    distance
+    distance : str
         RDM measure for the targets (see :func:`brainrdl.pairwise_rdm`).
     reduction, projection_dim, seed
         Passed to :class:`brainrdl.nets.taps.LayerTaps`; they shape ``Target.features``. With

@@ -248,7 +248,7 @@ def rdms_from_bids(
         ``desc-`` label of the preprocessed BOLD.
     progress : bool, default True
         tqdm bars over subjects and, within a subject, over runs.
-    **glm_kwargs
+    **glm_kwargs : Any
         Passed to :func:`data_adapters.fmri.first_level_glm` (``hrf_model``, ``drift_model``,
         ``high_pass``, ``noise_model``, ...).
 

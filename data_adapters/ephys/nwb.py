@@ -262,7 +262,7 @@ def datasets_from_nwb(
         Counting window(s) relative to each interval's ``start_time`` (half-open).
     windows : sequence of (start, stop), optional
         Alternative spelling for a sequence of windows (give ``window`` or ``windows``).
-    **kwargs
+    **kwargs : Any
         Passed to :func:`data_adapters.ephys.spikes.datasets_from_spikes` (``transform``,
         ``measure``, ``empty_units``, ``recording``, ``repeat_column`` ...).
 
@@ -329,7 +329,7 @@ def rdms_from_nwb(
         Dissimilarity (rsatoolbox names); the cross-validated ones fold over ``cv_descriptor``.
     noise, cv_descriptor, progress
         As in :func:`data_adapters.ephys.spikes.rdms_from_datasets`.
-    **kwargs
+    **kwargs : Any
         Passed to :func:`data_adapters.ephys.spikes.datasets_from_spikes`.
 
     Returns

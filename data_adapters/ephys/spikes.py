@@ -322,7 +322,7 @@ def datasets_from_spikes(
     ----------
     spike_times, spike_units, unit_ids
         Spike times, see :func:`as_spike_trains`.
-    trials
+    trials : pd.DataFrame | Mapping[str, Any]
         Trial table, see :func:`as_trial_table` (``onset_column``, ``stimulus_column``,
         ``repeat_column`` name its columns).
     window : (start, stop) or sequence of (start, stop)
@@ -535,7 +535,7 @@ def rdms_from_spikes(
         need every stimulus in at least two folds.
     noise, cv_descriptor, progress
         As in :func:`rdms_from_datasets`.
-    **kwargs
+    **kwargs : Any
         Passed to :func:`datasets_from_spikes` (``unit_regions``, ``transform``, ...).
 
     Returns

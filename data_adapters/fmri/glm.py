@@ -288,7 +288,7 @@ def datasets_from_bold(
         Stored as the ``subject`` descriptor (default ``"sub-01"``).
     shrinkage : str, default "shrinkage_diag"
         Covariance estimator of ``rsatoolbox.data.noise.prec_from_residuals``.
-    **glm_kwargs
+    **glm_kwargs : Any
         Further options of :func:`first_level_glm` (confounds, hrf_model, noise_model, ...).
 
     Returns
