@@ -231,6 +231,20 @@ def test_load_run_gives_what_compare_needs(demo_run):
     np.testing.assert_allclose(table["similarity"], written["similarity"], rtol=1e-6)
 
 
+def test_compare_reads_the_run_folder(demo_run, tmp_path):
+    """``brainrdl compare --run DIR`` recomputes the run's own layer × region table."""
+    import pandas as pd
+
+    assert main(["compare", "--run", str(demo_run), "--method", "corr", "--n-bootstrap", "0",
+                 "--no-progress", "--out", str(tmp_path / "cmp")]) == 0
+    got = pd.read_csv(tmp_path / "cmp" / "comparison.csv")
+    written = pd.read_csv(demo_run / "layer_region.csv")
+    key = ["layer", "region"]
+    merged = got.merge(written, on=key, suffixes=("", "_run"))
+    assert len(merged) == len(written) == 8
+    np.testing.assert_allclose(merged["similarity"], merged["similarity_run"], rtol=1e-6)
+
+
 def test_existing_run_is_not_overwritten(demo_run, capsys):
     config = demo_run.parent / "demo.toml"
     assert main(["train", str(config), "--out", str(demo_run)]) == 2

@@ -110,10 +110,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     brain = parser.add_argument_group("brain RDMs")
     brain.add_argument(
-        "--brain", action="append", required=True, metavar="[REGION=]FILE",
+        "--brain", action="append", metavar="[REGION=]FILE",
         help="rsatoolbox RDMs file (.hdf5 / .h5) of the brain, e.g. from brainrdl rdms; "
         "regions from its rdm descriptor --region-descriptor, or REGION=FILE for one region "
-        "per file (repeat for several files)",
+        "per file (repeat for several files); required unless --run gives the run's own",
+    )  # fmt: skip
+    parser.add_argument(
+        "--run", default=None, metavar="DIR",
+        help="a run folder of brainrdl train: its trained model, layers and held-out stimuli "
+        "(and its target RDMs unless --brain is given)",
     )  # fmt: skip
     brain.add_argument(
         "--region-descriptor", default="roi",
@@ -176,11 +181,40 @@ def run(args: argparse.Namespace) -> int:
     check_scalar("n_bootstrap", args.n_bootstrap, int, min_val=0)
     check_scalar("ci", args.ci, float, min_val=0.0, max_val=1.0,
                  include_min=False, include_max=False)
+    if args.run is not None:
+        return _run_folder(args)
+    if not args.brain:
+        raise CompareError("--brain is required (or --run DIR, a brainrdl train run folder)")
     out = _check_out(args.out)
     brain = _brain(args)
     sources = _sources(args, brain)
     table = _table(args, sources, brain)
     _write(args, table, out, several=len(sources) > 1)
+    return 0
+
+
+def _run_folder(args: argparse.Namespace) -> int:
+    """``--run DIR``: the trained model of a ``brainrdl train`` run on its held-out stimuli,
+    against ``--brain`` or the run's own target RDMs."""
+    import torch
+
+    from brainrdl.analysis.layer_comparison import compare_layers
+    from brainrdl.runs.runner import load_run
+
+    out = _check_out(args.out)
+    run = load_run(args.run)
+    if run.stimuli is None:
+        raise CompareError(f"--run {args.run!r}: the run saved no held-out stimuli to compare on")
+    brain = _brain(args) if args.brain else run.brain_rdms
+    table = compare_layers(
+        run.model, brain, stimuli=run.stimuli, layer_names=run.layers,
+        stimulus_ids=run.stimulus_ids, method=args.method, n_bootstrap=args.n_bootstrap,
+        bootstrap=args.bootstrap, ci=args.ci, seed=args.seed, device=args.device,
+        extract_kwargs={"method": run.config["heldout"]["rdm_method"], "dtype": torch.float64,
+                        "progress": not args.no_progress},
+    )  # fmt: skip
+    table.insert(0, "model", Path(args.run).name)
+    _write(args, table, out, several=False)
     return 0
 
 
