@@ -49,3 +49,159 @@ def test_resampled_labels_land_on_the_right_voxels(tmp_path):
     masks = roi_masks((5, 5, 5), np.eye(4), atlas=path, resample=True)
     assert list(masks) == ["3"]
     assert np.argwhere(masks["3"]).tolist() == [[2, 2, 2]]
+
+
+# --------------------------------------------------------------------------- spike windows
+# Counting is half-open [onset + start, onset + stop); the recording span keeps trials whose
+# windows touch its edges; the defaults are those the docstrings state.
+
+import warnings  # noqa: E402
+
+from scipy.stats import zscore as _scipy_zscore  # noqa: E402
+
+from data_adapters import ephys  # noqa: E402
+
+
+def _brute(trains, onsets, windows):
+    out = np.zeros((len(windows), len(onsets), len(trains)), dtype=np.int64)
+    for w, (a, b) in enumerate(windows):
+        for t, o in enumerate(onsets):
+            for u, train in enumerate(trains):
+                out[w, t, u] = sum(1 for s in train if o + a <= s < o + b)
+    return out
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_count_spikes_is_the_half_open_double_loop(seed):
+    rng = np.random.default_rng(seed)
+    # quarter-second grid: spikes land exactly on window edges, and edges are exact in binary
+    trains = [np.sort(rng.integers(0, 40, size=n) / 4) for n in (12, 0, 25)]
+    onsets = np.array([1.0, 3.5, 2.0, 6.25])  # not sorted: order is the trial table's
+    windows = np.array([[0.0, 0.5], [0.5, 1.0], [-0.25, 0.75]])
+    got = ephys.count_spikes(trains, onsets, windows)
+    assert got.shape == (3, 4, 3)
+    np.testing.assert_array_equal(got, _brute(trains, onsets, windows))
+
+
+def test_a_spike_on_the_start_edge_counts_and_one_on_the_stop_edge_does_not():
+    train = [np.array([1.0, 1.5])]
+    assert ephys.count_spikes(train, np.array([1.0]), np.array([[0.0, 0.5]])).item() == 1
+    assert ephys.count_spikes(train, np.array([1.0]), np.array([[0.5, 1.0]])).item() == 1
+    assert ephys.count_spikes(train, np.array([0.5]), np.array([[0.5, 1.0]])).item() == 1
+
+
+def test_trials_whose_windows_touch_the_recording_edges_are_kept():
+    spikes = [np.array([0.25, 1.25, 1.75])]
+    trials = {"onset": [0.0, 1.0, 1.5], "stimulus": ["a", "b", "c"]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no trial may be excluded
+        ds = ephys.dataset_from_spikes(spikes, trials, (0.0, 0.5), measure="count",
+                                       recording=(0.0, 2.0))
+    assert ds.measurements.ravel().tolist() == [1.0, 1.0, 1.0]
+    # one step over either edge excludes that trial (and says so)
+    with pytest.warns(UserWarning, match="1 of 3 trials"):
+        ephys.dataset_from_spikes(spikes, trials, (0.0, 0.5), recording=(0.0, 1.75))
+    with pytest.warns(UserWarning, match="1 of 3 trials"):
+        ephys.dataset_from_spikes(spikes, trials, (-0.25, 0.5), recording=(0.0, 2.0))
+
+
+def test_inferred_recording_runs_from_zero_or_the_first_spike_to_the_last_spike():
+    trials = {"onset": [-1.0, 0.0, 1.0], "stimulus": ["a", "b", "c"]}
+    # the earliest spike at -1.0 extends the span below 0: all three trials fit
+    spikes = [np.array([-1.0, 0.25, 1.25]), np.array([0.3, 1.5])]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ds = ephys.dataset_from_spikes(spikes, trials, (0.0, 0.5), measure="count")
+    assert ds.measurements[:, 0].tolist() == [1.0, 1.0, 1.0]
+    # without it the span starts at 0 and the first trial is excluded
+    spikes = [np.array([0.25, 1.25]), np.array([0.3, 1.5])]
+    with pytest.warns(UserWarning, match=r"1 of 3 trials.*\[0, 1\.5\]"):
+        ds = ephys.dataset_from_spikes(spikes, trials, (0.0, 0.5), measure="count")
+    assert ds.obs_descriptors["stimulus"].tolist() == ["b", "c"]
+
+
+def test_rates_are_counts_over_the_window_length_and_transforms_apply_in_order():
+    rng = np.random.default_rng(5)
+    spikes = [np.sort(rng.uniform(0, 8, 60)) for _ in range(3)]
+    trials = {"onset": [0.0, 2.0, 4.0, 6.0], "stimulus": ["a", "b", "a", "b"]}
+    kw = {"recording": (0.0, 8.0)}
+    counts = ephys.dataset_from_spikes(spikes, trials, (0.25, 1.0), measure="count", **kw)
+    rates = ephys.dataset_from_spikes(spikes, trials, (0.25, 1.0), **kw)
+    np.testing.assert_allclose(rates.measurements, counts.measurements / 0.75, rtol=1e-15)
+    both = ephys.dataset_from_spikes(spikes, trials, (0.25, 1.0), transform=["sqrt", "zscore"],
+                                     **kw)
+    np.testing.assert_allclose(both.measurements,
+                               _scipy_zscore(np.sqrt(rates.measurements), axis=0), rtol=1e-12)
+    assert counts.descriptors["measure"] == "count" and rates.descriptors["measure"] == "rate"
+    assert rates.descriptors["window_start"] == 0.25 and rates.descriptors["window_stop"] == 1.0
+
+
+def test_repeat_is_the_occurrence_index_in_onset_order_with_ties_in_row_order():
+    table = ephys.as_trial_table({"onset": [5.0, 1.0, 1.0, 0.0, 2.0],
+                                  "stimulus": ["a", "a", "a", "b", "b"]})
+    assert table["repeat"].tolist() == [2, 0, 1, 0, 1]
+    nwb_style = ephys.as_trial_table({"start_time": [0.0, 1.0], "stimulus": [b"x", b"y"]})
+    assert nwb_style["onset"].tolist() == [0.0, 1.0]
+    assert nwb_style["stimulus"].tolist() == ["x", "y"]  # bytes decoded
+
+
+def test_flat_spikes_keep_the_requested_unit_order_and_empty_units():
+    trains, ids = ephys.as_spike_trains(np.array([0.3, 0.1, 0.2]), spike_units=[5, 9, 5],
+                                        unit_ids=[9, 1, 5])
+    assert ids.tolist() == [9, 1, 5]
+    assert [t.tolist() for t in trains] == [[0.1], [], [0.2, 0.3]]
+    with pytest.raises(ValueError, match="spike_units"):
+        ephys.as_spike_trains(np.array([0.3, 0.1]), spike_units=[5, 9], unit_ids=[5])
+
+
+def test_window_edges_must_be_ordered_and_a_zero_length_window_is_refused():
+    assert ephys.as_windows([0.0, 0.1]).shape == (1, 2)
+    for bad in [(0.1, 0.1), (0.2, 0.1), [(0.0, 0.1), (0.3, 0.3)]]:
+        with pytest.raises(ValueError, match="window"):
+            ephys.as_windows(bad)
+
+
+def test_cross_validated_methods_need_two_folds_and_accept_exactly_two():
+    from rsatoolbox.data import Dataset
+
+    rng = np.random.default_rng(6)
+    ok = Dataset(rng.poisson(4.0, (4, 3)).astype(float),
+                 obs_descriptors={"stimulus": list("abab"), "repeat": [0, 0, 1, 1]})
+    assert ephys.rdms_from_datasets(ok, method="poisson_cv").n_cond == 2
+    one_fold = Dataset(ok.measurements, obs_descriptors={"stimulus": list("abab"),
+                                                         "repeat": [0, 0, 0, 1]})
+    with pytest.raises(ValueError, match="at least 2 folds"):
+        ephys.rdms_from_datasets(one_fold, method="poisson_cv")
+    # non-cross-validated methods do not look at the folds
+    assert ephys.rdms_from_datasets(one_fold, method="euclidean").n_cond == 2
+
+
+def test_region_split_equals_the_rdm_of_each_regions_units():
+    from brainrdl.rsa.rdm import calc_rdm
+
+    rng = np.random.default_rng(7)
+    spikes = [np.sort(rng.uniform(0, 8, 80)) for _ in range(4)]
+    trials = {"onset": np.arange(8.0), "stimulus": list("abcdabcd")}
+    regions = ["V4", "IT", "V4", "IT"]
+    noise = np.diag([1.0, 2.0, 3.0, 4.0])
+    dss = ephys.datasets_from_spikes(spikes, trials, (0.0, 0.5), unit_regions=regions,
+                                     recording=(0.0, 8.0))
+    split = ephys.rdms_from_datasets(dss, method="crossnobis", noise=noise)
+    assert list(split) == ["V4", "IT"]  # first-appearance order
+    for name, cols in (("V4", [0, 2]), ("IT", [1, 3])):
+        sub = dss[0].subset_channel("unit", np.asarray(dss[0].channel_descriptors["unit"])[cols])
+        ref = calc_rdm(sub, method="crossnobis", descriptor="stimulus",
+                       noise=noise[np.ix_(cols, cols)], cv_descriptor="repeat")
+        np.testing.assert_allclose(split[name].get_vectors(), ref.get_vectors(), rtol=1e-10)
+
+
+def test_progress_bar_appears_by_default_only_above_twenty_windows(capsys):
+    rng = np.random.default_rng(8)
+    spikes = [np.sort(rng.uniform(0, 30, 300)) for _ in range(2)]
+    trials = {"onset": [0.0, 10.0, 20.0], "stimulus": ["a", "b", "c"]}
+    for n_windows, shown in ((20, False), (21, True)):
+        windows = [(0.25 * i, 0.25 * i + 0.25) for i in range(n_windows)]
+        dss = ephys.datasets_from_spikes(spikes, trials, windows, recording=(0.0, 30.0),
+                                         empty_units="keep")
+        ephys.rdms_from_datasets(dss, method="euclidean")
+        assert ("euclidean RDMs" in capsys.readouterr().err) is shown

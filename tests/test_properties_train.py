@@ -7,6 +7,8 @@ any correct implementation must do.
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import pytest
 import rsatoolbox
@@ -121,3 +123,191 @@ def test_network_teacher_defaults_and_frozen_targets():
         NetworkTeacher(net, ["fc"], distance="manhattan")
     with pytest.raises(KeyError, match=r"target_names maps layers that are not tapped: \['fc2'\]"):
         NetworkTeacher(net, ["fc"], target_names={"fc2": "x"})
+
+
+# --------------------------------------------------------------------------- loss functionals
+# Each loss with an item mask must equal the same loss on the kept sub-batch (whatever the
+# excluded rows hold, NaN included); each has a closed form or a reference to compare with.
+
+from scipy.special import log_softmax as _np_log_softmax  # noqa: E402
+
+from brainrdl.train import functional as BF  # noqa: E402
+
+
+def _f64(b, d, seed):
+    return torch.randn(b, d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+def _kd_reference(s, t, temperature):
+    """Hinton et al.: T² · mean over items of KL(softmax(t/T) ‖ softmax(s/T)), in NumPy."""
+    ls = _np_log_softmax(s.numpy() / temperature, axis=1)
+    lt = _np_log_softmax(t.numpy() / temperature, axis=1)
+    return temperature**2 * np.mean(np.sum(np.exp(lt) * (lt - ls), axis=1))
+
+
+@pytest.mark.parametrize("temperature", [0.5, 1.0, 2.5])
+def test_kd_loss_matches_reference_at_temperatures_around_one(temperature):
+    s, t = _f64(5, 7, 1), _f64(5, 7, 2)
+    got = BF.kd_loss(s, t, temperature=temperature)
+    assert float(got) == pytest.approx(_kd_reference(s, t, temperature), rel=1e-10)
+
+
+def test_kd_loss_default_temperature_is_the_documented_four():
+    s, t = _f64(4, 6, 3), _f64(4, 6, 4)
+    assert float(BF.kd_loss(s, t)) == pytest.approx(_kd_reference(s, t, 4.0), rel=1e-10)
+
+
+def test_kd_loss_item_mask_equals_the_sub_batch_and_nan_rows_do_not_leak():
+    s, t = _f64(6, 5, 5), _f64(6, 5, 6)
+    keep = torch.tensor([True, False, True, True, False, True])
+    t_nan = t.clone()
+    t_nan[~keep] = float("nan")
+    s.requires_grad_(True)
+    got = BF.kd_loss(s, t_nan, temperature=2.0, item_mask=keep)
+    expected = _kd_reference(s.detach()[keep], t[keep], 2.0)
+    assert float(got.detach()) == pytest.approx(expected, rel=1e-10)
+    got.backward()
+    assert torch.isfinite(s.grad).all() and torch.all(s.grad[~keep] == 0)
+    # nothing kept: an attached zero, not NaN
+    none = BF.kd_loss(s, t, item_mask=torch.zeros(6, dtype=torch.bool))
+    assert float(none.detach()) == 0.0
+
+
+def test_kd_loss_casts_the_teacher_to_the_students_dtype():
+    """A float32 teacher with a float64 student: the loss is computed in float64 throughout."""
+    s, t = _f64(4, 6, 15), _f64(4, 6, 16).float()
+    got = BF.kd_loss(s, t, temperature=1.0)
+    assert got.dtype == torch.float64
+    assert float(got) == pytest.approx(_kd_reference(s, t.double(), 1.0), rel=1e-13)
+
+
+def test_kd_loss_emits_no_warning():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        BF.kd_loss(_f64(3, 4, 7), _f64(3, 4, 8), temperature=1.5)
+
+
+@pytest.mark.parametrize("temperature", [0.0, -1.0])
+def test_kd_loss_temperature_must_be_positive(temperature):
+    with pytest.raises(ValueError, match="temperature"):
+        BF.kd_loss(_f64(3, 4, 7), _f64(3, 4, 8), temperature=temperature)
+    # any positive temperature, even a small one, is valid
+    assert torch.isfinite(BF.kd_loss(_f64(3, 4, 7), _f64(3, 4, 8), temperature=0.05))
+
+
+def test_kd_loss_errors_name_their_argument():
+    s = _f64(3, 4, 9)
+    with pytest.raises(ValueError, match=r"\bstudent_logits\b"):
+        BF.kd_loss(torch.tensor(1.0), s)
+    with pytest.raises(TypeError, match=r"\bteacher_logits\b"):
+        BF.kd_loss(s, torch.ones(3, 4, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"\bitem_mask\b"):
+        BF.kd_loss(s, s, item_mask=torch.ones(2, dtype=torch.bool))
+    bad = s.clone()
+    bad[1, 2] = float("nan")
+    with pytest.raises(ValueError, match="'logits'"):  # the default layer name
+        BF.kd_loss(bad, s)
+    with pytest.raises(ValueError, match="'fc8'"):
+        BF.kd_loss(bad, s, name="fc8")
+    assert not torch.isfinite(BF.kd_loss(bad, s, check_finite=False))
+
+
+def test_pkt_and_projection_and_cka_item_masks_equal_the_sub_batch():
+    s, t = _f64(7, 5, 10), _f64(7, 4, 11)
+    keep = torch.tensor([True, True, False, True, False, True, True])
+    t_nan = t.clone()
+    t_nan[~keep] = float("nan")
+    pairs = [
+        (BF.pkt_loss(s, t_nan, item_mask=keep), BF.pkt_loss(s[keep], t[keep])),
+        (BF.cka_loss(s, t_nan, item_mask=keep, log=False),
+         BF.cka_loss(s[keep], t[keep], log=False)),
+    ]
+    p = _f64(7, 5, 12)
+    p_nan = p.clone()
+    p_nan[~keep] = float("nan")
+    pairs.append((BF.knowledge_projection_loss(s, p_nan, item_mask=keep),
+                  torch.mean((s[keep] - p[keep]) ** 2)))
+    for got, expected in pairs:
+        assert float(got) == pytest.approx(float(expected), rel=1e-10)
+
+
+def test_rdl_pair_mask_of_dropped_items_equals_the_sub_batch():
+    x, y = _f64(7, 6, 13), _f64(7, 3, 14)
+    keep = torch.tensor([True, False, True, True, True, False, True])
+    target = torch.cdist(y, y) ** 2
+    target[~keep] = float("nan")
+    target[:, ~keep] = float("nan")
+    mask = keep[:, None] & keep[None, :]
+    sub_target = (torch.cdist(y[keep], y[keep]) ** 2)
+    for comparison in ["paper", "mse", "pearson", "cosine", "corr_cov"]:
+        got = BF.rdl_loss(x, target, comparison=comparison, pair_mask=mask)
+        expected = BF.rdl_loss(x[keep], sub_target, comparison=comparison)
+        assert float(got) == pytest.approx(float(expected), rel=1e-9, abs=1e-12), comparison
+
+
+def _linear_cka(x, y):
+    """Kornblith et al. (2019) linear CKA in NumPy: ‖YᵀX‖² / (‖XᵀX‖ ‖YᵀY‖) of centred data."""
+    x = x - x.mean(0)
+    y = y - y.mean(0)
+    return np.linalg.norm(y.T @ x) ** 2 / (np.linalg.norm(x.T @ x) * np.linalg.norm(y.T @ y))
+
+
+def test_cka_loss_at_three_items_is_defined_and_below_three_is_zero():
+    x, y = _f64(3, 5, 20), _f64(3, 4, 21)
+    got = BF.cka_loss(x, y, log=False)
+    assert float(got) == pytest.approx(1 - _linear_cka(x.numpy(), y.numpy()), rel=1e-10)
+    assert float(got) > 1e-3
+    two = BF.cka_loss(x[:2], y[:2], log=False)
+    assert float(two) == 0.0
+    masked = BF.cka_loss(x, y, log=False, item_mask=torch.tensor([True, False, True]))
+    assert float(masked) == 0.0
+
+
+def test_cka_loss_casts_teacher_and_rdm_to_the_students_dtype():
+    x, y = _f64(6, 5, 22), _f64(6, 4, 23).float()
+    expected = 1 - _linear_cka(x.numpy(), y.double().numpy())
+    got = BF.cka_loss(x, y, log=False)
+    assert got.dtype == torch.float64
+    assert float(got) == pytest.approx(expected, rel=1e-12)
+    rdm = (torch.cdist(y.double(), y.double()) ** 2).float()
+    got_rdm = BF.cka_loss(x, target_rdm=rdm, log=False)
+    assert float(got_rdm) == pytest.approx(
+        float(BF.cka_loss(x, target_rdm=rdm.double(), log=False)), rel=1e-12)
+
+
+_LOSSES = {
+    "pkt": (BF.pkt_loss, "student", "teacher"),
+    "cka": (BF.cka_loss, "student", "teacher"),
+    "projection": (BF.knowledge_projection_loss, "student_features", "projected_teacher"),
+    "kd": (BF.kd_loss, "student_logits", "teacher_logits"),
+}
+
+
+@pytest.mark.parametrize("loss", sorted(_LOSSES))
+def test_loss_errors_name_their_argument_and_the_default_layer(loss):
+    fn, student_arg, teacher_arg = _LOSSES[loss]
+    s, t = _f64(4, 5, 24), _f64(4, 5, 25)
+    with pytest.raises(ValueError, match=rf"\b{student_arg}\b"):
+        fn(torch.tensor(1.0), t)
+    with pytest.raises(TypeError, match=rf"\b{teacher_arg}\b"):
+        fn(s, torch.ones(4, 5, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"\bitem_mask\b"):
+        fn(s, t, item_mask=torch.ones(3, dtype=torch.bool))
+    bad = s.clone()
+    bad[2, 1] = float("inf")
+    default = inspect.signature(fn).parameters["name"].default
+    with pytest.raises(ValueError, match=rf"'{default}'.*\[2\]|'{default}'"):
+        fn(bad, t)
+    unchecked = fn(bad, t, check_finite=False)  # no error: the value is what it is
+    if loss != "pkt":  # PKT zeroes non-finite rows after normalising, as its reference code
+        assert not torch.isfinite(unchecked).all()
+
+
+def test_cka_target_rdm_of_the_wrong_shape_is_named():
+    x = _f64(4, 5, 26)
+    with pytest.raises(ValueError, match=r"target_rdm.*\(4, 4\)"):
+        BF.cka_loss(x, target_rdm=torch.zeros(3, 3, dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"target_rdm.*\(4, 4\)"):
+        BF.cka_loss(x, target_rdm=np.zeros((4, 4)))
