@@ -152,3 +152,163 @@ def test_upper_tri_round_trip_for_many_sizes_and_batches(n):
 def test_square_from_upper_tri_names_an_impossible_length():
     with pytest.raises(ValueError, match=r"vector length 4 is not n\(n-1\)/2 for any n"):
         square_from_upper_tri(torch.ones(4))
+
+
+# --------------------------------------------------------------------------- ranks
+# rank_transform is scipy.stats.rankdata (method "average") along the last axis, NaN entries
+# ranked NaN without displacing the others; its dtype is the input's floating dtype.
+
+from scipy.stats import rankdata  # noqa: E402
+
+from brainrdl.rsa.ranks import centred_ranks, rank_transform  # noqa: E402
+
+
+def _rankdata_rows(x: np.ndarray) -> np.ndarray:
+    out = np.full(x.shape, np.nan)
+    for idx in np.ndindex(x.shape[:-1]):
+        row = x[idx]
+        ok = ~np.isnan(row)
+        out[idx][ok] = rankdata(row[ok])
+    return out
+
+
+@pytest.mark.parametrize("with_nan", [False, True])
+def test_batched_ranks_with_ties_equal_rankdata_row_by_row(with_nan):
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 4, size=(2, 3, 7)).astype(float)  # ties in every row
+    if with_nan:
+        x[0, 1, [2, 5]] = np.nan
+        x[1, 2, 0] = np.nan
+    got = rank_transform(torch.as_tensor(x)).numpy()
+    np.testing.assert_array_equal(got, _rankdata_rows(x))
+
+
+def test_ranks_of_nearly_equal_distinct_values_are_exact():
+    """Values a few ulps apart are distinct values, not ties (however they are sorted)."""
+    one = 1.0
+    up1, up2 = np.nextafter(one, 2.0), np.nextafter(np.nextafter(one, 2.0), 2.0)
+    x = np.array([[up2, up1, one, up1, 0.5, 3.0, up2, one + 1e-9],
+                  [one, up2, up1, 2.0, 2.0, one, 7.0, up1]])
+    got = rank_transform(torch.as_tensor(x)).numpy()
+    np.testing.assert_array_equal(got, _rankdata_rows(x))
+    np.testing.assert_array_equal(centred_ranks(torch.as_tensor(x)).numpy(),
+                                  _rankdata_rows(x) - 4.5)
+    # a row of true ties first, then a row whose near-equal values sit in position order
+    # opposite to their value order: each row is resolved on its own values
+    y = np.array([[one, 5.0, one, 2.0], [up1, 3.0, one, 0.0]])
+    np.testing.assert_array_equal(rank_transform(torch.as_tensor(y)).numpy(), _rankdata_rows(y))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_ranks_keep_the_floating_dtype_and_rank_integers_as_float64(dtype):
+    x = torch.tensor([[3.0, 1.0, 2.0, 2.0], [1.0, float("nan"), 0.0, 5.0]], dtype=dtype)
+    assert rank_transform(x).dtype == dtype
+    assert rank_transform(x[:1]).dtype == dtype  # the NaN-free path as well
+    ints = rank_transform(torch.tensor([[3, 1, 2, 2]]))
+    assert ints.dtype == torch.float64
+    assert ints.tolist() == [[4.0, 1.0, 2.5, 2.5]]  # half ranks survive
+
+
+def test_ranks_of_empty_and_single_entry_vectors():
+    assert rank_transform(torch.empty(3, 0)).shape == (3, 0)
+    assert rank_transform(torch.tensor([[5.0], [-2.0]])).tolist() == [[1.0], [1.0]]
+
+
+# --------------------------------------------------------------------------- poisson_cv, lists
+
+from rsatoolbox.data import Dataset  # noqa: E402
+
+from brainrdl.rsa.crossnobis import poisson_cv_from_fold_sums  # noqa: E402
+from brainrdl.rsa.rdm import calc_rdm  # noqa: E402
+
+
+def _poisson_cv_by_hand(sums, counts, prior_lambda, prior_weight):
+    """The docstring's definition, fold by fold: shrunk leave-one-out train rates against the log
+    of the shrunk held-out rates, d_ij = mean_f (K[i,i] + K[j,j] - K[i,j] - K[j,i]) / D."""
+    n, n_folds, d = sums.shape
+    out = np.zeros((n, n))
+    for f in range(n_folds):
+        others = [g for g in range(n_folds) if g != f]
+        train = sums[:, others].sum(1) / counts[:, others].sum(1)[:, None]
+        test = sums[:, f] / counts[:, f][:, None]
+        shrink = lambda m: (m + prior_lambda * prior_weight) / (1 + prior_weight)  # noqa: E731
+        k = shrink(train) @ np.log(shrink(test)).T
+        out += (np.diag(k)[:, None] + np.diag(k)[None, :] - k - k.T) / d
+    return out / n_folds
+
+
+@pytest.mark.parametrize(("prior_lambda", "prior_weight"), [(None, None), (2.0, 0.5), (0.3, 0.0)])
+def test_poisson_cv_from_fold_sums_is_the_documented_formula(prior_lambda, prior_weight):
+    rng = np.random.default_rng(3)
+    counts = rng.integers(1, 4, size=(4, 3)).astype(float)
+    sums = rng.poisson(3.0, size=(4, 3, 5)).astype(float) * counts[..., None] + 0.5
+    kwargs = {} if prior_lambda is None else {"prior_lambda": prior_lambda,
+                                              "prior_weight": prior_weight}
+    got = poisson_cv_from_fold_sums(torch.as_tensor(sums), torch.as_tensor(counts), **kwargs)
+    expected = _poisson_cv_by_hand(sums, counts, prior_lambda or 1.0,
+                                   0.1 if prior_weight is None else prior_weight)
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-10, atol=1e-12)
+
+
+def test_poisson_cv_refuses_a_held_out_rate_of_exactly_zero():
+    sums = torch.tensor([[[0.0], [2.0]], [[1.0], [3.0]]], dtype=torch.float64)
+    counts = torch.ones(2, 2, dtype=torch.float64)
+    with pytest.raises(ValueError, match="poisson_cv"):
+        poisson_cv_from_fold_sums(sums, counts, prior_weight=0.0)  # log(0) would be -inf
+    assert torch.isfinite(poisson_cv_from_fold_sums(sums, counts)).all()  # the prior lifts it
+
+
+def _datasets(n_ds=2, seed=4):
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n_ds):
+        out.append(Dataset(rng.poisson(4.0, size=(12, 5)).astype(float) + 0.5,
+                           descriptors={"session": i},
+                           obs_descriptors={"stim": np.repeat(["a", "b", "c", "d"], 3),
+                                            "run": np.tile([0, 1, 2], 4)}))
+    return out
+
+
+@pytest.mark.parametrize(("method", "kwargs"), [
+    ("poisson_cv", {"cv_descriptor": "run", "prior_lambda": 2.0, "prior_weight": 0.5}),
+    ("poisson", {"prior_lambda": 0.5, "prior_weight": 1.0}),
+    ("crossnobis", {"cv_descriptor": "run", "remove_mean": True}),
+    ("euclidean", {"remove_mean": True}),
+])
+def test_a_list_of_datasets_is_each_dataset_with_the_same_arguments(method, kwargs):
+    dss = _datasets()
+    together = calc_rdm(dss, method=method, descriptor="stim", **kwargs)
+    for i, ds in enumerate(dss):
+        alone = calc_rdm(ds, method=method, descriptor="stim", **kwargs)
+        np.testing.assert_allclose(together.get_vectors()[i], alone.get_vectors()[0],
+                                   rtol=1e-10)
+
+
+def test_a_list_of_precisions_goes_one_per_dataset():
+    dss = _datasets()
+    noises = [np.diag([1.0, 2.0, 3.0, 4.0, 5.0]), np.eye(5) * 0.5]
+    together = calc_rdm(dss, method="crossnobis", descriptor="stim", noise=noises,
+                        cv_descriptor="run")
+    for i, ds in enumerate(dss):
+        alone = calc_rdm(ds, method="crossnobis", descriptor="stim", noise=noises[i],
+                         cv_descriptor="run")
+        np.testing.assert_allclose(together.get_vectors()[i], alone.get_vectors()[0], rtol=1e-10)
+    with pytest.raises(ValueError, match="noise"):
+        calc_rdm(dss, method="crossnobis", descriptor="stim", noise=noises[:1],
+                 cv_descriptor="run")
+
+
+def test_default_folds_are_the_occurrence_index_of_each_condition():
+    """cv_descriptor=None: the k-th observation of each condition is in fold k (rsatoolbox), so
+    an explicit fold descriptor in that order gives the same RDM; unequal counts are refused."""
+    rng = np.random.default_rng(5)
+    stim = np.array(["b", "a", "a", "c", "b", "c", "a", "b", "c"])
+    occurrence = np.array([0, 0, 1, 0, 1, 1, 2, 2, 2])
+    ds = Dataset(rng.normal(size=(9, 4)), obs_descriptors={"stim": stim, "fold": occurrence})
+    implicit = calc_rdm(ds, method="crossnobis", descriptor="stim")
+    explicit = calc_rdm(ds, method="crossnobis", descriptor="stim", cv_descriptor="fold")
+    np.testing.assert_allclose(implicit.get_vectors(), explicit.get_vectors(), rtol=1e-10)
+    uneven = Dataset(rng.normal(size=(7, 4)),
+                     obs_descriptors={"stim": np.array(["a", "a", "a", "b", "b", "c", "c"])})
+    with pytest.raises(ValueError, match="cv_descriptor"):
+        calc_rdm(uneven, method="crossnobis", descriptor="stim")

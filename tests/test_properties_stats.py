@@ -412,3 +412,21 @@ def test_noise_ceiling_errors_name_their_argument():
         noise_ceiling(np.zeros(6), "corr")
     with pytest.raises(TypeError, match="rdms"):
         noise_ceiling("rdms.npy", "corr")
+
+
+def test_noise_ceiling_needs_a_matrix_of_at_least_one_rdm_and_accepts_exactly_one():
+    with pytest.raises(ValueError, match="n_rdms"):
+        noise_ceiling_vectors(torch.rand(6, dtype=torch.float64), None, "corr")
+    with pytest.raises(ValueError, match="n_rdms"):
+        noise_ceiling_vectors(torch.zeros(0, 6, dtype=torch.float64), None, "corr")
+    # one RDM: rsatoolbox compares the pool (the RDM itself) with it, at both ends
+    low, high = noise_ceiling_vectors(torch.rand(1, 6, dtype=torch.float64), None, "corr")
+    assert float(low) == pytest.approx(1.0) and float(high) == pytest.approx(1.0)
+
+
+def test_noise_ceiling_computes_in_float64_whatever_the_input_dtype():
+    v = torch.rand(4, 28, generator=torch.Generator().manual_seed(0)).float()
+    for method in ["corr", "spearman"]:
+        got = noise_ceiling(v, method)
+        np.testing.assert_allclose(got, noise_ceiling(v.double(), method), rtol=1e-13)
+        np.testing.assert_allclose(got, noise_ceiling(v.double().numpy(), method), rtol=1e-13)
