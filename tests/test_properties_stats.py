@@ -378,7 +378,8 @@ def test_noise_ceiling_of_identical_rdms_is_one_at_both_ends():
         assert low == pytest.approx(1.0) and high == pytest.approx(1.0)
 
 
-@pytest.mark.parametrize("method", ["cosine", "corr", "spearman", "rho-a", "tau-a", "corr_cov"])
+@pytest.mark.parametrize("method", ["cosine", "cosine_cov", "corr", "corr_cov", "spearman", "rho-a",
+                                    "tau-a", "tau-b", "kendall"])
 def test_pool_vectors_match_rsatoolbox_pool_rdm_with_missing_pairs(method):
     import warnings
 
@@ -395,9 +396,29 @@ def test_pool_vectors_match_rsatoolbox_pool_rdm_with_missing_pairs(method):
     np.testing.assert_allclose(got, ref, rtol=1e-10, equal_nan=True)
 
 
-def test_tau_pools_warn_that_they_average_ranks():
+@pytest.mark.parametrize("method", ["tau-a", "tau-b", "kendall"])
+def test_tau_pools_warn_that_they_average_ranks(method):
     with pytest.warns(UserWarning, match="averaged ranks"):
-        pool_vectors(torch.rand(3, 6, dtype=torch.float64), "tau-a")
+        pool_vectors(torch.rand(3, 6, dtype=torch.float64), method)
+
+
+@pytest.mark.parametrize("method", ["cosine", "corr", "spearman"])
+def test_pool_vectors_compute_in_float64(method):
+    v = torch.rand(3, 10, generator=torch.Generator().manual_seed(1))
+    got = pool_vectors(v, method)
+    assert got.dtype == torch.float64
+    np.testing.assert_allclose(got.numpy(), pool_vectors(v.double(), method).numpy(), rtol=1e-13)
+
+
+def test_explicit_groups_win_over_the_descriptor_and_lists_are_arrays():
+    rdms = _rdms(sessions=2, seed=35)
+    index = np.arange(rdms.n_rdm)
+    by_groups = noise_ceiling(rdms, "corr", rdm_descriptor="subject", groups=index)
+    np.testing.assert_allclose(by_groups, noise_ceiling(rdms, "corr", rdm_descriptor="index"),
+                               rtol=1e-12)
+    vectors = rdms.get_vectors()
+    np.testing.assert_allclose(noise_ceiling(vectors.tolist(), "corr"),
+                               noise_ceiling(vectors, "corr"), rtol=1e-12)
 
 
 def test_noise_ceiling_errors_name_their_argument():
