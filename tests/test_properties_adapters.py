@@ -205,3 +205,17 @@ def test_progress_bar_appears_by_default_only_above_twenty_windows(capsys):
                                          empty_units="keep")
         ephys.rdms_from_datasets(dss, method="euclidean")
         assert ("euclidean RDMs" in capsys.readouterr().err) is shown
+
+
+def test_each_region_rdm_is_labelled_with_its_region_per_window():
+    rng = np.random.default_rng(9)
+    spikes = [np.sort(rng.uniform(0, 8, 80)) for _ in range(4)]
+    trials = {"onset": np.arange(8.0), "stimulus": list("abcdabcd")}
+    dss = ephys.datasets_from_spikes(spikes, trials, [(0.0, 0.5), (0.0, 0.25)],
+                                     unit_regions=["V4", "IT", "V4", "IT"], recording=(0.0, 8.0))
+    split = ephys.rdms_from_datasets(dss, method="euclidean")
+    for region, rdms in split.items():
+        assert rdms.n_rdm == 2  # one per window
+        assert list(rdms.rdm_descriptors["region"]) == [region, region]
+        assert list(rdms.rdm_descriptors["roi"]) == [region, region]
+        assert list(rdms.rdm_descriptors["window_stop"]) == [0.5, 0.25]

@@ -312,3 +312,59 @@ def test_default_folds_are_the_occurrence_index_of_each_condition():
                      obs_descriptors={"stim": np.array(["a", "a", "a", "b", "b", "c", "c"])})
     with pytest.raises(ValueError, match="cv_descriptor"):
         calc_rdm(uneven, method="crossnobis", descriptor="stim")
+
+
+# --------------------------------------------------------------------------- tau-a (Fenwick)
+
+from brainrdl.rsa.ranks import tau_a_fenwick  # noqa: E402
+
+
+def _tau_a_by_hand(x: np.ndarray, y: np.ndarray) -> float:
+    """(concordant - discordant) / (k (k - 1) / 2), ties counting as neither."""
+    k = len(x)
+    num = sum(np.sign(x[i] - x[j]) * np.sign(y[i] - y[j])
+              for i in range(k) for j in range(i + 1, k))
+    return num / (k * (k - 1) / 2)
+
+
+def _tau_table(a, b):
+    return np.array([[_tau_a_by_hand(x, y) for y in b] for x in a])
+
+
+@pytest.mark.parametrize(("n1", "n2"), [(3, 2), (2, 3), (2, 2)])
+def test_tau_a_fenwick_is_the_pair_count_definition_with_ties_on_either_side(n1, n2):
+    rng = np.random.default_rng(11)
+    k = 12
+    a = rng.integers(0, 5, size=(n1, k)).astype(float)  # ties
+    b = rng.normal(size=(n2, k))
+    b[0] = np.round(b[0])  # ties in one y vector only
+    a[-1] = rng.permutation(k)  # one x vector without ties
+    got = tau_a_fenwick(torch.as_tensor(a), torch.as_tensor(b)).numpy()
+    np.testing.assert_allclose(got, _tau_table(a, b), rtol=0, atol=1e-12)
+
+
+def test_tau_a_fenwick_broadcasts_batches_from_either_side_and_any_thread_count():
+    rng = np.random.default_rng(12)
+    k = 9
+    a = rng.integers(0, 4, size=(3, k)).astype(float)
+    b = rng.integers(0, 4, size=(2, 2, k)).astype(float)
+    got = tau_a_fenwick(torch.as_tensor(a), torch.as_tensor(b))
+    assert got.shape == (2, 3, 2)
+    for t in range(2):
+        np.testing.assert_allclose(got[t].numpy(), _tau_table(a, b[t]), atol=1e-12)
+    for threads in (1, 2):
+        assert torch.equal(tau_a_fenwick(torch.as_tensor(a), torch.as_tensor(b),
+                                         n_threads=threads), got)
+
+
+def test_tau_a_fenwick_of_views_sharing_memory():
+    """x and y may be views of one array (a model RDM set against part of itself)."""
+    v = torch.as_tensor(np.random.default_rng(13).integers(0, 5, size=(5, 10)).astype(float))
+    a, b = v[:3], v[:2]
+    np.testing.assert_allclose(tau_a_fenwick(a, b).numpy(), _tau_table(a.numpy(), b.numpy()),
+                               atol=1e-12)
+
+
+def test_tau_a_fenwick_without_pairs_is_nan():
+    assert torch.isnan(tau_a_fenwick(torch.ones(1, 1, dtype=torch.float64),
+                                     torch.ones(2, 1, dtype=torch.float64))).all()

@@ -311,3 +311,12 @@ def test_cka_target_rdm_of_the_wrong_shape_is_named():
         BF.cka_loss(x, target_rdm=torch.zeros(3, 3, dtype=torch.float64))
     with pytest.raises(ValueError, match=r"target_rdm.*\(4, 4\)"):
         BF.cka_loss(x, target_rdm=np.zeros((4, 4)))
+
+
+def test_projection_loss_of_a_single_kept_value_is_its_squared_error():
+    s = torch.tensor([[1.0], [4.0], [-2.0]], dtype=torch.float64)
+    p = torch.tensor([[0.0], [1.5], [float("nan")]], dtype=torch.float64)
+    keep = torch.tensor([False, True, False])
+    assert float(BF.knowledge_projection_loss(s, p, item_mask=keep)) == pytest.approx(2.5**2)
+    none = BF.knowledge_projection_loss(s, p, item_mask=torch.zeros(3, dtype=torch.bool))
+    assert float(none) == 0.0
