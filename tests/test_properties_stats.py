@@ -451,3 +451,50 @@ def test_noise_ceiling_computes_in_float64_whatever_the_input_dtype():
         got = noise_ceiling(v, method)
         np.testing.assert_allclose(got, noise_ceiling(v.double(), method), rtol=1e-13)
         np.testing.assert_allclose(got, noise_ceiling(v.double().numpy(), method), rtol=1e-13)
+
+
+# --------------------------------------------------------------------------- rank bootstrap paths
+
+
+def _weighted_spearman(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> float:
+    """Pearson of the expanded vectors' ranks, as weighted sums (float64, the definition)."""
+    keep = np.isfinite(x) & np.isfinite(y) & (w > 0)
+    x, y, w = x[keep], y[keep], w[keep].astype(np.float64)
+    rx, ry = _closed_form_ranks(x, w), _closed_form_ranks(y, w)
+    mx, my = (w * rx).sum() / w.sum(), (w * ry).sum() / w.sum()
+    cov = (w * (rx - mx) * (ry - my)).sum()
+    return cov / np.sqrt((w * (rx - mx) ** 2).sum() * (w * (ry - my) ** 2).sum())
+
+
+@pytest.mark.parametrize("missing_pair", [False, True])
+def test_rank_bootstrap_with_very_large_draw_counts_stays_exact(missing_pair):
+    """Draw counts whose pair weights total more than float32 can rank exactly (2**24)."""
+    rng = np.random.default_rng(40)
+    x, y = rng.random((1, 15)), rng.random((1, 15))
+    y[0, :5] = y[0, 5]  # ties
+    if missing_pair:
+        x[0, 7] = np.nan
+    counts = torch.tensor([[5000.0, 4000.0, 1.0, 2.0, 1.0, 3.0]], dtype=torch.float64)
+    res = bootstrap_compare(x, y, method="spearman", n_bootstrap=1, pattern_counts=counts)
+    w = pair_weights(counts)[0].numpy()
+    assert w.sum() > 2**24
+    expected = _weighted_spearman(x[0], y[0], w)
+    assert float(res.samples[0, 0, 0]) == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("method", ["spearman", "rho-a"])
+def test_rank_bootstrap_with_a_missing_pair_equals_rsatoolbox_beyond_one_chunk(method):
+    """A pair missing in one RDM is dropped from every resample; more than 256 resamples cross
+    the internal chunk of resamples."""
+    rng = np.random.default_rng(41)
+    n = 6
+    x, y = rng.random((2, 15)), rng.random((1, 15))
+    x[1, 4] = np.nan
+    counts = torch.as_tensor(rng.integers(0, 4, size=(300, n)).astype(float))
+    counts[:, :3] = torch.clamp(counts[:, :3], min=1.0)  # at least three distinct stimuli
+    res = bootstrap_compare(x, y, method=method, n_bootstrap=300, pattern_counts=counts)
+    for b in (0, 255, 256, 299):
+        ex, ey = (_expanded_rdm_vector(v, counts[b].numpy()) for v in (x, y))
+        keep = np.isfinite(ex).all(0) & np.isfinite(ey).all(0)  # rsatoolbox drops them too
+        ref = _rsa(ex[:, keep], ey[:, keep], method)
+        np.testing.assert_allclose(res.samples[b].numpy(), ref, rtol=1e-9, atol=1e-12)
