@@ -122,6 +122,9 @@ def test_pair_weights_are_products_of_the_draw_counts_in_squareform_order():
     iu, ju = np.triu_indices(4, 1)
     expected = counts.numpy()[:, iu] * counts.numpy()[:, ju]
     np.testing.assert_array_equal(pair_weights(counts).numpy(), expected)
+    # any leading shape: one resample alone, or resamples in a batch of batches
+    np.testing.assert_array_equal(pair_weights(counts[0]).numpy(), expected[0])
+    np.testing.assert_array_equal(pair_weights(counts[None]).numpy(), expected[None])
 
 
 def _rsa(x, y, method):
@@ -190,7 +193,7 @@ def _expanded_rdm_vector(v: np.ndarray, counts: np.ndarray) -> np.ndarray:
     return sq[:, idx[a][keep], idx[b][keep]]
 
 
-@pytest.mark.parametrize("method", ["corr", "cosine", "spearman", "rho-a", "tau-a"])
+@pytest.mark.parametrize("method", ["corr", "cosine", "spearman", "rho-a", "tau-a", "tau-b"])
 def test_each_stimulus_resample_equals_rsatoolbox_on_the_resampled_rdms(method):
     rng = np.random.default_rng(20)
     n = 7

@@ -36,7 +36,9 @@ def test_integer_ids_at_both_ends_of_the_range(as_tensor):
     teacher = BrainTeacher(_rdms(ids))
     query = [0, 4, 5, 6, -1]
     q = torch.tensor(query) if as_tensor else query
-    assert teacher.indices(q).tolist() == [0, 4, -1, -1, -1]
+    got = teacher.indices(q)
+    assert got.tolist() == [0, 4, -1, -1, -1]
+    assert got.dtype == torch.long  # row indices, usable for indexing
 
 
 def test_large_integer_ids_use_the_same_rule():
@@ -320,3 +322,73 @@ def test_projection_loss_of_a_single_kept_value_is_its_squared_error():
     assert float(BF.knowledge_projection_loss(s, p, item_mask=keep)) == pytest.approx(2.5**2)
     none = BF.knowledge_projection_loss(s, p, item_mask=torch.zeros(3, dtype=torch.bool))
     assert float(none) == 0.0
+
+
+def _pkt_reference(s, t, eps=1e-7):
+    """Passalis & Tefas' cosine_similarity_loss in NumPy: normalised rows, (cos + 1) / 2 kernels
+    normalised per row, mean over all B² entries of t log((t + eps) / (s + eps))."""
+    def probs(x):
+        x = x / (np.sqrt((x**2).sum(1, keepdims=True)) + eps)
+        x = np.where(np.isnan(x), 0.0, x)
+        k = (x @ x.T + 1.0) / 2.0
+        return k / k.sum(1, keepdims=True)
+
+    ps, pt = probs(s), probs(t)
+    return np.mean(pt * np.log((pt + eps) / (ps + eps)))
+
+
+def test_pkt_loss_matches_the_reference_and_casts_the_teacher():
+    s, t = _f64(6, 5, 30), _f64(6, 3, 31)
+    expected = _pkt_reference(s.numpy(), t.numpy())
+    assert float(BF.pkt_loss(s, t)) == pytest.approx(expected, rel=1e-10)
+    got = BF.pkt_loss(s, t.float())
+    assert float(got) == pytest.approx(_pkt_reference(s.numpy(), t.float().double().numpy()),
+                                       rel=1e-12)
+    # a NaN student row is a zero row after normalising (the reference's rule)
+    s_nan, s_zero = s.clone(), s.clone()
+    s_nan[2] = float("nan")
+    s_zero[2] = 0.0
+    assert float(BF.pkt_loss(s_nan, t, check_finite=False)) == pytest.approx(
+        float(BF.pkt_loss(s_zero, t)), rel=1e-12)
+
+
+def test_integer_item_masks_read_as_bool():
+    s, t = _f64(5, 4, 32), _f64(5, 4, 33)
+    keep = torch.tensor([True, False, True, True, False])
+    for fn in (BF.kd_loss, BF.pkt_loss, BF.knowledge_projection_loss):
+        assert float(fn(s, t, item_mask=keep.long())) == pytest.approx(
+            float(fn(s, t, item_mask=keep)), rel=1e-12)
+
+
+def test_corr_cov_needs_three_items_and_three_valid_pairs():
+    from rsatoolbox.rdm import RDMs
+    from rsatoolbox.rdm import compare as rsa_compare
+
+    from brainrdl.rsa.distances import pairwise_rdm, upper_tri
+
+    x, y = _f64(4, 5, 34), _f64(4, 3, 35)
+    target = pairwise_rdm(y, "euclidean")
+    # items 0, 1, 2 with their three pairs: defined, equal to rsatoolbox on those items
+    mask = torch.zeros(4, 4, dtype=torch.bool)
+    for i, j in [(0, 1), (0, 2), (1, 2)]:
+        mask[i, j] = mask[j, i] = True
+    got = BF.rdl_loss(x, target, comparison="corr_cov", pair_mask=mask)
+    s = upper_tri(pairwise_rdm(x[:3], "euclidean")).numpy()[None]
+    t = upper_tri(target[:3, :3]).numpy()[None]
+    assert float(got) == pytest.approx(1 - rsa_compare(RDMs(s), RDMs(t), "corr_cov")[0, 0],
+                                       rel=1e-8)
+    # three items but two valid pairs: not enough
+    mask[0, 2] = mask[2, 0] = False
+    assert float(BF.rdl_loss(x, target, comparison="corr_cov", pair_mask=mask)) == 0.0
+
+
+def test_corr_cov_errors_name_the_layer():
+    x = _f64(5, 4, 36)
+    x[1] = 0.0  # a zero pattern has no cosine distance
+    target = torch.rand(5, 5, dtype=torch.float64)
+    with pytest.raises(ValueError, match="'conv3'"):
+        BF.rdl_loss(x, target + target.T, distance="cosine", comparison="corr_cov", name="conv3")
+    bad = _f64(5, 4, 37)
+    bad[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="'conv3'"):
+        BF.rdl_loss(bad, target + target.T, comparison="corr_cov", name="conv3")
