@@ -12,10 +12,13 @@ import pytest
 from data_adapters.fmri import roi_masks
 
 
-def test_an_empty_atlas_says_so():
+@pytest.mark.parametrize("resample", [False, True])
+def test_an_empty_atlas_says_so(resample):
+    """An in-memory atlas is on the data grid already: empty is empty, resampling or not."""
     with pytest.raises(ValueError, match=r"atlas has no labelled \(non-zero\) voxel; expected "
                        "integer ROI labels"):
-        roi_masks((3, 3, 3), np.eye(4), atlas=np.zeros((3, 3, 3), dtype=np.int16))
+        roi_masks((3, 3, 3), np.eye(4), atlas=np.zeros((3, 3, 3), dtype=np.int16),
+                  resample=resample)
 
 
 def test_an_atlas_off_the_data_grid_says_where_to_look(tmp_path):
@@ -219,3 +222,15 @@ def test_each_region_rdm_is_labelled_with_its_region_per_window():
         assert list(rdms.rdm_descriptors["region"]) == [region, region]
         assert list(rdms.rdm_descriptors["roi"]) == [region, region]
         assert list(rdms.rdm_descriptors["window_stop"]) == [0.5, 0.25]
+
+
+def test_long_lists_in_messages_show_ten_names_and_the_count():
+    trials = {"onset": [0.0, 1.0], "stimulus": ["a", "b"]}
+    for n_empty, shown in ((10, True), (11, False)):
+        spikes = [np.array([0.1, 1.1])] + [np.array([5.0])] * n_empty  # these never in a window
+        with pytest.warns(UserWarning) as record:
+            ephys.datasets_from_spikes(spikes, trials, (0.0, 0.5), recording=(0.0, 6.0))
+        message = str(record[0].message)
+        assert (f"({n_empty} in all)" in message) is not shown
+        if shown:  # all ten empty units (ids 1..10) are named
+            assert str(list(range(1, 11))) in message
