@@ -368,3 +368,11 @@ def test_tau_a_fenwick_of_views_sharing_memory():
 def test_tau_a_fenwick_without_pairs_is_nan():
     assert torch.isnan(tau_a_fenwick(torch.ones(1, 1, dtype=torch.float64),
                                      torch.ones(2, 1, dtype=torch.float64))).all()
+
+
+def test_tau_a_fenwick_keeps_the_floating_dtype_of_its_inputs():
+    a = torch.tensor([[1.0, 2.0, 3.0, 4.0]])
+    b = torch.tensor([[1.0, 3.0, 2.0, 4.0]])
+    assert tau_a_fenwick(a, b).dtype == torch.float32
+    assert tau_a_fenwick(a.double(), b).dtype == torch.float64
+    assert tau_a_fenwick(a.long(), b.long()).dtype == torch.float64
