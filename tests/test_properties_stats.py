@@ -470,17 +470,19 @@ def _weighted_spearman(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> float:
 
 
 @pytest.mark.parametrize("missing_pair", [False, True])
-def test_rank_bootstrap_with_very_large_draw_counts_stays_exact(missing_pair):
-    """Draw counts whose pair weights total more than float32 can rank exactly (2**24)."""
+@pytest.mark.parametrize("big", [31.0, 5001.0])
+def test_rank_bootstrap_with_large_draw_counts_stays_exact(missing_pair, big):
+    """Odd pair weights whose cubes (tie sums) or totals (ranks) float32 cannot hold exactly:
+    651**3 > 2**24, and 5001 * 4001 pairs total more than 2**24."""
     rng = np.random.default_rng(40)
     x, y = rng.random((1, 15)), rng.random((1, 15))
     y[0, :5] = y[0, 5]  # ties
     if missing_pair:
         x[0, 7] = np.nan
-    counts = torch.tensor([[5000.0, 4000.0, 1.0, 2.0, 1.0, 3.0]], dtype=torch.float64)
+    counts = torch.tensor([[big, big - 10 if big < 100 else 4001.0, 1.0, 2.0, 1.0, 3.0]],
+                          dtype=torch.float64)
     res = bootstrap_compare(x, y, method="spearman", n_bootstrap=1, pattern_counts=counts)
     w = pair_weights(counts)[0].numpy()
-    assert w.sum() > 2**24
     expected = _weighted_spearman(x[0], y[0], w)
     assert float(res.samples[0, 0, 0]) == pytest.approx(expected, rel=1e-12)
 
@@ -495,7 +497,9 @@ def test_rank_bootstrap_with_a_missing_pair_equals_rsatoolbox_beyond_one_chunk(m
     x[1, 4] = np.nan
     counts = torch.as_tensor(rng.integers(0, 4, size=(300, n)).astype(float))
     counts[:, :3] = torch.clamp(counts[:, :3], min=1.0)  # at least three distinct stimuli
-    res = bootstrap_compare(x, y, method=method, n_bootstrap=300, pattern_counts=counts)
+    # one call for all 300 resamples (chunk_size), so the kernel's own chunks of 256 are crossed
+    res = bootstrap_compare(x, y, method=method, n_bootstrap=300, pattern_counts=counts,
+                            chunk_size=300)
     for b in (0, 255, 256, 299):
         ex, ey = (_expanded_rdm_vector(v, counts[b].numpy()) for v in (x, y))
         keep = np.isfinite(ex).all(0) & np.isfinite(ey).all(0)  # rsatoolbox drops them too
