@@ -392,3 +392,17 @@ def test_corr_cov_errors_name_the_layer():
     bad[0, 0] = float("nan")
     with pytest.raises(ValueError, match="'conv3'"):
         BF.rdl_loss(bad, target + target.T, comparison="corr_cov", name="conv3")
+
+
+def test_target_pairs_outside_the_mask_hold_zero_never_nan():
+    """Documented: masked pairs of Target.rdm hold 0 — missing brain pairs included."""
+    ids = ["a", "b", "c", "d"]
+    rdms = _rdms(ids)
+    data = rdms.get_vectors().copy()
+    data[0, 1] = np.nan  # pair (a, c) missing in the brain RDM
+    rdms = rsatoolbox.rdm.RDMs(data, dissimilarity_measure="euclidean",
+                               rdm_descriptors={"roi": ["R0"]},
+                               pattern_descriptors={"stimulus": ids})
+    target = BrainTeacher(rdms).targets(torch.zeros(4, 2), ["a", "b", "c", "zz"])["R0"]
+    assert not bool(target.pair_mask[0, 2]) and not bool(target.pair_mask[0, 3])
+    assert torch.all(target.rdm[~target.pair_mask] == 0)
