@@ -406,3 +406,12 @@ def test_target_pairs_outside_the_mask_hold_zero_never_nan():
     target = BrainTeacher(rdms).targets(torch.zeros(4, 2), ["a", "b", "c", "zz"])["R0"]
     assert not bool(target.pair_mask[0, 2]) and not bool(target.pair_mask[0, 3])
     assert torch.all(target.rdm[~target.pair_mask] == 0)
+
+
+def test_without_a_stimulus_descriptor_the_ids_are_rsatoolboxs_index():
+    """A subset of RDMs keeps rsatoolbox's original pattern index: those are the ids, not 0..n-1."""
+    rdms = rsatoolbox.rdm.RDMs(np.random.default_rng(1).random((1, 10)),
+                               rdm_descriptors={"roi": ["IT"]})
+    teacher = BrainTeacher(rdms.subset_pattern("index", [1, 3, 4]))
+    assert list(teacher.stimulus_ids) == [1, 3, 4]
+    assert teacher.indices([3, 0]).tolist() == [1, -1]
