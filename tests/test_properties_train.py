@@ -415,3 +415,10 @@ def test_without_a_stimulus_descriptor_the_ids_are_rsatoolboxs_index():
     teacher = BrainTeacher(rdms.subset_pattern("index", [1, 3, 4]))
     assert list(teacher.stimulus_ids) == [1, 3, 4]
     assert teacher.indices([3, 0]).tolist() == [1, -1]
+
+
+def test_teacher_choice_errors_name_the_argument_exactly():
+    with pytest.raises(ValueError, match=r"\bcombine\b"):
+        BrainTeacher(_rdms(["a", "b", "c"]), combine="median")
+    with pytest.raises(ValueError, match=r"\bdistance\b"):
+        NetworkTeacher(_Net(), ["fc"], distance="manhattan")
