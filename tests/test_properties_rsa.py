@@ -265,7 +265,10 @@ def _datasets(n_ds=2, seed=4):
         out.append(Dataset(rng.poisson(4.0, size=(12, 5)).astype(float) + 0.5,
                            descriptors={"session": i},
                            obs_descriptors={"stim": np.repeat(["a", "b", "c", "d"], 3),
-                                            "run": np.tile([0, 1, 2], 4)}))
+                                            # runs in another order than the occurrences, so
+                                            # the default folds would differ from these
+                                            "run": np.array([0, 1, 2, 1, 2, 0, 2, 0, 1,
+                                                             0, 2, 1])}))
     return out
 
 
@@ -293,6 +296,10 @@ def test_a_list_of_precisions_goes_one_per_dataset():
         alone = calc_rdm(ds, method="crossnobis", descriptor="stim", noise=noises[i],
                          cv_descriptor="run")
         np.testing.assert_allclose(together.get_vectors()[i], alone.get_vectors()[0], rtol=1e-10)
+    # the same precisions stacked in one (n_datasets, D, D) array
+    stacked = calc_rdm(dss, method="crossnobis", descriptor="stim", noise=np.stack(noises),
+                       cv_descriptor="run")
+    np.testing.assert_allclose(stacked.get_vectors(), together.get_vectors(), rtol=1e-12)
     with pytest.raises(ValueError, match="noise"):
         calc_rdm(dss, method="crossnobis", descriptor="stim", noise=noises[:1],
                  cv_descriptor="run")
