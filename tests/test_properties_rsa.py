@@ -383,3 +383,16 @@ def test_tau_a_fenwick_keeps_the_floating_dtype_of_its_inputs():
     assert tau_a_fenwick(a, b).dtype == torch.float32
     assert tau_a_fenwick(a.double(), b).dtype == torch.float64
     assert tau_a_fenwick(a.long(), b.long()).dtype == torch.float64
+
+
+def test_comparing_rdms_of_different_sizes_names_both_sizes():
+    import rsatoolbox
+
+    from brainrdl.rsa.comparison import compare
+
+    rng = np.random.default_rng(14)
+    with pytest.raises(ValueError, match=r"rdm1 with 5 conditions.*rdm2 with 4 conditions"):
+        compare(rsatoolbox.rdm.RDMs(rng.random((1, 10))), rsatoolbox.rdm.RDMs(rng.random((1, 6))))
+    # a vector of 7 entries is no upper triangle: its length is all there is to name
+    with pytest.raises(ValueError, match=r"rdm2 with 7 dissimilarities"):
+        compare(torch.rand(1, 10, dtype=torch.float64), torch.rand(1, 7, dtype=torch.float64))
