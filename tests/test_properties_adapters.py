@@ -234,3 +234,25 @@ def test_long_lists_in_messages_show_ten_names_and_the_count():
         assert (f"({n_empty} in all)" in message) is not shown
         if shown:  # all ten empty units (ids 1..10) are named
             assert str(list(range(1, 11))) in message
+
+
+def test_documented_defaults_are_the_ones_used():
+    """method='poisson', descriptor='stimulus', cv_descriptor='repeat', measure='rate'."""
+    rng = np.random.default_rng(10)
+    spikes = [np.sort(rng.uniform(0, 8, 120)) for _ in range(3)]
+    trials = {"onset": np.arange(8.0), "stimulus": list("abcdabcd"),
+              "repeat": [0, 0, 0, 0, 1, 1, 1, 1], "run": [1, 0, 1, 0, 0, 1, 0, 1]}
+    dss = ephys.datasets_from_spikes(spikes, trials, (0.0, 0.5), recording=(0.0, 8.0))
+    explicit = ephys.datasets_from_spikes(spikes, trials, (0.0, 0.5), recording=(0.0, 8.0),
+                                          measure="rate", empty_units="drop")
+    np.testing.assert_array_equal(dss[0].measurements, explicit[0].measurements)
+    default = ephys.rdms_from_datasets(dss)
+    named = ephys.rdms_from_datasets(dss, method="poisson", descriptor="stimulus")
+    np.testing.assert_allclose(default.get_vectors(), named.get_vectors(), rtol=1e-12)
+    cv = ephys.rdms_from_datasets(dss, method="poisson_cv")
+    cv_named = ephys.rdms_from_datasets(dss, method="poisson_cv", cv_descriptor="repeat")
+    cv_run = ephys.rdms_from_datasets(dss, method="poisson_cv", cv_descriptor="run")
+    np.testing.assert_allclose(cv.get_vectors(), cv_named.get_vectors(), rtol=1e-12)
+    assert not np.allclose(cv.get_vectors(), cv_run.get_vectors())  # the folds matter
+    from_spikes = ephys.rdms_from_spikes(spikes, trials, (0.0, 0.5), recording=(0.0, 8.0))
+    np.testing.assert_allclose(from_spikes.get_vectors(), default.get_vectors(), rtol=1e-12)
