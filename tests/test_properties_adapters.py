@@ -256,3 +256,32 @@ def test_documented_defaults_are_the_ones_used():
     assert not np.allclose(cv.get_vectors(), cv_run.get_vectors())  # the folds matter
     from_spikes = ephys.rdms_from_spikes(spikes, trials, (0.0, 0.5), recording=(0.0, 8.0))
     np.testing.assert_allclose(from_spikes.get_vectors(), default.get_vectors(), rtol=1e-12)
+
+
+def test_trial_table_columns_defaults_and_named_errors():
+    given = ephys.as_trial_table({"onset": [0, 1], "start_time": [5.0, 6.0],
+                                  "stimulus": ["a", "a"], "repeat": [7, 3]})
+    assert given["onset"].tolist() == [0.0, 1.0]  # 'onset' wins over NWB's 'start_time'
+    assert given["onset"].dtype == np.float64  # seconds, as floats
+    assert given["repeat"].tolist() == [7, 3]  # a 'repeat' column is used as given
+    assert len(ephys.as_trial_table({"onset": [2.0], "stimulus": ["a"]})) == 1  # one trial is fine
+    with pytest.raises(ValueError, match=r"\bonset_column\b"):
+        ephys.as_trial_table({"time": [0.0], "stimulus": ["a"]})
+    with pytest.raises(ValueError, match=r"\bstimulus_column\b"):
+        ephys.as_trial_table({"onset": [0.0], "image": ["a"]})
+    with pytest.raises(ValueError, match=r"rows \[1, 3\]"):
+        ephys.as_trial_table({"onset": [0.0, "soon", 2.0, None], "stimulus": list("abcd")})
+    with pytest.raises(ValueError, match=r"\btrials\b"):
+        ephys.as_trial_table({"onset": [], "stimulus": []})
+
+
+def test_repeat_index_keeps_row_order_among_many_simultaneous_onsets():
+    n = 64
+    table = ephys.as_trial_table({"onset": np.zeros(n), "stimulus": ["a", "b"] * (n // 2)})
+    assert table["repeat"].tolist() == [i // 2 for i in range(n)]
+
+
+def test_integer_inputs_become_float_seconds():
+    trains, _ = ephys.as_spike_trains(np.array([3, 1, 2]), spike_units=[0, 0, 1])
+    assert all(t.dtype == np.float64 for t in trains)
+    assert ephys.as_windows((0, 1)).dtype == np.float64
