@@ -285,3 +285,10 @@ def test_integer_inputs_become_float_seconds():
     trains, _ = ephys.as_spike_trains(np.array([3, 1, 2]), spike_units=[0, 0, 1])
     assert all(t.dtype == np.float64 for t in trains)
     assert ephys.as_windows((0, 1)).dtype == np.float64
+
+
+def test_counts_are_int64_and_an_empty_window_list_is_refused():
+    got = ephys.count_spikes([np.array([0.1, 0.2])], np.array([0.0]), np.array([[0.0, 1.0]]))
+    assert got.dtype == np.int64  # documented: counts, not rates
+    with pytest.raises(ValueError, match="window"):
+        ephys.as_windows(np.zeros((0, 2)))
