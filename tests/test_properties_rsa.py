@@ -396,3 +396,14 @@ def test_comparing_rdms_of_different_sizes_names_both_sizes():
     # a vector of 7 entries is no upper triangle: its length is all there is to name
     with pytest.raises(ValueError, match=r"rdm2 with 7 dissimilarities"):
         compare(torch.rand(1, 10, dtype=torch.float64), torch.rand(1, 7, dtype=torch.float64))
+
+
+def test_crossnobis_fold_pairs_keep_the_mean_by_default():
+    from brainrdl.rsa.crossnobis import crossnobis_fold_pairs
+
+    rng = np.random.default_rng(15)
+    means = torch.as_tensor(rng.normal(size=(4, 3, 5)) + 2.0)
+    precisions = torch.eye(5, dtype=torch.float64).expand(3, 5, 5)
+    default = crossnobis_fold_pairs(means, precisions)
+    torch.testing.assert_close(default, crossnobis_fold_pairs(means, precisions,
+                                                              remove_mean=False))

@@ -507,3 +507,13 @@ def test_rank_bootstrap_with_a_missing_pair_equals_rsatoolbox_beyond_one_chunk(m
         keep = np.isfinite(ex).all(0) & np.isfinite(ey).all(0)  # rsatoolbox drops them too
         ref = _rsa(ex[:, keep], ey[:, keep], method)
         np.testing.assert_allclose(res.samples[b].numpy(), ref, rtol=1e-9, atol=1e-12)
+
+
+def test_weighted_ranks_of_many_large_odd_weights_keep_the_closed_form():
+    """Each weight < 2**22 but the total > 2**24: float32 could not hold the ranks."""
+    rng = np.random.default_rng(42)
+    v = rng.permutation(12).astype(float)[None]
+    w = (2 * rng.integers(1_000_000, 2_000_000, size=(1, 12)) + 1).astype(float)
+    assert w.sum() > 2**24 and w.max() < 2**22
+    got = weighted_ranks(torch.as_tensor(v), torch.as_tensor(w)).numpy()
+    np.testing.assert_allclose(got[0, 0], _closed_form_ranks(v[0], w[0]), rtol=1e-13)
