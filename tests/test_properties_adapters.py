@@ -292,3 +292,56 @@ def test_counts_are_int64_and_an_empty_window_list_is_refused():
     assert got.dtype == np.int64  # documented: counts, not rates
     with pytest.raises(ValueError, match="window"):
         ephys.as_windows(np.zeros((0, 2)))
+
+
+def test_unsorted_trains_count_like_sorted_ones():
+    trials = {"onset": [0.0, 1.0], "stimulus": ["a", "b"]}
+    kw = {"measure": "count", "recording": (0.0, 2.0), "empty_units": "keep"}
+    unsorted = {0: np.array([1.2, 0.1]), 1: np.array([0.1, 1.3, 0.2, 1.1])}  # all >= the first
+    ordered = {k: np.sort(v) for k, v in unsorted.items()}
+    got = ephys.dataset_from_spikes(unsorted, trials, (0.0, 0.5), **kw).measurements
+    np.testing.assert_array_equal(
+        got, ephys.dataset_from_spikes(ordered, trials, (0.0, 0.5), **kw).measurements)
+    assert got.tolist() == [[1.0, 2.0], [1.0, 2.0]]
+
+
+def test_recording_span_and_method_checks_name_their_argument():
+    spikes = [np.array([0.1, 1.1]), np.array([0.2, 1.2])]
+    trials = {"onset": [0.0, 1.0], "stimulus": ["a", "b"]}
+    for bad in [(2.0, 1.0), (1.0, 1.0)]:
+        with pytest.raises(ValueError, match=r"\brecording\b"):
+            ephys.datasets_from_spikes(spikes, trials, (0.0, 0.5), recording=bad)
+    with pytest.raises(ValueError, match=r"\bmethod\b"):
+        ephys.rdms_from_spikes(spikes, trials, (0.0, 0.5), method="manhattan",
+                               recording=(0.0, 2.0))
+    for method in ("poisson", "poisson_cv"):
+        with pytest.raises(ValueError, match="zscore"):
+            ephys.check_method_transform(method, "zscore")
+
+
+def test_negative_rates_are_refused_only_by_the_poisson_methods():
+    from rsatoolbox.data import Dataset
+
+    rng = np.random.default_rng(16)
+    ds = Dataset(rng.normal(size=(8, 3)),
+                 obs_descriptors={"stimulus": list("abcdabcd"), "repeat": [0] * 4 + [1] * 4})
+    for method in ("poisson", "poisson_cv"):
+        with pytest.raises(ValueError, match="non-negative"):
+            ephys.rdms_from_datasets(ds, method=method)
+    assert ephys.rdms_from_datasets(ds, method="euclidean").n_cond == 4
+
+
+def test_crossnobis_noise_reaches_the_rdm_with_and_without_regions():
+    rng = np.random.default_rng(17)
+    spikes = [np.sort(rng.uniform(0, 8, 80)) for _ in range(3)]
+    trials = {"onset": np.arange(8.0), "stimulus": list("abcdabcd")}
+    noise = np.diag([1.0, 5.0, 0.2])
+    kw = {"method": "crossnobis", "recording": (0.0, 8.0)}
+    plain = ephys.rdms_from_spikes(spikes, trials, (0.0, 0.5), **kw)
+    weighted = ephys.rdms_from_spikes(spikes, trials, (0.0, 0.5), noise=noise, **kw)
+    assert not np.allclose(plain.get_vectors(), weighted.get_vectors())
+    dss = ephys.datasets_from_spikes(spikes, trials, (0.0, 0.5), recording=(0.0, 8.0))
+    np.testing.assert_allclose(
+        weighted.get_vectors(),
+        ephys.rdms_from_datasets(dss, method="crossnobis", noise=noise).get_vectors(),
+        rtol=1e-12)
