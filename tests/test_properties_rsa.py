@@ -407,3 +407,16 @@ def test_crossnobis_fold_pairs_keep_the_mean_by_default():
     default = crossnobis_fold_pairs(means, precisions)
     torch.testing.assert_close(default, crossnobis_fold_pairs(means, precisions,
                                                               remove_mean=False))
+
+
+def test_crossnobis_with_unequal_observation_counts_equals_rsatoolbox():
+    """Conditions seen a different number of times per fold take the general (non-scalar) path."""
+    from rsatoolbox.rdm import calc_rdm as rsa_calc_rdm
+
+    rng = np.random.default_rng(18)
+    stim = np.array(["a", "a", "b", "c", "a", "a", "b", "c", "a", "b", "c", "c"])
+    run = np.array([0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2])
+    ds = Dataset(rng.normal(size=(12, 4)), obs_descriptors={"stim": stim, "run": run})
+    ours = calc_rdm(ds, method="crossnobis", descriptor="stim", cv_descriptor="run")
+    ref = rsa_calc_rdm(ds, method="crossnobis", descriptor="stim", cv_descriptor="run")
+    np.testing.assert_allclose(ours.get_vectors(), ref.get_vectors(), rtol=1e-8)
