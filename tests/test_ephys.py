@@ -420,6 +420,7 @@ def test_too_few_repeats_names_the_stimuli(method):
     ],
 )
 def test_bad_input_raises_named_error(kwargs, match):
+    kwargs = dict(kwargs)  # the parameter dict is shared: a second run must see it whole
     spikes = kwargs.pop("spikes", {"u": np.array([0.1, 1.1]), "v": np.array([0.2, 1.3])})
     trials = kwargs.pop("trials", {"onset": [0.0, 1.0], "stimulus": ["a", "b"]})
     window = kwargs.pop("window", (0.0, 0.5))
