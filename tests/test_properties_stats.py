@@ -22,7 +22,6 @@ from brainrdl.stats.bootstrap import (
     compare_all_pairs,
     pair_weights,
     percentile_ci,
-    rank_layout,
     weighted_compare,
     weighted_ranks,
 )
@@ -105,14 +104,11 @@ def test_weighted_ranks_with_large_weights_keep_the_closed_form():
         np.testing.assert_allclose(got[b, 0], _closed_form_ranks(v[0], w[b]), rtol=1e-12)
 
 
-def test_weighted_ranks_with_a_precomputed_layout_are_the_same():
-    v = torch.tensor([[2.0, 1.0, 2.0, 7.0, 1.0], [4.0, 3.0, 2.0, 1.0, 0.0]], dtype=torch.float64)
-    w = torch.tensor([[1.0, 2.0, 3.0, 1.0, 1.0], [2.0, 2.0, 1.0, 1.0, 4.0]], dtype=torch.float64)
-    assert torch.equal(weighted_ranks(v, w, rank_layout(v)), weighted_ranks(v, w))
-    order, inverse, bounds = rank_layout(v)
-    assert torch.equal(torch.gather(order, 1, inverse), torch.arange(5).expand(2, 5))
-    # sorted positions of the first and last entry of each tie group, per sorted position
-    sv = torch.gather(v, 1, order)
+def test_tie_bounds_are_the_first_and_last_sorted_position_of_each_tie_group():
+    from brainrdl.stats.bootstrap import _tie_bounds
+
+    sv = torch.tensor([[1.0, 1.0, 2.0, 2.0, 7.0], [0.0, 1.0, 2.0, 3.0, 4.0]], dtype=torch.float64)
+    bounds = _tie_bounds(sv)
     for i in range(2):
         for k in range(5):
             group = (sv[i] == sv[i, k]).nonzero().flatten()
@@ -433,7 +429,7 @@ def test_noise_ceiling_errors_name_their_argument():
     with pytest.raises(ValueError, match="groups"):
         noise_ceiling_vectors(torch.rand(3, 6, dtype=torch.float64), [0, 1], "corr")
     with pytest.raises(ValueError, match="method"):
-        pool_vectors(torch.rand(3, 6, dtype=torch.float64), "pearson")
+        noise_ceiling(rdms, "pearson")
     with pytest.raises(ValueError, match="rdms"):
         noise_ceiling(np.zeros(6), "corr")
     with pytest.raises(TypeError, match="rdms"):
