@@ -220,7 +220,7 @@ def searchlight_values(
     values = np.full((models.shape[0], diss.shape[0]), np.nan)
     starts = range(0, diss.shape[0], _ROWS_PER_CHUNK)
     if progress:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         starts = tqdm(starts, desc="comparing searchlights", unit="chunk", leave=False)
     for a in starts:

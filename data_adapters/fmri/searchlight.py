@@ -606,7 +606,7 @@ def searchlight_rdms(
 
     iterator = mine
     if progress:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         iterator = tqdm(mine, desc="searchlight RDMs", unit="block", leave=False)
     cols_all = torch.as_tensor(columns)
