@@ -71,6 +71,13 @@ class StimulusSet(torch.utils.data.Dataset):
     ----------
     ids : list
         The stimulus ids, in item order.
+
+    Examples
+    --------
+    >>> import torch
+    >>> s = StimulusSet.from_array(torch.rand(3, 1, 8, 8), ids=["a", "b", "c"], channels=3)
+    >>> len(s), s.ids, tuple(s[0].shape)
+    (3, ['a', 'b', 'c'], (3, 8, 8))
     """
 
     def __init__(

@@ -64,6 +64,16 @@ class Heldout:
 
     Log columns are ``heldout_<method>/<label>/<layer>`` (``heldout_rsa`` for ``"corr"``);
     with ``targets=None`` the label is left out: ``heldout_rsa/<layer>``.
+
+    Examples
+    --------
+    >>> import numpy as np, rsatoolbox, torch
+    >>> ids = [f"s{i}" for i in range(5)]
+    >>> it = rsatoolbox.rdm.RDMs(np.random.default_rng(0).random((1, 10)),
+    ...                          pattern_descriptors={"stimulus": ids})
+    >>> h = Heldout(torch.zeros(5, 3), ids, targets={"IT": it}, method=["corr", "spearman"])
+    >>> h.method
+    ['corr', 'spearman']
     """
 
     images: Any
