@@ -401,7 +401,7 @@ def _check_resume(out: Path, cfg: dict[str, Any], resume: bool) -> tuple[int, in
         return 0, 0  # nothing saved yet: --resume starts from scratch (safe for requeued jobs)
     from brainrdl.train.checkpoint import load_checkpoint
 
-    state = load_checkpoint(ckpt)
+    state = load_checkpoint(ckpt, mmap=True)  # fit reads the weights; epoch and step only
     return int(state["epoch"]), int(state["global_step"])
 
 

@@ -54,8 +54,13 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
     return path
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
+def load_checkpoint(
+    path: str | os.PathLike, map_location: Any = "cpu", *, mmap: bool = False
+) -> dict[str, Any]:
     """Load a checkpoint with ``weights_only=True``; a missing file raises FileNotFoundError.
+
+    ``mmap=True`` maps the tensors instead of reading them: for a caller that only needs the
+    small entries (epoch, step), so a large model's weights are not read twice on resume.
 
     Examples
     --------
@@ -75,7 +80,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
             "delete it to start over"
         )
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        state = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as err:  # EOFError, zip / unpickling errors: all mean "not readable"
         raise CheckpointError(
             f"checkpoint {full} is corrupt or not a brainrdl checkpoint "
