@@ -3,14 +3,14 @@
 Usage (from the project root, with the environment active)::
 
     python scripts/mutation.py run              # mutate every core module (resumes a previous run)
-    python scripts/mutation.py run rsa stats    # only these groups
+    python scripts/mutation.py run rdm stats    # only these groups (each group's state is its own)
     python scripts/mutation.py report           # score table -> docs/mutation-testing.md
 
 Not part of CI: a full run takes tens of minutes on two cores (see docs/mutation-testing.md for the
 measured time). mutmut keeps its results in ``mutants/`` and re-tests only mutants whose function
 changed, so a second run after a small edit is quick. Mutants that no test can kill because they
-change nothing observable are listed, with the reason, in ``tests/mutation_equivalents.toml``; the
-score is killed / (all − equivalent).
+change nothing observable are listed, with the reason, in
+``tests/mutation_equivalents/<group>.toml``; the score is killed / (all − equivalent).
 """
 
 from __future__ import annotations
@@ -28,21 +28,30 @@ from pathlib import Path
 import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
-EQUIVALENTS = ROOT / "tests" / "mutation_equivalents.toml"
+EQUIVALENTS = ROOT / "tests" / "mutation_equivalents"  # one <group>.toml per group
 DOCS = ROOT / "docs" / "mutation-testing.md"
 
-# group -> (modules to mutate, the fast tests that cover them)
+# group -> (modules to mutate, the fast tests that cover them). Groups are small enough that one
+# group runs in minutes; each keeps its own state (run them in separate clones to run them at once).
 GROUPS: dict[str, tuple[list[str], list[str]]] = {
-    "rsa": (
-        ["brainrdl/rsa/distances.py", "brainrdl/rsa/rdm.py", "brainrdl/rsa/crossnobis.py",
-         "brainrdl/rsa/comparison.py", "brainrdl/rsa/ranks.py"],
-        ["tests/test_distances.py", "tests/test_rdm.py", "tests/test_comparison.py",
+    "rdm": (
+        ["brainrdl/rsa/distances.py", "brainrdl/rsa/rdm.py", "brainrdl/rsa/crossnobis.py"],
+        ["tests/test_distances.py", "tests/test_rdm.py", "tests/test_properties_rsa.py"],
+    ),
+    "compare": (
+        ["brainrdl/rsa/comparison.py", "brainrdl/rsa/ranks.py"],
+        ["tests/test_comparison.py", "tests/test_ranks_threads.py",
          "tests/test_properties_rsa.py"],
     ),
     "stats": (
         ["brainrdl/stats/bootstrap.py", "brainrdl/stats/ceilings.py"],
         ["tests/test_bootstrap.py", "tests/test_noise_ceiling.py",
          "tests/test_properties_stats.py"],
+    ),
+    "metrics": (
+        ["brainrdl/stats/cka.py", "brainrdl/stats/encoding.py", "brainrdl/stats/procrustes.py"],
+        ["tests/test_cka.py", "tests/test_encoding.py", "tests/test_procrustes.py",
+         "tests/test_properties_metrics.py"],
     ),
     "train": (
         ["brainrdl/train/teachers.py", "brainrdl/train/functional.py"],
@@ -55,7 +64,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
 }
 
 
-def _mutmut_config(groups: list[str]) -> str:
+def _mutmut_config(groups: list[str], timeout_multiplier: float = 20.0) -> str:
     modules = [m for g in groups for m in GROUPS[g][0]]
     tests = [t for g in groups for t in GROUPS[g][1] if (ROOT / t).exists()]
     q = ", ".join
@@ -66,7 +75,7 @@ def _mutmut_config(groups: list[str]) -> str:
         + f"pytest_add_cli_args_test_selection = [{q(repr(t) for t in tests)}]\n".replace("'", '"')
         + 'pytest_add_cli_args = ["-p", "no:xdist", "-p", "no:cacheprovider", "-q", "-x", '
         '"-m", "not slow and not notebook and not gpu"]\n'
-        "timeout_multiplier = 5.0\n"
+        f"timeout_multiplier = {timeout_multiplier}\n"
         "mutate_only_covered_lines = true\n"
         # the text of error messages and warnings: their key words are asserted by the fuzz and
         # property tests; mutating every word of every message only adds noise to the score
@@ -74,31 +83,31 @@ def _mutmut_config(groups: list[str]) -> str:
     )
 
 
-def _with_config(groups: list[str]) -> str:
+def _with_config(groups: list[str], timeout_multiplier: float = 20.0) -> str:
     """pyproject.toml text with its [tool.mutmut] table replaced for these groups."""
     text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     text = re.sub(r"\n\[tool\.mutmut\].*?(?=\n\[|\Z)", "\n", text, flags=re.S).rstrip() + "\n"
-    return text + "\n" + _mutmut_config(groups)
+    return text + "\n" + _mutmut_config(groups, timeout_multiplier)
 
 
-def run(groups: list[str]) -> int:
+def run(groups: list[str], max_children: int = 2, timeout_multiplier: float = 20.0) -> int:
     """Run mutmut on the groups' modules, restricted to their fast tests (resumable)."""
     pyproject = ROOT / "pyproject.toml"
     original = pyproject.read_text(encoding="utf-8")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     start = time.perf_counter()
-    config = _mutmut_config(groups)
+    config = _mutmut_config(groups, timeout_multiplier)
     stamp = ROOT / "mutants" / "groups.txt"
     if stamp.exists() and stamp.read_text(encoding="utf-8") != config:
         # mutmut regenerates only files whose source changed: another module set needs a clean slate
         shutil.rmtree(ROOT / "mutants")
     try:
-        pyproject.write_text(_with_config(groups), encoding="utf-8")
+        pyproject.write_text(_with_config(groups, timeout_multiplier), encoding="utf-8")
         (ROOT / "mutants").mkdir(exist_ok=True)
         stamp.write_text(config, encoding="utf-8")
         with open(ROOT / "mutants" / "run.log", "w") as log:  # mutmut's spinner: not for a terminal
-            code = subprocess.call(["mutmut", "run", "--max-children", "2"], cwd=ROOT, env=env,
-                                   stdout=log, stderr=subprocess.STDOUT)
+            code = subprocess.call(["mutmut", "run", "--max-children", str(max_children)],
+                                   cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     finally:
         pyproject.write_text(original, encoding="utf-8")
     print(f"mutmut finished in {time.perf_counter() - start:.0f} s (exit {code})")
@@ -123,14 +132,23 @@ def _module_of(mutant: str) -> str:
 
 
 def equivalents() -> dict[str, str]:
-    """Mutant name -> why it is equivalent (tests/mutation_equivalents.toml)."""
-    if not EQUIVALENTS.exists():
-        return {}
-    return {k: v for k, v in tomllib.loads(EQUIVALENTS.read_text(encoding="utf-8")).items()}
+    """Mutant name -> why it is equivalent (tests/mutation_equivalents/<group>.toml)."""
+    found: dict[str, str] = {}
+    for path in sorted(EQUIVALENTS.glob("*.toml")):
+        found.update(tomllib.loads(path.read_text(encoding="utf-8")))
+    return found
+
+
+def _group_of(module: str) -> str | None:
+    return next((g for g, (modules, _) in GROUPS.items() if module in modules), None)
 
 
 def report(write: bool = True) -> int:
-    """Print (and write into the docs) the score per module; exit 1 when any is below 90 %."""
+    """Print the score per module of the last run; write each group's table into the docs page.
+
+    Returns 1 when any module is below 90 %. Each group has its own table in the page (between
+    ``<!-- scores:<group> -->`` markers), so groups run in separate clones can each write theirs.
+    """
     results, equiv = _results(), equivalents()
     counts: dict[str, Counter] = defaultdict(Counter)
     survivors: dict[str, list[str]] = defaultdict(list)
@@ -142,28 +160,36 @@ def report(write: bool = True) -> int:
         counts[module][status] += 1
         if status not in ("killed", "timeout"):
             survivors[module].append(name)
-    lines = ["| module | mutants | killed | equivalent | surviving | score |",
-             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    header = ["| module | mutants | killed | timed out | equivalent | surviving | not checked "
+              "| score |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    rows: dict[str, list[str]] = defaultdict(list)
     worst = 100.0
     for module in sorted(counts):
         c = counts[module]
         total = sum(c.values())
         killed = c["killed"] + c["timeout"]
+        unchecked = c["not checked"]
         live = total - c["equivalent"]
         score = 100.0 * killed / live if live else 100.0
         worst = min(worst, score)
-        lines.append(f"| `{module}` | {total} | {killed} | {c['equivalent']} | "
-                     f"{live - killed} | {score:.1f} % |")
-    table = "\n".join(lines)
-    print(table)
+        rows[_group_of(module) or "other"].append(
+            f"| `{module}` | {total} | {c['killed']} | {c['timeout']} | {c['equivalent']} | "
+            f"{live - killed - unchecked} | {unchecked} | {score:.1f} % |")
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    text = DOCS.read_text(encoding="utf-8") if DOCS.exists() else ""
+    for group, lines in sorted(rows.items()):
+        table = "\n".join(header + lines)
+        print(f"group {group}\n{table}\n")
+        marker = f"<!-- scores:{group} -->"
+        block = f"{marker}\n{table}\n\nReported {stamp}.\n<!-- /scores:{group} -->"
+        if marker in text:
+            text = re.sub(rf"{re.escape(marker)}.*?<!-- /scores:{group} -->",
+                          lambda _, block=block: block, text, flags=re.S)
     for module, names in sorted(survivors.items()):
-        print(f"\nsurviving in {module}: {len(names)}")
+        print(f"\nsurviving or not checked in {module}: {len(names)}")
         for n in names[:50]:
             print("   ", n)
-    if write and DOCS.exists():
-        text = DOCS.read_text(encoding="utf-8")
-        text = re.sub(r"<!-- scores -->.*?<!-- /scores -->",
-                      f"<!-- scores -->\n{table}\n<!-- /scores -->", text, flags=re.S)
+    if write and text:
         DOCS.write_text(text, encoding="utf-8")
     return 0 if worst >= 90.0 else 1
 
@@ -172,13 +198,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["run", "report"])
     parser.add_argument("groups", nargs="*", help=f"groups (default all): {sorted(GROUPS)}")
+    parser.add_argument("--max-children", type=int, default=2, help="mutmut worker processes")
+    parser.add_argument("--timeout-multiplier", type=float, default=20.0,
+                        help="a mutant times out after this many times its tests' duration")
     args = parser.parse_args(argv)
     groups = args.groups or sorted(GROUPS)
     unknown = sorted(set(groups) - set(GROUPS))
     if unknown:
         parser.error(f"unknown groups {unknown}; known: {sorted(GROUPS)}")
     if args.command == "run":
-        code = run(groups)
+        code = run(groups, args.max_children, args.timeout_multiplier)
         return code or report()
     return report()
 
