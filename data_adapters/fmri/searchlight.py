@@ -37,6 +37,7 @@ import torch
 from brainrdl.rsa.crossnobis import crossnobis_from_fold_sums
 from brainrdl.rsa.distances import upper_tri
 from brainrdl.validation import check_choice
+from data_adapters.fmri._gram_runs import GramRuns
 from data_adapters.fmri._io import ImageLike, VolumeSource, load_image, volume_labels
 
 __all__ = [
@@ -78,6 +79,12 @@ class Neighbourhoods:
         The volume's shape.
     radius, threshold : float
         The parameters that made them.
+    spherical : bool
+        True when each centre's neighbours are exactly the ball of ``radius`` around it
+        intersected with one fixed set of voxels (the volume, or the mask), as
+        :func:`searchlight_neighbourhoods` makes them. Then :func:`searchlight_rdms` shares the
+        work of overlapping spheres along runs of centres; False (the default for hand-made
+        neighbourhoods) forms every Gram from the whole neighbourhood.
     """
 
     centres: np.ndarray
@@ -86,6 +93,7 @@ class Neighbourhoods:
     shape: tuple[int, int, int]
     radius: float
     threshold: float
+    spherical: bool = False
 
     def __len__(self) -> int:
         return int(self.centres.size)
@@ -102,8 +110,9 @@ class Neighbourhoods:
         """The centres selected by a boolean mask or an index array."""
         sizes = self.sizes[keep]
         width = int(sizes.max()) if sizes.size else 0
+        # a subset of spheres keeps the property: each kept centre's ball ∩ voxel set is unchanged
         return Neighbourhoods(self.centres[keep], self.indices[keep, :width], sizes, self.shape,
-                              self.radius, self.threshold)
+                              self.radius, self.threshold, self.spherical)
 
 
 def ball_offsets(radius: float) -> np.ndarray:
@@ -231,7 +240,7 @@ def searchlight_neighbourhoods(
     width = int(sizes.max()) if sizes.size else 0
     indices = np.concatenate([i[:, :width] for i in kept_idx]).astype(np.int64)
     return Neighbourhoods(np.concatenate(kept_c).astype(np.int64), indices, sizes, shape,
-                          float(radius), float(threshold))
+                          float(radius), float(threshold), spherical=True)
 
 
 # ----------------------------------------------------------------------------- data
@@ -294,23 +303,6 @@ def _fold_labels(cond_index: np.ndarray, runs: np.ndarray | None) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- per-block kernels
-
-
-def _finish_block(y, n, method, tri, out) -> None:
-    """Correlation or euclidean RDM vectors of one block, written into ``out`` (B, P).
-
-    ``y`` (B, D, C) holds each searchlight's voxels (zero-padded to D) for every condition. One
-    batched Gram ``yᵀy`` (B, C, C); the centring over voxels that correlation needs is applied
-    to the Gram (``G − n m mᵀ``, m the per-condition mean over the searchlight), so the padded
-    patterns are never copied; only the upper triangle is finished, in place in ``out``.
-    The table is centred beforehand (per condition for correlation, per voxel for euclidean),
-    which leaves every distance unchanged and keeps the Gram free of large offsets.
-    """
-    gram = torch.bmm(y.transpose(1, 2), y)
-    if method == "correlation":
-        m = (y.sum(1) / n[:, None])[:, :, None]  # (B, C, 1)
-        gram.baddbmm_(m * -n[:, None, None], m.transpose(1, 2))  # G − n m mᵀ, in place
-    _finish_gram(gram, n, method, tri, out)
 
 
 def _finish_gram(gram, n, method, tri, out, clamp: bool = True) -> None:
@@ -569,7 +561,7 @@ def searchlight_rdms(
     else:
         means = _group_sums(data, cond_index, n_cond)
         means /= np.bincount(cond_index, minlength=n_cond)[:, None]
-        # constants that leave the distances unchanged (see _finish_block)
+        # constants that leave the distances unchanged (see _gram_runs.GramRuns)
         if method == "correlation":
             means -= means.mean(1, keepdims=True)
         else:
@@ -613,13 +605,32 @@ def searchlight_rdms(
     noise_kind = noise if isinstance(noise, str) else noise_method
     tri = _triangle(n_cond, dev)
     row_len = int(np.prod(table.shape[1:]))
-    gather_buf = torch.empty(min(block, len(nb)) * width * row_len, dtype=dtype, device=dev)
+    plain_path = method != "crossnobis" and tables is None
+    gather_buf = (None if plain_path else
+                  torch.empty(min(block, len(nb)) * width * row_len, dtype=dtype, device=dev))
     if method == "crossnobis" and balanced:
         between_buf = torch.empty(min(block, len(nb)) * width * n_cond, dtype=dtype, device=dev)
+    plain = None
+    if plain_path:  # identity noise: Grams of the condition means (see _gram_runs)
+        recurrence = None
+        if nb.spherical:
+            position = np.full(int(np.prod(nb.shape)), union.size, dtype=np.int64)
+            position[union] = np.arange(union.size)
+            recurrence = (nb.centres, nb.shape, ball_offsets(nb.radius), position, block)
+        plain = GramRuns(table, cols_all, nb.sizes,
+                         "correlation" if method == "correlation" else "euclidean", recurrence)
     t_loop = time.perf_counter()
     with torch.no_grad():
         for start in iterator:
             stop = min(start + block, len(nb))
+            if plain is not None:
+                if dev.type == "cpu" and isinstance(result, np.ndarray):
+                    plain.block(start, stop, torch.from_numpy(result[start - row0 : stop - row0]))
+                else:
+                    vec = torch.empty((stop - start, n_pairs), dtype=dtype, device=dev)
+                    plain.block(start, stop, vec)
+                    result[start - row0 : stop - row0] = vec.cpu().numpy()
+                continue
             sizes = nb.sizes[start:stop]
             w = int(sizes.max())
             idx = cols_all[start:stop, :w].to(dev)
@@ -652,14 +663,7 @@ def searchlight_rdms(
                 vec = upper_tri(rdm).mul_((w / n)[:, None])
                 result[start - row0 : stop - row0] = vec.cpu().numpy()
                 continue
-            if dev.type == "cpu" and isinstance(result, np.ndarray):
-                # finish straight into the result rows
-                _finish_block(y, n, method, tri,
-                              torch.from_numpy(result[start - row0 : stop - row0]))
-            else:
-                vec = torch.empty((stop - start, n_pairs), dtype=dtype, device=dev)
-                _finish_block(y, n, method, tri, vec)
-                result[start - row0 : stop - row0] = vec.cpu().numpy()
+            raise AssertionError(f"no block kernel for method={method!r}")  # pragma: no cover
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     if stats is not None:

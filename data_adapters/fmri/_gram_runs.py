@@ -1,0 +1,221 @@
+"""Searchlight Grams for identity-noise RDMs, with the work of overlapping spheres shared.
+
+Centres that follow each other along the fastest (z) axis of the volume form runs. When every
+centre's neighbours are exactly the ball of offsets around it intersected with one fixed voxel
+set (what ``searchlight_neighbourhoods`` makes), the sphere of centre ``c + 1`` is the sphere of
+``c`` minus the ``k`` voxels ``L`` of its bottom cap plus the ``k`` voxels ``E`` of the new top cap
+(``k`` = 25 of 93 at radius 3). So the Gram of the condition patterns follows
+
+    G(c + 1) = G(c) + EᵀE − LᵀL,
+
+and ``EᵀE − LᵀL`` is the symmetric part of ``(E + L)ᵀ(E − L)``, a product over ``k`` voxels
+instead of the sphere's 93 (3.7× fewer flops). The non-symmetric products are summed along the
+run (the antisymmetric parts cancel when the upper and lower triangles are averaged at the end);
+the first centre of each run, and the first of every block, gets its full Gram, so a block's
+result depends only on the block (blocks are the same whatever the shard or rank). The
+per-condition sums over the sphere (for the correlation's centring) follow the same recurrence.
+
+Work is done in sub-blocks of :data:`SUB_BLOCK` centres on the CPU so that the (B, C, C) Grams
+stay in cache while they are finished.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+#: Centres per batched product on the CPU (the sub-block's Grams, 64 × 92 × 92 float64 = 4 MiB,
+#: stay in cache across the finishing passes); a CUDA device takes a whole block at once.
+SUB_BLOCK = 64
+
+
+def cap_offsets(offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Offsets of the ball that enter (top cap, relative to the new centre) and leave (bottom
+    cap, relative to the previous centre) when the centre moves one voxel along z.
+
+    Examples
+    --------
+    >>> from data_adapters.fmri.searchlight import ball_offsets
+    >>> enter, leave = cap_offsets(ball_offsets(3))
+    >>> enter.shape, leave.shape
+    ((25, 3), (25, 3))
+    """
+    ball = {tuple(o) for o in offsets.tolist()}
+    enter = np.array([o for o in offsets.tolist() if (o[0], o[1], o[2] + 1) not in ball])
+    leave = np.array([o for o in offsets.tolist() if (o[0], o[1], o[2] - 1) not in ball])
+    return enter.reshape(-1, 3), leave.reshape(-1, 3)
+
+
+def run_starts(centres: np.ndarray, shape: tuple[int, int, int], block: int) -> np.ndarray:
+    """(n,) bool: centre i starts a run (its predecessor is not the voxel just below it along
+    z), or starts a block of ``block`` centres.
+
+    Examples
+    --------
+    >>> run_starts(np.array([0, 1, 2, 4, 5, 6]), (1, 2, 3), 10).tolist()
+    [True, False, False, True, False, False]
+    """
+    starts = np.ones(centres.size, dtype=bool)
+    z = centres % shape[2]
+    starts[1:] = ~((centres[1:] == centres[:-1] + 1) & (z[1:] != 0))
+    starts[::block] = True
+    return starts
+
+
+class GramRuns:
+    """Correlation / squared-euclidean RDM vectors of blocks of centres from a voxel table.
+
+    Parameters
+    ----------
+    table : torch.Tensor
+        (U + 1, C) per-voxel condition values of the union voxels; the last row is zeros
+        (padding and voxels outside the set).
+    columns : torch.Tensor
+        (n, width) rows of ``table`` of each centre's neighbours (padding points at U).
+    sizes : numpy.ndarray
+        (n,) neighbours per centre.
+    method : {"correlation", "euclidean"}
+        What to finish the Grams into ("euclidean": rsatoolbox's squared distance / voxels).
+    recurrence : tuple, optional
+        ``(centres, shape, offsets, position, block)`` when the neighbourhoods are spheres
+        (see the module docstring): flat centre indices, the volume's shape, the ball's
+        offsets, the (prod(shape),) map from flat voxel index to table row (U elsewhere) and
+        the block size (a run restarts at every block start). Without it every Gram is formed
+        from the whole neighbourhood.
+    sub_block : int, optional
+        Centres per batched product (default :data:`SUB_BLOCK` on CPU, the block on CUDA).
+    """
+
+    def __init__(self, table, columns, sizes, method, recurrence=None, sub_block=None):
+        self.table, self.columns, self.method = table, columns, method
+        self.dev, self.dtype = table.device, table.dtype
+        self.sizes = torch.as_tensor(sizes, dtype=table.dtype, device=table.device)
+        self.sizes_np = np.asarray(sizes)
+        n_cond = table.shape[1]
+        self.n_cond = n_cond
+        rows, cols = torch.triu_indices(n_cond, n_cond, offset=1, device=table.device)
+        # upper triangle and the transposed lower one: their mean is the symmetric part
+        self.pairs = torch.stack([rows * n_cond + cols, cols * n_cond + rows])  # (2, P)
+        self.sub = sub_block
+        self._index = None
+        self.recurrence = recurrence
+        if recurrence is not None:
+            centres, shape, offsets, position, block = recurrence
+            self.centres = np.asarray(centres)
+            self.shape = np.asarray(shape)
+            self.enter, self.leave = cap_offsets(offsets)
+            if self.enter.shape != self.leave.shape:
+                raise ValueError("the ball is not symmetric along z")  # cannot happen for a ball
+            self.position = position
+            self.starts = run_starts(self.centres, tuple(shape), block)
+
+    def _pair_index(self, b: int) -> torch.Tensor:
+        base = torch.arange(b, device=self.dev)[None, :, None] * (self.n_cond * self.n_cond)
+        return (base + self.pairs[:, None, :]).reshape(-1)  # (2 · b · P,): triangle-major
+
+    def _cap_rows(self, lo: int, hi: int, offsets: np.ndarray, shift: int) -> np.ndarray:
+        """(hi − lo, k) table rows of the cap voxels of centres lo..hi (moved ``shift`` along z)."""
+        ijk = np.stack(np.unravel_index(self.centres[lo:hi], tuple(self.shape)), axis=1)
+        ijk[:, 2] += shift
+        q = ijk[:, None, :] + offsets[None]
+        inside = ((q >= 0) & (q < self.shape)).all(2)
+        flat = np.ravel_multi_index(tuple(np.clip(q, 0, self.shape - 1).transpose(2, 0, 1)),
+                                    tuple(self.shape))
+        return np.where(inside, self.position[flat], self.position.dtype.type(-1))
+
+    def block(self, lo: int, hi: int, out: torch.Tensor) -> None:
+        """RDM vectors of centres lo..hi (a whole block: runs restart at ``lo``) into ``out``."""
+        sub = self.sub or (hi - lo if self.dev.type != "cpu" else SUB_BLOCK)
+        n_cond, u = self.n_cond, self.table.shape[0] - 1
+        carry = None
+        if self.recurrence is not None:
+            enter = self._cap_rows(lo, hi, self.enter, 0)
+            leave = self._cap_rows(lo, hi, self.leave, -1)
+            enter[enter < 0], leave[leave < 0] = u, u
+            k = enter.shape[1]
+            caps = torch.as_tensor(np.concatenate([enter, leave], 1), device=self.dev)
+            buf = torch.empty((4, min(sub, hi - lo) * k, n_cond), dtype=self.dtype,
+                              device=self.dev)  # [E, L] gathered, E + L, E − L
+        n_pairs = self.pairs.shape[1]
+        for a in range(lo, hi, sub):
+            b = min(a + sub, hi)
+            nb = b - a
+            n = self.sizes[a:b]
+            if self.recurrence is None:
+                gram, sums = self._full(a, b)
+            else:
+                e_l = buf[:2].view(-1, n_cond)[: 2 * nb * k]
+                torch.index_select(self.table, 0, caps[a - lo : b - lo].reshape(-1), out=e_l)
+                e_l = e_l.view(nb, 2, k, n_cond)
+                p = torch.add(e_l[:, 0], e_l[:, 1], out=buf[2, : nb * k].view(nb, k, n_cond))
+                q = torch.sub(e_l[:, 0], e_l[:, 1], out=buf[3, : nb * k].view(nb, k, n_cond))
+                gram = torch.bmm(p.transpose(1, 2), q)  # sym part: EᵀE − LᵀL
+                sums = q.sum(1)  # Σ E − Σ L
+                starts = np.flatnonzero(self.starts[a:b])
+                if starts.size:
+                    full_g, full_s = self._full(a + starts, None)
+                    at = torch.as_tensor(starts, device=self.dev)
+                    gram.index_copy_(0, at, full_g)
+                    sums.index_copy_(0, at, full_s)
+                if not self.starts[a]:
+                    gram[0] += carry[0]
+                    sums[0] += carry[1]
+                self._cumulate(gram, sums, starts)
+                carry = (gram[nb - 1].clone(), sums[nb - 1].clone())
+            if self._index is None or self._index[0] != nb:
+                self._index = (nb, self._pair_index(nb))
+            self._finish(gram, sums, n, out[a - lo : b - lo], self._index[1])
+
+    def _cumulate(self, gram, sums, starts) -> None:
+        """Sums along each run in place: row i += row i − 1 unless i starts a run."""
+        nb = gram.shape[0]
+        bounds = [0, *starts.tolist(), nb]
+        if self.dev.type != "cpu":
+            for r0, r1 in zip(bounds[:-1], bounds[1:]):
+                if r1 - r0 > 1:
+                    gram[r0:r1].cumsum_(0)
+                    sums[r0:r1].cumsum_(0)
+            return
+        # on the CPU a row-by-row numpy loop beats torch.cumsum along the batch axis
+        g = gram.numpy().reshape(nb, -1)
+        s = sums.numpy()
+        for r0, r1 in zip(bounds[:-1], bounds[1:]):
+            for i in range(r0 + 1, r1):
+                np.add(g[i], g[i - 1], out=g[i])
+            if r1 - r0 > 1:
+                np.cumsum(s[r0:r1], axis=0, out=s[r0:r1])
+
+    def _full(self, a, b):
+        """Gram and sums over the whole neighbourhood of centres a..b (or the indices ``a``)."""
+        if b is None:
+            idx = self.columns[torch.as_tensor(a, device=self.columns.device)]
+        else:
+            idx = self.columns[a:b]
+        w = int(self.sizes_np[a if b is None else slice(a, b)].max())
+        idx = idx[:, :w].to(self.dev)
+        y = torch.index_select(self.table, 0, idx.reshape(-1)).view(idx.shape[0], w, self.n_cond)
+        return torch.bmm(y.transpose(1, 2), y), y.sum(1)
+
+    def _finish(self, gram, sums, n, out, pair_index) -> None:
+        """RDM vectors from Grams whose symmetric part is the searchlight's Gram."""
+        nb, c = gram.shape[:2]
+        if self.method == "correlation":
+            # centre over voxels: G − s sᵀ / n; then −½ cᵢⱼ / √(cᵢᵢ cⱼⱼ), so that the mean of
+            # the two triangles plus 1 is the correlation distance
+            gram.baddbmm_(sums[:, :, None] * (-1.0 / n)[:, None, None], sums[:, None, :])
+            scale = torch.diagonal(gram, dim1=1, dim2=2).rsqrt()
+            gram.mul_((scale * -0.5)[:, :, None]).mul_(scale[:, None, :])
+            both = torch.index_select(gram.view(-1), 0, pair_index).view(2, nb, -1)
+            torch.add(both[0], both[1], out=out)
+            out.add_(1.0)
+        else:
+            # ½(gᵢᵢ + gⱼⱼ) − gᵢⱼ in each triangle: their sum is gᵢᵢ + gⱼⱼ − 2 sym(G)ᵢⱼ
+            half = torch.diagonal(gram, dim1=1, dim2=2) * 0.5
+            ones = torch.ones_like(half)
+            gram.baddbmm_(torch.stack([half, ones], dim=2), torch.stack([ones, half], dim=1),
+                          beta=-1.0)
+            both = torch.index_select(gram.view(-1), 0, pair_index).view(2, nb, -1)
+            torch.add(both[0], both[1], out=out)
+            out.clamp_min_(0.0)
+            out.div_(n[:, None])
+        del c
