@@ -24,9 +24,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-#: Centres per batched product on the CPU (the sub-block's Grams, 64 × 92 × 92 float64 = 4 MiB,
+#: Centres per batched product on the CPU (the sub-block's Grams, 32 × 92 × 92 float64 = 2 MiB,
 #: stay in cache across the finishing passes); a CUDA device takes a whole block at once.
-SUB_BLOCK = 64
+SUB_BLOCK = 32
 
 
 def cap_offsets(offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -94,10 +94,10 @@ class GramRuns:
         n_cond = table.shape[1]
         self.n_cond = n_cond
         rows, cols = torch.triu_indices(n_cond, n_cond, offset=1, device=table.device)
-        # upper triangle and the transposed lower one: their mean is the symmetric part
-        self.pairs = torch.stack([rows * n_cond + cols, cols * n_cond + rows])  # (2, P)
+        self.upper = rows * n_cond + cols  # (P,) flat upper triangle, squareform order
         self.sub = sub_block
         self._index = None
+        self._sym = None
         self.recurrence = recurrence
         if recurrence is not None:
             centres, shape, offsets, position, block = recurrence
@@ -110,8 +110,8 @@ class GramRuns:
             self.starts = run_starts(self.centres, tuple(shape), block)
 
     def _pair_index(self, b: int) -> torch.Tensor:
-        base = torch.arange(b, device=self.dev)[None, :, None] * (self.n_cond * self.n_cond)
-        return (base + self.pairs[:, None, :]).reshape(-1)  # (2 · b · P,): triangle-major
+        base = torch.arange(b, device=self.dev)[:, None] * (self.n_cond * self.n_cond)
+        return (base + self.upper[None, :]).reshape(-1)  # (b · P,)
 
     def _cap_rows(self, lo: int, hi: int, offsets: np.ndarray, shift: int) -> np.ndarray:
         """(hi − lo, k) table rows of the cap voxels of centres lo..hi (moved ``shift`` along z)."""
@@ -128,6 +128,14 @@ class GramRuns:
         sub = self.sub or (hi - lo if self.dev.type != "cpu" else SUB_BLOCK)
         n_cond, u = self.n_cond, self.table.shape[0] - 1
         carry = None
+        if out.device.type == "cpu":
+            # touch each page of fresh result memory once from numpy first: page faults taken
+            # inside torch's gather into untouched memory cost ~10x more (measured)
+            out.numpy().reshape(-1)[:: 4096 // out.element_size()] = 0.0
+        if self._sym is None or self._sym.shape[1] < min(sub, hi - lo):
+            # reused buffers: a fresh multi-MiB tensor per sub-block costs page faults
+            self._sym = torch.empty((2, min(sub, hi - lo), n_cond, n_cond), dtype=self.dtype,
+                                    device=self.dev)
         if self.recurrence is not None:
             enter = self._cap_rows(lo, hi, self.enter, 0)
             leave = self._cap_rows(lo, hi, self.leave, -1)
@@ -136,7 +144,6 @@ class GramRuns:
             caps = torch.as_tensor(np.concatenate([enter, leave], 1), device=self.dev)
             buf = torch.empty((4, min(sub, hi - lo) * k, n_cond), dtype=self.dtype,
                               device=self.dev)  # [E, L] gathered, E + L, E − L
-        n_pairs = self.pairs.shape[1]
         for a in range(lo, hi, sub):
             b = min(a + sub, hi)
             nb = b - a
@@ -149,7 +156,7 @@ class GramRuns:
                 e_l = e_l.view(nb, 2, k, n_cond)
                 p = torch.add(e_l[:, 0], e_l[:, 1], out=buf[2, : nb * k].view(nb, k, n_cond))
                 q = torch.sub(e_l[:, 0], e_l[:, 1], out=buf[3, : nb * k].view(nb, k, n_cond))
-                gram = torch.bmm(p.transpose(1, 2), q)  # sym part: EᵀE − LᵀL
+                gram = torch.bmm(p.transpose(1, 2), q, out=self._sym[0, :nb])  # sym: EᵀE − LᵀL
                 sums = q.sum(1)  # Σ E − Σ L
                 starts = np.flatnonzero(self.starts[a:b])
                 if starts.size:
@@ -196,26 +203,26 @@ class GramRuns:
         y = torch.index_select(self.table, 0, idx.reshape(-1)).view(idx.shape[0], w, self.n_cond)
         return torch.bmm(y.transpose(1, 2), y), y.sum(1)
 
-    def _finish(self, gram, sums, n, out, pair_index) -> None:
+    def _finish(self, gram, sums, n, out, index) -> None:
         """RDM vectors from Grams whose symmetric part is the searchlight's Gram."""
-        nb, c = gram.shape[:2]
+        nb = gram.shape[0]
+        two = self._sym[1, :nb]
+        torch.add(gram, gram.transpose(1, 2), out=two)  # 2 × the symmetric part
+        diag = torch.diagonal(gram, dim1=1, dim2=2)
+        ones = torch.ones_like(diag)
         if self.method == "correlation":
-            # centre over voxels: G − s sᵀ / n; then −½ cᵢⱼ / √(cᵢᵢ cⱼⱼ), so that the mean of
-            # the two triangles plus 1 is the correlation distance
-            gram.baddbmm_(sums[:, :, None] * (-1.0 / n)[:, None, None], sums[:, None, :])
-            scale = torch.diagonal(gram, dim1=1, dim2=2).rsqrt()
-            gram.mul_((scale * -0.5)[:, :, None]).mul_(scale[:, None, :])
-            both = torch.index_select(gram.view(-1), 0, pair_index).view(2, nb, -1)
-            torch.add(both[0], both[1], out=out)
-            out.add_(1.0)
+            # 1 − r = 1 − cᵢⱼ / √(cᵢᵢ cⱼⱼ) with c = G − s sᵀ / n (centred over voxels):
+            # scale 2G by −½ sᵢ sⱼ (s = 1 / √cᵢᵢ), then add wᵢ wⱼ + 1 with w = s · sums / √n
+            scale = (diag - sums * sums / n[:, None]).rsqrt()
+            two.mul_((scale * -0.5)[:, :, None]).mul_(scale[:, None, :])
+            w = scale * sums * n.rsqrt()[:, None]
+            left = torch.stack([w, ones], dim=2)
+            two.baddbmm_(left, left.transpose(1, 2))
+            torch.index_select(two.view(-1), 0, index, out=out.view(-1))
         else:
-            # ½(gᵢᵢ + gⱼⱼ) − gᵢⱼ in each triangle: their sum is gᵢᵢ + gⱼⱼ − 2 sym(G)ᵢⱼ
-            half = torch.diagonal(gram, dim1=1, dim2=2) * 0.5
-            ones = torch.ones_like(half)
-            gram.baddbmm_(torch.stack([half, ones], dim=2), torch.stack([ones, half], dim=1),
-                          beta=-1.0)
-            both = torch.index_select(gram.view(-1), 0, pair_index).view(2, nb, -1)
-            torch.add(both[0], both[1], out=out)
+            # gᵢᵢ + gⱼⱼ − 2 gᵢⱼ, over the voxels
+            two.baddbmm_(torch.stack([diag, ones], dim=2), torch.stack([ones, diag], dim=1),
+                         beta=-1.0)
+            torch.index_select(two.view(-1), 0, index, out=out.view(-1))
             out.clamp_min_(0.0)
             out.div_(n[:, None])
-        del c
