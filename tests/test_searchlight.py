@@ -5,6 +5,7 @@ references, the demo map recovers the planted IT-like region, the CLI end to end
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import os
 import socket
@@ -105,6 +106,59 @@ def test_rdms_equal_rsatoolbox(method):
                                   ref.rdm_descriptors["voxel_index"])
     np.testing.assert_allclose(mine.dissimilarities, ref.dissimilarities, rtol=1e-6, atol=1e-9)
     assert mine.dissimilarity_measure == method
+
+
+@pytest.mark.parametrize(("method", "threshold", "truncate"),
+                         [("correlation", 0.5, False), ("correlation", 0.0, True),
+                          ("euclidean", 0.6, False)])
+def test_shared_gram_runs_equal_rsatoolbox_across_blocks(method, threshold, truncate):
+    """The Gram recurrence along runs of centres: a mask with holes and edges (so caps leave
+    the mask and the volume), large per-voxel offsets (real betas), blocks of 3 centres and
+    sub-blocks of 2 (runs cross both), against rsatoolbox."""
+    from data_adapters.fmri import _gram_runs
+
+    mask = _volume(5, p=0.6)
+    rng = np.random.default_rng(6)
+    data = rng.normal(size=(6, mask.size)) + rng.normal(scale=100.0, size=(1, mask.size))
+    nb = searchlight_neighbourhoods(mask, 3, threshold, truncate_at_boundary=truncate)
+    assert nb.spherical
+    centres, neighbours = _quiet(get_volume_searchlight, mask, 3, threshold, truncate)
+    ref = _quiet(get_searchlight_RDMs, data, centres, neighbours, np.arange(6), method=method,
+                 verbose=False)
+    kw = dict(mask=mask, neighbourhoods=nb, method=method, progress=False)
+    stats: dict = {}
+    small = searchlight_rdms(data, np.arange(6), memory_budget=1e5, stats=stats, **kw)
+    block = stats["block_size"]
+    runs = _gram_runs.run_starts(nb.centres, nb.shape, len(nb))
+    assert 1 < block < 6
+    # some run of consecutive centres crosses a block boundary (the recurrence restarts there)
+    assert (~runs[block::block]).any()
+    np.testing.assert_allclose(small.dissimilarities, ref.dissimilarities, rtol=1e-6, atol=1e-9)
+    original = _gram_runs.SUB_BLOCK
+    try:
+        _gram_runs.SUB_BLOCK = 2
+        tiny = searchlight_rdms(data, np.arange(6), memory_budget=1e9, **kw)
+    finally:
+        _gram_runs.SUB_BLOCK = original
+    np.testing.assert_allclose(tiny.dissimilarities, ref.dissimilarities, rtol=1e-6, atol=1e-9)
+    # hand-made neighbourhoods (spherical=False) take the full-Gram path: the same numbers
+    full = searchlight_rdms(data, np.arange(6), neighbourhoods=dataclasses.replace(
+        nb, spherical=False), **{k: v for k, v in kw.items() if k != "neighbourhoods"})
+    np.testing.assert_allclose(full.dissimilarities, ref.dissimilarities, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(small.dissimilarities, full.dissimilarities, rtol=1e-9,
+                               atol=1e-12)
+
+
+def test_shared_gram_runs_shards_equal_one_pass(tmp_path):
+    """Shards compute exactly the blocks of one pass, recurrence restarts included."""
+    mask = _volume(7)
+    data = np.random.default_rng(8).normal(size=(5, mask.size))
+    kw = dict(mask=mask, radius=2, threshold=0.5, memory_budget=2e4, progress=False)
+    whole = searchlight_rdms(data, np.arange(5), **kw)
+    parts = [searchlight_rdms(data, np.arange(5), shard=(i, 3), out=tmp_path / f"p{i}.h5",
+                              **kw) for i in range(3)]
+    merged = read_searchlight_rdms(merge_searchlight_shards(parts, tmp_path / "m.h5"))
+    np.testing.assert_array_equal(merged.dissimilarities, whole.dissimilarities)
 
 
 def test_nifti_and_masked_array_inputs_agree(tmp_path):
