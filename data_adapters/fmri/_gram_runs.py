@@ -21,6 +21,8 @@ stay in cache while they are finished.
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 import torch
 
@@ -96,8 +98,6 @@ class GramRuns:
         rows, cols = torch.triu_indices(n_cond, n_cond, offset=1, device=table.device)
         self.upper = rows * n_cond + cols  # (P,) flat upper triangle, squareform order
         self.sub = sub_block
-        self._index = None
-        self._sym = None
         self.recurrence = recurrence
         if recurrence is not None:
             centres, shape, offsets, position, block = recurrence
@@ -132,10 +132,11 @@ class GramRuns:
             # touch each page of fresh result memory once from numpy first: page faults taken
             # inside torch's gather into untouched memory cost ~10x more (measured)
             out.numpy().reshape(-1)[:: 4096 // out.element_size()] = 0.0
-        if self._sym is None or self._sym.shape[1] < min(sub, hi - lo):
-            # reused buffers: a fresh multi-MiB tensor per sub-block costs page faults
-            self._sym = torch.empty((2, min(sub, hi - lo), n_cond, n_cond), dtype=self.dtype,
-                                    device=self.dev)
+        # buffers reused by the sub-blocks (a fresh multi-MiB tensor per sub-block costs page
+        # faults); local to the call, so that blocks can run in parallel threads
+        grams = torch.empty((2, min(sub, hi - lo), n_cond, n_cond), dtype=self.dtype,
+                            device=self.dev)
+        index = None
         if self.recurrence is not None:
             enter = self._cap_rows(lo, hi, self.enter, 0)
             leave = self._cap_rows(lo, hi, self.leave, -1)
@@ -156,7 +157,7 @@ class GramRuns:
                 e_l = e_l.view(nb, 2, k, n_cond)
                 p = torch.add(e_l[:, 0], e_l[:, 1], out=buf[2, : nb * k].view(nb, k, n_cond))
                 q = torch.sub(e_l[:, 0], e_l[:, 1], out=buf[3, : nb * k].view(nb, k, n_cond))
-                gram = torch.bmm(p.transpose(1, 2), q, out=self._sym[0, :nb])  # sym: EᵀE − LᵀL
+                gram = torch.bmm(p.transpose(1, 2), q, out=grams[0, :nb])  # sym: EᵀE − LᵀL
                 sums = q.sum(1)  # Σ E − Σ L
                 starts = np.flatnonzero(self.starts[a:b])
                 if starts.size:
@@ -169,16 +170,16 @@ class GramRuns:
                     sums[0] += carry[1]
                 self._cumulate(gram, sums, starts)
                 carry = (gram[nb - 1].clone(), sums[nb - 1].clone())
-            if self._index is None or self._index[0] != nb:
-                self._index = (nb, self._pair_index(nb))
-            self._finish(gram, sums, n, out[a - lo : b - lo], self._index[1])
+            if index is None or index[0] != nb:
+                index = (nb, self._pair_index(nb))
+            self._finish(gram, sums, n, out[a - lo : b - lo], index[1], grams[1, :nb])
 
     def _cumulate(self, gram, sums, starts) -> None:
         """Sums along each run in place: row i += row i − 1 unless i starts a run."""
         nb = gram.shape[0]
         bounds = [0, *starts.tolist(), nb]
         if self.dev.type != "cpu":
-            for r0, r1 in zip(bounds[:-1], bounds[1:]):
+            for r0, r1 in pairwise(bounds):
                 if r1 - r0 > 1:
                     gram[r0:r1].cumsum_(0)
                     sums[r0:r1].cumsum_(0)
@@ -186,7 +187,7 @@ class GramRuns:
         # on the CPU a row-by-row numpy loop beats torch.cumsum along the batch axis
         g = gram.numpy().reshape(nb, -1)
         s = sums.numpy()
-        for r0, r1 in zip(bounds[:-1], bounds[1:]):
+        for r0, r1 in pairwise(bounds):
             for i in range(r0 + 1, r1):
                 np.add(g[i], g[i - 1], out=g[i])
             if r1 - r0 > 1:
@@ -203,10 +204,9 @@ class GramRuns:
         y = torch.index_select(self.table, 0, idx.reshape(-1)).view(idx.shape[0], w, self.n_cond)
         return torch.bmm(y.transpose(1, 2), y), y.sum(1)
 
-    def _finish(self, gram, sums, n, out, index) -> None:
-        """RDM vectors from Grams whose symmetric part is the searchlight's Gram."""
-        nb = gram.shape[0]
-        two = self._sym[1, :nb]
+    def _finish(self, gram, sums, n, out, index, two) -> None:
+        """RDM vectors from Grams whose symmetric part is the searchlight's Gram (``two``: a
+        buffer like ``gram``)."""
         torch.add(gram, gram.transpose(1, 2), out=two)  # 2 × the symmetric part
         diag = torch.diagonal(gram, dim1=1, dim2=2)
         ones = torch.ones_like(diag)

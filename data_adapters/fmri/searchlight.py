@@ -620,16 +620,18 @@ def searchlight_rdms(
         plain = GramRuns(table, cols_all, nb.sizes,
                          "correlation" if method == "correlation" else "euclidean", recurrence)
     t_loop = time.perf_counter()
+    if plain is not None and dev.type == "cpu" and isinstance(result, np.ndarray):
+        # blocks are independent: torch's threads each take whole blocks (one op per thread
+        # beats splitting each small op); every block's numbers are the same either way
+        _parallel_blocks(plain, mine, block, len(nb), result, row0, iterator)
+        iterator = []
     with torch.no_grad():
         for start in iterator:
             stop = min(start + block, len(nb))
             if plain is not None:
-                if dev.type == "cpu" and isinstance(result, np.ndarray):
-                    plain.block(start, stop, torch.from_numpy(result[start - row0 : stop - row0]))
-                else:
-                    vec = torch.empty((stop - start, n_pairs), dtype=dtype, device=dev)
-                    plain.block(start, stop, vec)
-                    result[start - row0 : stop - row0] = vec.cpu().numpy()
+                vec = torch.empty((stop - start, n_pairs), dtype=dtype, device=dev)
+                plain.block(start, stop, vec)
+                result[start - row0 : stop - row0] = vec.cpu().numpy()
                 continue
             sizes = nb.sizes[start:stop]
             w = int(sizes.max())
@@ -690,6 +692,40 @@ def searchlight_rdms(
         h5.close()
         return path
     return _as_rdms(result, nb.centres[rows], labels, method, nb, shard_part)
+
+
+def _parallel_blocks(plain: GramRuns, starts, block, n_total, result, row0, progress) -> None:
+    """Identity-noise blocks on the CPU, straight into ``result``, on ``torch.get_num_threads()``
+    worker threads that each run single-threaded torch ops (restored afterwards)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    workers = max(1, min(torch.get_num_threads(), len(starts)))
+    bar = progress if hasattr(progress, "update") else None
+
+    def one(start: int) -> None:
+        stop = min(start + block, n_total)
+        if workers > 1:
+            torch.set_num_threads(1)
+        with torch.no_grad():
+            plain.block(start, stop, torch.from_numpy(result[start - row0 : stop - row0]))
+
+    if workers == 1:
+        for start in starts:
+            one(start)
+            if bar is not None:
+                bar.update(1)
+    else:
+        threads = torch.get_num_threads()
+        try:
+            torch.set_num_threads(1)
+            with ThreadPoolExecutor(workers) as pool:
+                for _ in pool.map(one, starts):
+                    if bar is not None:
+                        bar.update(1)
+        finally:
+            torch.set_num_threads(threads)
+    if bar is not None:
+        bar.close()
 
 
 def _helmert_tables(means: np.ndarray, dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
