@@ -54,8 +54,12 @@ def run_starts(centres: np.ndarray, shape: tuple[int, int, int], block: int) -> 
 
     Examples
     --------
+    Voxel 4 does not follow 2; voxel 6 starts the next z-line of a (1, 2, 3) volume:
+
     >>> run_starts(np.array([0, 1, 2, 4, 5, 6]), (1, 2, 3), 10).tolist()
-    [True, False, False, True, False, False]
+    [True, False, False, True, False, True]
+    >>> run_starts(np.array([0, 1, 2, 4, 5, 6]), (1, 2, 3), 2).tolist()
+    [True, False, True, True, True, True]
     """
     starts = np.ones(centres.size, dtype=bool)
     z = centres % shape[2]
