@@ -520,7 +520,11 @@ def searchlight_rdms(
         raise ValueError("shard and torch.distributed cannot be combined; use one of them")
 
     # the voxels any searchlight uses, read once; padding points at an extra zero column
-    union = np.unique(nb.indices[nb.indices >= 0])
+    # (a boolean volume and a lookup table: ~10x faster than np.unique + searchsorted)
+    used = np.zeros(int(np.prod(nb.shape)) + 1, dtype=bool)
+    used[nb.indices] = True  # padding (-1) marks the extra last entry
+    union = np.flatnonzero(used[:-1])
+    del used
     data = _read_data(betas, mask_arr.shape, mask_arr.reshape(-1), union)
     bad = ~np.isfinite(data).all(0)
     if bad.any():
@@ -528,8 +532,11 @@ def searchlight_rdms(
             f"betas: {int(bad.sum())} voxels used by searchlights hold NaN or infinite values "
             f"(first at flat index {int(union[bad][0])}); restrict the mask to finite voxels"
         )
-    columns = np.searchsorted(union, np.where(nb.indices >= 0, nb.indices, union[0]))
-    columns = np.where(nb.indices >= 0, columns, union.size)
+    # table row of every voxel of the volume; voxels no searchlight uses, and the padding (-1,
+    # the last entry), point at the zero row U
+    position = np.full(int(np.prod(nb.shape)) + 1, union.size, dtype=np.int64)
+    position[union] = np.arange(union.size)
+    columns = position[nb.indices]
 
     tables, balanced = None, False
     if noise is not None:
@@ -614,9 +621,7 @@ def searchlight_rdms(
     if plain_path:  # identity noise: Grams of the condition means (see _gram_runs)
         recurrence = None
         if nb.spherical:
-            position = np.full(int(np.prod(nb.shape)), union.size, dtype=np.int64)
-            position[union] = np.arange(union.size)
-            recurrence = (nb.centres, nb.shape, ball_offsets(nb.radius), position, block)
+            recurrence = (nb.centres, nb.shape, ball_offsets(nb.radius), position[:-1], block)
         plain = GramRuns(table, cols_all, nb.sizes,
                          "correlation" if method == "correlation" else "euclidean", recurrence)
     t_loop = time.perf_counter()
@@ -665,7 +670,10 @@ def searchlight_rdms(
                 vec = upper_tri(rdm).mul_((w / n)[:, None])
                 result[start - row0 : stop - row0] = vec.cpu().numpy()
                 continue
-            raise AssertionError(f"no block kernel for method={method!r}")  # pragma: no cover
+            # mahalanobis with a per-searchlight noise: squared distances of whitened patterns
+            target = torch.empty((stop - start, n_pairs), dtype=dtype, device=dev)
+            _finish_gram(torch.bmm(y.transpose(1, 2), y), n, "euclidean", tri, target)
+            result[start - row0 : stop - row0] = target.cpu().numpy()
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     if stats is not None:
