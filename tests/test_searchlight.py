@@ -159,6 +159,14 @@ def test_shared_gram_runs_shards_equal_one_pass(tmp_path):
                               **kw) for i in range(3)]
     merged = read_searchlight_rdms(merge_searchlight_shards(parts, tmp_path / "m.h5"))
     np.testing.assert_array_equal(merged.dissimilarities, whole.dissimilarities)
+    threads = torch.get_num_threads()
+    try:  # blocks on 3 worker threads: the same numbers
+        torch.set_num_threads(3)
+        threaded = searchlight_rdms(data, np.arange(5), **kw)
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(threads)
+    np.testing.assert_array_equal(threaded.dissimilarities, whole.dissimilarities)
 
 
 def test_nifti_and_masked_array_inputs_agree(tmp_path):

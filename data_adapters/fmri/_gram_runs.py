@@ -31,6 +31,12 @@ import torch
 SUB_BLOCK = 32
 
 
+def touch_pages(out: torch.Tensor) -> None:
+    """Write one element per 4 KiB page of a CPU tensor from numpy: page faults of fresh
+    result memory taken inside torch's gather cost several times more (measured)."""
+    out.numpy().reshape(-1)[:: 4096 // out.element_size()] = 0
+
+
 def cap_offsets(offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Offsets of the ball that enter (top cap, relative to the new centre) and leave (bottom
     cap, relative to the previous centre) when the centre moves one voxel along z.
@@ -133,9 +139,7 @@ class GramRuns:
         n_cond, u = self.n_cond, self.table.shape[0] - 1
         carry = None
         if out.device.type == "cpu":
-            # touch each page of fresh result memory once from numpy first: page faults taken
-            # inside torch's gather into untouched memory cost ~10x more (measured)
-            out.numpy().reshape(-1)[:: 4096 // out.element_size()] = 0.0
+            touch_pages(out)
         # buffers reused by the sub-blocks (a fresh multi-MiB tensor per sub-block costs page
         # faults); local to the call, so that blocks can run in parallel threads
         grams = torch.empty((2, min(sub, hi - lo), n_cond, n_cond), dtype=self.dtype,

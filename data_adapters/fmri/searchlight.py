@@ -8,9 +8,12 @@ listed in rsatoolbox's order, so even the channel order of every RDM's data is t
 
 RDMs are computed for blocks of centres at a time: a block's patterns are gathered into one
 (block, conditions, max_neighbours) tensor padded with zeros, and every RDM of the block comes
-from one batched Gram product. The block size follows ``memory_budget``, so memory stays bounded
-whatever the number of centres; results go to an in-memory rsatoolbox ``RDMs`` or, with ``out``,
-straight into an HDF5 file.
+from one batched Gram product. Without noise (correlation, euclidean, mahalanobis) the spheres
+of consecutive centres along z share their Grams: each is the previous one updated by the voxels
+entering and leaving (``_gram_runs``), and on the CPU the blocks run on
+``torch.get_num_threads()`` threads. The block size follows ``memory_budget``, so memory stays
+bounded whatever the number of centres; results go to an in-memory rsatoolbox ``RDMs`` or, with
+``out``, straight into an HDF5 file.
 
 Examples
 --------
@@ -446,7 +449,9 @@ def searchlight_rdms(
     neighbourhoods : Neighbourhoods, optional
         Precomputed neighbourhoods (then radius/threshold/... are not used).
     device, dtype
-        Where and in which precision to compute (default CPU, float64).
+        Where and in which precision to compute (default CPU, float64). On the CPU, the
+        blocks without noise run on ``torch.get_num_threads()`` threads (set it with
+        ``torch.set_num_threads``); the RDMs do not depend on the thread count.
     memory_budget : float, default 5e8
         Bytes of working memory per block of centres (the block size follows from it).
     shard : (i, n), optional
