@@ -39,6 +39,7 @@ from data_adapters.fmri import (
     searchlight_neighbourhoods,
     searchlight_rdms,
 )
+from data_adapters.fmri.searchlight import ball_offsets
 
 
 def _quiet(fn, *args, **kwargs):
@@ -147,6 +148,33 @@ def test_shared_gram_runs_equal_rsatoolbox_across_blocks(method, threshold, trun
     np.testing.assert_allclose(full.dissimilarities, ref.dissimilarities, rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(small.dissimilarities, full.dissimilarities, rtol=1e-9,
                                atol=1e-12)
+
+
+def test_gram_runs_kernel_paths_agree():
+    """GramRuns directly: the torch cumsum (CUDA's) and numpy (CPU's) sums along runs, sub-blocks
+    of 1 and of the whole block, and the full-Gram path give the same RDM vectors."""
+    from data_adapters.fmri._gram_runs import GramRuns
+
+    mask = _volume(9)
+    nb = searchlight_neighbourhoods(mask, 2, 0.5)
+    used = np.unique(nb.indices[nb.indices >= 0])
+    rng = np.random.default_rng(10)
+    table = torch.as_tensor(np.vstack([rng.normal(size=(used.size, 4)), np.zeros((1, 4))]))
+    position = np.full(mask.size + 1, used.size)
+    position[used] = np.arange(used.size)
+    columns = torch.as_tensor(position[nb.indices])
+    recurrence = (nb.centres, nb.shape, ball_offsets(2), position[:-1], len(nb))
+    results = []
+    for sub, numpy_cumsum, rec in [(None, True, recurrence), (1, True, recurrence),
+                                   (len(nb), False, recurrence), (7, True, None)]:
+        kernel = GramRuns(table, columns, nb.sizes, "correlation", rec, sub_block=sub)
+        kernel.numpy_cumsum = numpy_cumsum
+        out = torch.empty(len(nb), 6, dtype=torch.float64)
+        kernel.block(0, len(nb), out)
+        results.append(out.numpy())
+    assert np.isfinite(results[0]).all() and results[0].std() > 0
+    for other in results[1:]:
+        np.testing.assert_allclose(other, results[0], rtol=1e-10, atol=1e-12)
 
 
 def test_shared_gram_runs_shards_equal_one_pass(tmp_path):

@@ -108,6 +108,8 @@ class GramRuns:
         rows, cols = torch.triu_indices(n_cond, n_cond, offset=1, device=table.device)
         self.upper = rows * n_cond + cols  # (P,) flat upper triangle, squareform order
         self.sub = sub_block
+        # on the CPU a row-by-row numpy loop beats torch.cumsum along the batch axis
+        self.numpy_cumsum = table.device.type == "cpu"
         self.recurrence = recurrence
         if recurrence is not None:
             centres, shape, offsets, position, block = recurrence
@@ -186,13 +188,12 @@ class GramRuns:
         """Sums along each run in place: row i += row i − 1 unless i starts a run."""
         nb = gram.shape[0]
         bounds = [0, *starts.tolist(), nb]
-        if self.dev.type != "cpu":
+        if not self.numpy_cumsum:
             for r0, r1 in pairwise(bounds):
                 if r1 - r0 > 1:
                     gram[r0:r1].cumsum_(0)
                     sums[r0:r1].cumsum_(0)
             return
-        # on the CPU a row-by-row numpy loop beats torch.cumsum along the batch axis
         g = gram.numpy().reshape(nb, -1)
         s = sums.numpy()
         for r0, r1 in pairwise(bounds):
