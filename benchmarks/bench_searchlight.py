@@ -278,6 +278,11 @@ def run(n_centres: int, cv_centres: int, repeat: int, threads: tuple[int, ...] =
                         stats["setup_s"] + 100_000 * per_centre))
         print(cv_rows[-1], flush=True)
 
+    from data_adapters.fmri._gram_runs import SUB_BLOCK, cap_offsets, run_starts
+    from data_adapters.fmri.searchlight import ball_offsets
+
+    n_ball, n_cap = len(ball_offsets(3)), len(cap_offsets(ball_offsets(3))[0])
+    n_starts = int(run_starts(nb_sub.centres, nb_sub.shape, len(nb_sub)).sum())
     lines = [
         "# Searchlight benchmarks",
         "",
@@ -303,13 +308,15 @@ def run(n_centres: int, cv_centres: int, repeat: int, threads: tuple[int, ...] =
         *verdict(t_ref_rdm, t_rdm, t_rdm32, total_ref, t_total),
         "",
         "How brainrdl computes them: the centres along each z-line of the mask form runs; the "
-        "sphere of the next centre is the previous one minus a 25-voxel cap plus another, so "
-        "each centre's 92 × 92 Gram is the previous one plus the symmetric part of one "
-        "(E + L)ᵀ(E − L) product over the 25 cap voxels (3.7× fewer flops than a Gram over the "
-        "93 voxels), summed along the run; the first centre of a run (and of each block of "
-        "centres) gets a full Gram. The correlation's centring and scaling are applied to the "
-        "Gram, in sub-blocks of 32 centres that stay in cache. rsatoolbox's time is mostly "
-        "Python overhead per centre.",
+        f"sphere of the next centre is the previous one minus a {n_cap}-voxel cap plus another, "
+        "so each centre's 92 × 92 Gram is the previous one plus the symmetric part of one "
+        f"(E + L)ᵀ(E − L) product over the {n_cap} cap voxels ({n_ball / n_cap:.1f}× fewer "
+        f"flops than a Gram over the {n_ball} voxels), summed along the run; the first centre "
+        f"of a run ({n_starts:,} of the {n_centres:,} here) and of each block of centres gets a "
+        "full Gram. The correlation's centring and scaling are applied to the Gram, in "
+        f"sub-blocks of {SUB_BLOCK} centres that stay in cache; on the CPU whole blocks go to "
+        "torch.get_num_threads() worker threads. rsatoolbox's time is mostly Python overhead "
+        "per centre.",
         "",
         "## Memory",
         "",
