@@ -118,27 +118,35 @@ class GramRuns:
             self.enter, self.leave = cap_offsets(offsets)
             if self.enter.shape != self.leave.shape:
                 raise ValueError("the ball is not symmetric along z")  # cannot happen for a ball
-            self.position = position
             self.starts = run_starts(self.centres, tuple(shape), block)
+            # table rows on a volume padded by the ball's reach (U outside the volume), so that
+            # a cap's voxels are the centre's padded flat index plus constant offsets
+            reach = int(np.abs(offsets).max()) + 1
+            padded = np.full(tuple(self.shape + 2 * reach), table.shape[0] - 1, dtype=np.int64)
+            inner = tuple(slice(reach, reach + int(d)) for d in self.shape)
+            padded[inner] = np.asarray(position).reshape(tuple(self.shape))
+            self.padded = padded.reshape(-1)
+            strides = np.array([padded.shape[1] * padded.shape[2], padded.shape[2], 1])
+            ijk = np.stack(np.unravel_index(self.centres, tuple(self.shape)), axis=1) + reach
+            self.centre_flat = ijk @ strides
+            self.enter_flat = self.enter @ strides  # relative to the centre
+            self.leave_flat = self.leave @ strides - strides[2]  # relative to the previous one
 
     def _pair_index(self, b: int) -> torch.Tensor:
         base = torch.arange(b, device=self.dev)[:, None] * (self.n_cond * self.n_cond)
         return (base + self.upper[None, :]).reshape(-1)  # (b · P,)
 
-    def _cap_rows(self, lo: int, hi: int, offsets: np.ndarray, shift: int) -> np.ndarray:
-        """(hi − lo, k) table rows of the cap voxels of centres lo..hi (moved ``shift`` along z)."""
-        ijk = np.stack(np.unravel_index(self.centres[lo:hi], tuple(self.shape)), axis=1)
-        ijk[:, 2] += shift
-        q = ijk[:, None, :] + offsets[None]
-        inside = ((q >= 0) & (q < self.shape)).all(2)
-        flat = np.ravel_multi_index(tuple(np.clip(q, 0, self.shape - 1).transpose(2, 0, 1)),
-                                    tuple(self.shape))
-        return np.where(inside, self.position[flat], self.position.dtype.type(-1))
+    def _cap_rows(self, lo: int, hi: int) -> np.ndarray:
+        """(hi − lo, 2k) table rows of the voxels entering (top cap) and leaving (bottom cap of
+        the previous centre) at centres lo..hi; U (the zero row) outside the volume."""
+        flat = self.centre_flat[lo:hi, None] + np.concatenate([self.enter_flat,
+                                                               self.leave_flat])[None, :]
+        return self.padded[flat]
 
     def block(self, lo: int, hi: int, out: torch.Tensor) -> None:
         """RDM vectors of centres lo..hi (a whole block: runs restart at ``lo``) into ``out``."""
         sub = self.sub or (hi - lo if self.dev.type != "cpu" else SUB_BLOCK)
-        n_cond, u = self.n_cond, self.table.shape[0] - 1
+        n_cond = self.n_cond
         carry = None
         if out.device.type == "cpu":
             touch_pages(out)
@@ -148,11 +156,8 @@ class GramRuns:
                             device=self.dev)
         index = None
         if self.recurrence is not None:
-            enter = self._cap_rows(lo, hi, self.enter, 0)
-            leave = self._cap_rows(lo, hi, self.leave, -1)
-            enter[enter < 0], leave[leave < 0] = u, u
-            k = enter.shape[1]
-            caps = torch.as_tensor(np.concatenate([enter, leave], 1), device=self.dev)
+            k = self.enter.shape[0]
+            caps = torch.as_tensor(self._cap_rows(lo, hi), device=self.dev)
             buf = torch.empty((4, min(sub, hi - lo) * k, n_cond), dtype=self.dtype,
                               device=self.dev)  # [E, L] gathered, E + L, E − L
         for a in range(lo, hi, sub):
