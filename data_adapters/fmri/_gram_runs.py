@@ -10,7 +10,7 @@ set (what ``searchlight_neighbourhoods`` makes), the sphere of centre ``c + 1`` 
 
 and ``EᵀE − LᵀL`` is the symmetric part of ``(E + L)ᵀ(E − L)``, a product over ``k`` voxels
 instead of the sphere's 93 (3.7× fewer flops). The non-symmetric products are summed along the
-run (the antisymmetric parts cancel when the upper and lower triangles are averaged at the end);
+run (their antisymmetric parts cancel when each summed Gram is added to its transpose);
 the first centre of each run, and the first of every block, gets its full Gram, so a block's
 result depends only on the block (blocks are the same whatever the shard or rank). The
 per-condition sums over the sphere (for the correlation's centring) follow the same recurrence.
@@ -225,8 +225,8 @@ class GramRuns:
         diag = torch.diagonal(gram, dim1=1, dim2=2)
         ones = torch.ones_like(diag)
         if self.method == "correlation":
-            # 1 − r = 1 − cᵢⱼ / √(cᵢᵢ cⱼⱼ) with c = G − s sᵀ / n (centred over voxels):
-            # scale 2G by −½ sᵢ sⱼ (s = 1 / √cᵢᵢ), then add wᵢ wⱼ + 1 with w = s · sums / √n
+            # 1 − r = 1 − aᵢ aⱼ cᵢⱼ with c = G − s sᵀ / n (centred over voxels; s the sums)
+            # and a = 1 / √cᵢᵢ: scale 2G by −½ aᵢ aⱼ, then add wᵢ wⱼ + 1 with w = a s / √n
             scale = (diag - sums * sums / n[:, None]).rsqrt()
             two.mul_((scale * -0.5)[:, :, None]).mul_(scale[:, None, :])
             w = scale * sums * n.rsqrt()[:, None]
