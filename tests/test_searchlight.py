@@ -177,6 +177,33 @@ def test_gram_runs_kernel_paths_agree():
         np.testing.assert_allclose(other, results[0], rtol=1e-10, atol=1e-12)
 
 
+def test_gram_runs_restart_in_pieces_for_threads():
+    """A block of > CHUNK centres splits into pieces (runs restart there) that worker threads
+    share: 1 and 2 threads give the same RDMs, equal to whole-sphere Grams."""
+    from data_adapters.fmri._gram_runs import CHUNK, run_starts
+
+    mask = np.ones((10, 10, 12), bool)
+    nb = searchlight_neighbourhoods(mask, 2, 0.5)
+    assert len(nb) > 2 * CHUNK
+    starts = run_starts(nb.centres, nb.shape, len(nb))
+    assert starts[CHUNK] and not run_starts(nb.centres, nb.shape, len(nb), len(nb))[CHUNK]
+    data = np.random.default_rng(11).normal(size=(4, mask.size))
+    kw = dict(mask=mask, method="correlation", memory_budget=1e9, progress=False)
+    threads = torch.get_num_threads()
+    try:
+        results = []
+        for n_threads in (1, 2):
+            torch.set_num_threads(n_threads)
+            results.append(searchlight_rdms(data, np.arange(4), neighbourhoods=nb, **kw))
+    finally:
+        torch.set_num_threads(threads)
+    np.testing.assert_array_equal(results[1].dissimilarities, results[0].dissimilarities)
+    full = searchlight_rdms(data, np.arange(4), neighbourhoods=dataclasses.replace(
+        nb, spherical=False), **kw)
+    np.testing.assert_allclose(results[0].dissimilarities, full.dissimilarities, rtol=1e-9,
+                               atol=1e-12)
+
+
 def test_shared_gram_runs_shards_equal_one_pass(tmp_path):
     """Shards compute exactly the blocks of one pass, recurrence restarts included."""
     mask = _volume(7)

@@ -29,6 +29,9 @@ import torch
 #: Centres per batched product on the CPU (the sub-block's Grams, 32 × 92 × 92 float64 = 2 MiB,
 #: stay in cache across the finishing passes); a CUDA device takes a whole block at once.
 SUB_BLOCK = 32
+#: Runs also restart every CHUNK centres of a block, so that blocks split into pieces that
+#: worker threads share evenly (a multiple of SUB_BLOCK: the pieces' sub-blocks are the block's).
+CHUNK = 256
 
 
 def touch_pages(out: torch.Tensor) -> None:
@@ -54,9 +57,10 @@ def cap_offsets(offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return enter.reshape(-1, 3), leave.reshape(-1, 3)
 
 
-def run_starts(centres: np.ndarray, shape: tuple[int, int, int], block: int) -> np.ndarray:
+def run_starts(centres: np.ndarray, shape: tuple[int, int, int], block: int,
+               chunk: int = CHUNK) -> np.ndarray:
     """(n,) bool: centre i starts a run (its predecessor is not the voxel just below it along
-    z), or starts a block of ``block`` centres.
+    z), or starts a block of ``block`` centres, or a piece of ``chunk`` centres of a block.
 
     Examples
     --------
@@ -70,7 +74,7 @@ def run_starts(centres: np.ndarray, shape: tuple[int, int, int], block: int) -> 
     starts = np.ones(centres.size, dtype=bool)
     z = centres % shape[2]
     starts[1:] = ~((centres[1:] == centres[:-1] + 1) & (z[1:] != 0))
-    starts[::block] = True
+    starts[(np.arange(centres.size) % block) % chunk == 0] = True
     return starts
 
 

@@ -40,7 +40,7 @@ import torch
 from brainrdl.rsa.crossnobis import crossnobis_from_fold_sums
 from brainrdl.rsa.distances import upper_tri
 from brainrdl.validation import check_choice
-from data_adapters.fmri._gram_runs import GramRuns
+from data_adapters.fmri._gram_runs import CHUNK, GramRuns
 from data_adapters.fmri._io import ImageLike, VolumeSource, load_image, volume_labels
 
 __all__ = [
@@ -712,29 +712,34 @@ def _parallel_blocks(plain: GramRuns, starts, block, n_total, result, row0, prog
     worker threads that each run single-threaded torch ops (restored afterwards)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    workers = max(1, min(torch.get_num_threads(), len(starts)))
+    # pieces of CHUNK centres: the Gram runs restart there anyway (_gram_runs.run_starts)
+    pieces = [(a, min(a + CHUNK, start + block, n_total)) for start in starts
+              for a in range(start, min(start + block, n_total), CHUNK)]
+    workers = max(1, min(torch.get_num_threads(), len(pieces)))
     bar = progress if hasattr(progress, "update") else None
 
-    def one(start: int) -> None:
-        stop = min(start + block, n_total)
+    def one(piece: tuple[int, int]) -> None:
+        lo, hi = piece
         if workers > 1:
             torch.set_num_threads(1)
         with torch.no_grad():
-            plain.block(start, stop, torch.from_numpy(result[start - row0 : stop - row0]))
+            plain.block(lo, hi, torch.from_numpy(result[lo - row0 : hi - row0]))
+
+    def done(piece: tuple[int, int]) -> None:
+        if bar is not None and (piece[1] == n_total or (piece[1] - starts[0]) % block == 0):
+            bar.update(1)  # the last piece of a block
 
     if workers == 1:
-        for start in starts:
-            one(start)
-            if bar is not None:
-                bar.update(1)
+        for piece in pieces:
+            one(piece)
+            done(piece)
     else:
         threads = torch.get_num_threads()
         try:
             torch.set_num_threads(1)
             with ThreadPoolExecutor(workers) as pool:
-                for _ in pool.map(one, starts):
-                    if bar is not None:
-                        bar.update(1)
+                for piece, _ in zip(pieces, pool.map(one, pieces)):
+                    done(piece)
         finally:
             torch.set_num_threads(threads)
     if bar is not None:
