@@ -278,7 +278,7 @@ def run(n_centres: int, cv_centres: int, repeat: int, threads: tuple[int, ...] =
                         stats["setup_s"] + 100_000 * per_centre))
         print(cv_rows[-1], flush=True)
 
-    from data_adapters.fmri._gram_runs import SUB_BLOCK, cap_offsets, run_starts
+    from data_adapters.fmri._gram_runs import CHUNK, SUB_BLOCK, cap_offsets, run_starts
     from data_adapters.fmri.searchlight import ball_offsets
 
     n_ball, n_cap = len(ball_offsets(3)), len(cap_offsets(ball_offsets(3))[0])
@@ -312,11 +312,12 @@ def run(n_centres: int, cv_centres: int, repeat: int, threads: tuple[int, ...] =
         "so each centre's 92 × 92 Gram is the previous one plus the symmetric part of one "
         f"(E + L)ᵀ(E − L) product over the {n_cap} cap voxels ({n_ball / n_cap:.1f}× fewer "
         f"flops than a Gram over the {n_ball} voxels), summed along the run; the first centre "
-        f"of a run ({n_starts:,} of the {n_centres:,} here) and of each block of centres gets a "
-        "full Gram. The correlation's centring and scaling are applied to the Gram, in "
-        f"sub-blocks of {SUB_BLOCK} centres that stay in cache; on the CPU whole blocks go to "
-        "torch.get_num_threads() worker threads. rsatoolbox's time is mostly Python overhead "
-        "per centre.",
+        f"of a run or of a piece ({n_starts:,} of the {n_centres:,} here), and of each block, "
+        "gets a full Gram. The correlation's centring and scaling are applied to the Gram, in "
+        f"sub-blocks of {SUB_BLOCK} centres that stay in cache; on the CPU the blocks go, in "
+        f"pieces of {CHUNK} centres (runs restart there too), to torch.get_num_threads() "
+        "worker threads, each running single-threaded torch ops. rsatoolbox's time is mostly "
+        "Python overhead per centre.",
         "",
         "## Memory",
         "",
