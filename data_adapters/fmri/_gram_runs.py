@@ -26,9 +26,10 @@ from itertools import pairwise
 import numpy as np
 import torch
 
-#: Centres per batched product on the CPU (the sub-block's Grams, 32 × 92 × 92 float64 = 2 MiB,
-#: stay in cache across the finishing passes); a CUDA device takes a whole block at once.
-SUB_BLOCK = 32
+#: Centres per batched product on the CPU: the sub-block's Grams (16 × 92 × 92 float64, 1 MiB)
+#: stay in cache across the finishing passes (16 measured faster than 8, 32 and 64 at 92
+#: conditions); a CUDA device takes a whole block at once.
+SUB_BLOCK = 16
 #: Runs also restart every CHUNK centres of a block, so that blocks split into pieces that
 #: worker threads share evenly (a multiple of SUB_BLOCK: the pieces' sub-blocks are the block's).
 CHUNK = 256
