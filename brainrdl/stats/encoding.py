@@ -165,24 +165,32 @@ def ridge_cv_fit_predict(
     """
     check_choice("cv", cv, CV_KINDS)
     check_choice("form", form, FORMS)
-    a_np = _check_alphas(alphas)
+    x_train, y_train, x_test = x_train.detach(), y_train.detach(), x_test.detach()
+    return _ridge_cv(x_train, y_train, x_test, _check_alphas(alphas), cv, form, voxel_block)
+
+
+def _ridge_cv(x_train, y_train, x_test, a_np, cv, form, voxel_block, grams=None):
+    """:func:`ridge_cv_fit_predict` on checked arguments; ``grams``: the centred train Gram
+    (n, n) and test-train Gram (m, n) when the caller has them (dual form only)."""
     n, p = x_train.shape
     if n < 3:
         raise ValueError(f"ridge LOO needs at least 3 training stimuli; got {n}")
-    x_train, y_train, x_test = x_train.detach(), y_train.detach(), x_test.detach()
     dtype, device = x_train.dtype, x_train.device
     a = torch.as_tensor(a_np, dtype=dtype, device=device)
-    x_mean = x_train.mean(0)
-    xc = x_train - x_mean
-    xt = x_test - x_mean
-    dual = form == "dual" or (form == "auto" and p > n)
+    dual = grams is not None or form == "dual" or (form == "auto" and p > n)
     eps = torch.finfo(dtype).eps
     if dual:
-        s2, u = _eigh(_mm(xc, xc.T))  # NumPy spots x @ x.T: a symmetric rank-k update
+        if grams is None:
+            x_mean = x_train.mean(0)
+            xc, xt = x_train - x_mean, x_test - x_mean
+            grams = _mm(xc, xc.T), _mm(xt, xc.T)  # NumPy spots x @ x.T: a rank-k update
+        s2, u = _eigh(grams[0])
         keep = s2 > s2.max().clamp(min=0) * n * eps * 10
         s2, u = s2[keep], u[:, keep]
-        proj = _mm(_mm(xt, xc.T), u) / s2.sqrt()  # test features in the singular basis
+        proj = _mm(grams[1], u) / s2.sqrt()  # test features in the singular basis
     else:
+        x_mean = x_train.mean(0)
+        xc, xt = x_train - x_mean, x_test - x_mean
         u, s, vh = torch.linalg.svd(xc, full_matrices=False)
         keep = s > s.max() * max(n, p) * eps * 10
         u, s, vh = u[:, keep], s[keep], vh[keep]
@@ -509,17 +517,41 @@ def ridge_encoding(
                 "folds must hold test indices of at least 2 folds covering every stimulus "
                 f"(0..{n - 1}) exactly once"
             )
+    check_choice("cv", cv, CV_KINDS)
+    check_choice("form", form, FORMS)
+    a_np = _check_alphas(alphas)
     preds = torch.empty_like(y)
     chosen = torch.empty(len(folds), y.shape[1], dtype=x.dtype, device=x.device)
+    trains = [np.setdiff1d(np.arange(n), test) for test in folds]
+    # dual form in every fold: one Gram of all stimuli, sliced and re-centred per fold
+    # (saves the per-fold train and test Grams); centred first on the mean of all stimuli so
+    # that the re-centring does not cancel digits
+    shared = form == "dual" or (form == "auto" and all(x.shape[1] > len(t) for t in trains))
+    if shared:
+        xg = x - x.mean(0)
+        gram = _mm(xg, xg.T)
+        del xg
     for f, test in enumerate(folds):
-        train = np.setdiff1d(np.arange(n), test)
-        tr = torch.as_tensor(train, device=x.device)
+        tr = torch.as_tensor(trains[f], device=x.device)
         te = torch.as_tensor(test, device=x.device)
-        preds[te], chosen[f] = ridge_cv_fit_predict(
-            x[tr], y[tr], x[te], alphas, cv=cv, form=form, voxel_block=voxel_block
+        grams = _fold_grams(gram, tr, te) if shared else None
+        preds[te], chosen[f] = _ridge_cv(
+            x[tr], y[tr], x[te], a_np, cv, form, voxel_block, grams
         )
     scores = score_predictions(preds, y, scoring)
     return EncodingResult(preds, scores, chosen, list(folds), scoring)
+
+
+def _fold_grams(gram: torch.Tensor, tr: torch.Tensor, te: torch.Tensor):
+    """Train Gram and test-train Gram of features centred on the training mean, from the Gram
+    G of all stimuli: (x_i − m)·(x_j − m) = G_ij − c_i − c_j + μ with c_j = m·x_j, μ = m·m."""
+    g_tt = gram[tr][:, tr]
+    g_st = gram[te][:, tr]
+    c = g_tt.mean(0)
+    mu = c.mean()
+    kc = g_tt - c[None, :] - c[:, None] + mu
+    kt = g_st - c[None, :] - g_st.mean(1, keepdim=True) + mu
+    return kc, kt
 
 
 def split_half_ceiling(
