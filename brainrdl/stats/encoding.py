@@ -262,11 +262,11 @@ def _loo_errors(ss, w_lo, w_hi, z, r0, u, shrinks, denoms, factors, n) -> torch.
         idx = torch.nonzero(todo[i]).flatten()
         if idx.numel() == 0:
             continue
-        w = shrinks[i][:, None] * z[:, idx]
         lower = factors[i] if factors is not None else None
         if lower is not None:
-            err[i, idx] = _quadratic_err(lower, w) / n
+            err[i, idx] = _quadratic_err(lower, _scaled_columns(z, shrinks[i], idx)) / n
         else:
+            w = shrinks[i][:, None] * z[:, idx]
             resid = _mm(u, w)
             if r0 is not None:
                 resid = resid + r0[:, idx]
@@ -307,8 +307,8 @@ def _screen_float32(ss, z, shrinks, factors, todo, hi, n) -> torch.Tensor:
         if screen is None:
             continue
         lower32, lam = screen
-        w = (shrinks[i][:, None] * z[:, idx]).to(torch.float32)
-        q = _quadratic_err(lower32, w).to(torch.float64)
+        q = _quadratic_err(lower32, _scaled_columns(z, shrinks[i], idx, np.float32))
+        q = q.to(torch.float64)
         y_lo = (q / (1.0 + gsum)).sqrt()
         y_hi = (q / (1.0 - gsum)).sqrt()
         delta = (g32 + g64) * np.sqrt(lam) * ss[i, idx].sqrt() * (1.0 + 1e-12)
@@ -359,11 +359,23 @@ class _LooFactors:
         return self.cache32[i]
 
 
-def _quadratic_err(lower: np.ndarray, w: torch.Tensor) -> torch.Tensor:
-    """‖Lᵀ w‖² per column of w (r, vb), by BLAS trmm on the transposed (Fortran) view of w."""
+def _scaled_columns(z: torch.Tensor, scale: torch.Tensor, idx: torch.Tensor, dtype=None):
+    """``scale[:, None] * z[:, idx]`` as a fresh C-ordered array (in ``dtype``), in one
+    NumPy pass where possible (torch's gather, product and cast are three, ~3x slower)."""
+    z_np, idx_np = z.numpy(), idx.numpy()
+    dtype = dtype or z_np.dtype
+    out = np.empty((z_np.shape[0], len(idx_np)), dtype=dtype)
+    cols = z_np if len(idx_np) == z_np.shape[1] else np.take(z_np, idx_np, axis=1)
+    np.multiply(cols, scale.numpy()[:, None], out=out, casting="same_kind")
+    return out
+
+
+def _quadratic_err(lower: np.ndarray, w: np.ndarray) -> torch.Tensor:
+    """‖Lᵀ w‖² per column of a fresh C-ordered w (r, vb), by BLAS trmm on its transposed
+    (Fortran-ordered) view, which it overwrites."""
     from scipy.linalg import blas
 
-    wt = np.array(w.numpy().T, order="F")  # (vb, r): trmm overwrites it
+    wt = np.asfortranarray(w.T)  # (vb, r): no copy for a C-ordered w
     trmm = blas.dtrmm if wt.dtype == np.float64 else blas.strmm
     out = trmm(1.0, lower, wt, side=1, lower=1, overwrite_b=1)  # wᵀ L = (Lᵀ w)ᵀ
     return torch.from_numpy(np.einsum("ij,ij->i", out, out))
