@@ -237,7 +237,9 @@ def test_float32_screen_keeps_the_best_and_prunes():
     ss = (shrinks * shrinks) @ (z * z)
     hi = torch.full_like(ss, float("inf"))
     todo = torch.ones_like(ss, dtype=torch.bool)
-    kept = enc._screen_float32(ss, z, shrinks, enc._LooFactors(u, denoms), todo, hi, n)
+    lo = torch.zeros_like(ss)
+    kept = enc._screen_float32(ss, z, shrinks, denoms, enc._LooFactors(u, denoms), todo, lo, hi,
+                               n)
     best = exact.argmin(0)
     assert kept[best, np.arange(v)].all()  # the exact best penalty is never screened out
     srt = np.sort(exact, 0)

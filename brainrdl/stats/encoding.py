@@ -254,7 +254,8 @@ def _loo_errors(ss, w_lo, w_hi, z, r0, u, shrinks, denoms, factors, n) -> torch.
     err[cand & single] = 0.0  # the only penalty left
     todo = cand & ~single
     if factors is not None and ss.dtype == torch.float64 and bool(todo.any()):
-        todo = _screen_float32(ss, z, shrinks, factors, todo, hi, n)
+        # the cheap bounds are of Σ_i (LOO residual)², the errors their mean
+        todo = _screen_float32(ss, z, shrinks, denoms, factors, todo, lo / n, hi / n, n)
         decided = todo.sum(0) == 1
         err[todo & decided] = 0.0
         todo = todo & ~decided
@@ -278,16 +279,23 @@ def _loo_errors(ss, w_lo, w_hi, z, r0, u, shrinks, denoms, factors, n) -> torch.
 _U32, _U64 = 2.0**-24, 2.0**-53
 
 
-def _screen_float32(ss, z, shrinks, factors, todo, hi, n) -> torch.Tensor:
+def _screen_float32(ss, z, shrinks, denoms, factors, todo, lo, hi, n) -> torch.Tensor:
     """Narrow ``todo`` (A, vb) by float32 LOO errors with rigorous error intervals.
 
-    For penalty i and voxel v, err = ‖Lᵀw‖² / n with w = shrink_i ∘ z_v. Computed in float32
-    (L and w rounded), y = fl(Lᵀw) obeys |y − Lᵀw| ≤ γ' |L|ᵀ|w| componentwise, with
-    γ' = γ_r (1 + u)² + 2u + u² (γ_r = r u / (1 − r u), any summation order), so
-    ‖y − Lᵀw‖ ≤ γ' √λ ‖w‖ where λ ≥ λ_max(|L| |L|ᵀ) (its largest row sum) and ‖w‖² = ss (U
-    has orthonormal columns). The float64 computation it stands in for obeys the same bound
-    with u = 2⁻⁵³; both are added, so the interval holds the float64 value. A penalty stays
-    only where its lower end is at most the voxel's smallest upper end.
+    ``lo``, ``hi`` (A, vb): valid bounds on the float64 errors (the cheap ones). Penalties go
+    from weak to strong; for each, the voxels still in play get an interval
+
+    - from the penalty last screened for that voxel (:func:`_nearby_interval`): penalties far
+      below (or above) the feature spectrum have nearly equal errors, so such a penalty is
+      often ruled out without computing anything;
+    - else by computing it in float32: err = ‖Lᵀw‖² / n with w = shrink_i ∘ z_v. With L and w
+      rounded, y = fl(Lᵀw) obeys |y − Lᵀw| ≤ γ' |L|ᵀ|w| componentwise, with
+      γ' = γ_r (1 + u)² + 2u + u² (γ_r = r u / (1 − r u), any summation order), so
+      ‖y − Lᵀw‖ ≤ γ' √λ ‖w‖ where λ ≥ λ_max(|L| |L|ᵀ) (its largest row sum) and ‖w‖² = ss.
+      The float64 computation it stands in for obeys the same bound with u = 2⁻⁵³; both are
+      added, so the interval holds the float64 value.
+
+    A penalty stays only where its lower end is at most the voxel's smallest upper end.
     """
     r = z.shape[0]
 
@@ -297,13 +305,29 @@ def _screen_float32(ss, z, shrinks, factors, todo, hi, n) -> torch.Tensor:
     g32 = gamma(r, _U32) * (1 + _U32) ** 2 + 2 * _U32 + _U32**2
     g64 = gamma(r, _U64) * (1 + _U64) ** 2 + 2 * _U64 + _U64**2
     gsum = gamma(r + 1, _U32)  # the float32 sum of squares
-    lo_s = torch.zeros_like(ss)  # penalties not screened keep [0, cheap upper bound]
-    hi_s = hi.clone()
-    for i in range(ss.shape[0]):
-        idx = torch.nonzero(todo[i]).flatten()
+    slack = 1e-12  # the float64 path's own final sum and division by n
+    lo_s, hi_s = lo.clone(), hi.clone()
+    ref = torch.full((ss.shape[1],), -1, dtype=torch.long)  # last penalty screened per voxel
+    done = torch.zeros_like(todo)
+    order = torch.argsort(shrinks.mean(1)).tolist()  # weak to strong penalties
+    # first each voxel's likeliest best (smallest cheap midpoint): its tight upper end then
+    # rules out more of the others; then all the others, weak to strong
+    guess = torch.where(todo, lo + hi, torch.inf).argmin(0)
+    passes = [(i, todo[i] & (guess == i)) for i in order] + [(i, todo[i]) for i in order]
+    for i, mask in passes:
+        idx = torch.nonzero(mask & ~done[i]).flatten()
         if idx.numel() == 0:
             continue
-        screen = factors.float32(i)
+        for j in ref[idx].unique().tolist():
+            if j < 0:
+                continue
+            sel = idx[ref[idx] == j]
+            p_lo, p_hi = _nearby_interval(i, j, lo_s[j, sel], hi_s[j, sel], ss[j, sel],
+                                          shrinks, denoms, g64, n)
+            lo_s[i, sel] = torch.maximum(lo_s[i, sel], p_lo)
+            hi_s[i, sel] = torch.minimum(hi_s[i, sel], p_hi)
+        idx = idx[lo_s[i, idx] <= hi_s[:, idx].min(0).values]  # not yet ruled out
+        screen = factors.float32(i) if idx.numel() else None
         if screen is None:
             continue
         lower32, lam = screen
@@ -312,10 +336,36 @@ def _screen_float32(ss, z, shrinks, factors, todo, hi, n) -> torch.Tensor:
         y_lo = (q / (1.0 + gsum)).sqrt()
         y_hi = (q / (1.0 - gsum)).sqrt()
         delta = (g32 + g64) * np.sqrt(lam) * ss[i, idx].sqrt() * (1.0 + 1e-12)
-        slack = 1e-12  # the float64 path's own final sum and division by n
-        lo_s[i, idx] = (y_lo - delta).clamp(min=0.0).square() / n * (1.0 - slack)
-        hi_s[i, idx] = torch.minimum((y_hi + delta).square() / n * (1.0 + slack), hi[i, idx])
+        f_lo = (y_lo - delta).clamp(min=0.0).square() / n * (1.0 - slack)
+        f_hi = (y_hi + delta).square() / n * (1.0 + slack)
+        lo_s[i, idx] = torch.maximum(lo_s[i, idx], f_lo)
+        hi_s[i, idx] = torch.minimum(hi_s[i, idx], f_hi)
+        ref[idx] = i
+        done[i, idx] = True
     return todo & (lo_s <= hi_s.min(0).values)
+
+
+def _nearby_interval(i, j, lo_j, hi_j, ss_j, shrinks, denoms, g64, n):
+    """Bounds on the float64 LOO errors of penalty i from an interval [lo_j, hi_j] of those of
+    penalty j (same voxels; full-rank dual form).
+
+    With t_k = shrink_ik / shrink_jk in [t_min, t_max], t̄ and τ its midpoint and half-width:
+    1 − H_mm scales by a factor in [t_min, t_max] (a positive combination of the shrinks), the
+    residual is t̄ r_j + U((t − t̄) ∘ shrink_j ∘ z) with the second term at most τ √ss_j in
+    norm, so the norm of the LOO residuals, √(n err_i), lies within
+    [t̄/t_max √(n lo_j) − ε, t̄/t_min √(n hi_j) + ε], ε = τ √ss_j / min_m(1 − H_mm(i)).
+    The float64 value differs from the exact one by at most g64 √(Σ d⁻²) max d relative (the
+    Frobenius bound of :func:`_screen_float32`'s λ), added with a margin for U's orthonormality.
+    """
+    t = shrinks[i] / shrinks[j]
+    t_min, t_max = float(t.min()), float(t.max())
+    t_mid, tau = 0.5 * (t_min + t_max), 0.5 * (t_max - t_min)
+    d = denoms[i]
+    eps = tau * ss_j.sqrt() / float(d.min())
+    rel = g64 * float(d.pow(-2).sum().sqrt() * d.max()) * (1.0 + 1e-6) + 1e-10
+    s_lo = (t_mid / t_max * (n * lo_j).sqrt() - eps).clamp(min=0.0) * (1.0 - rel)
+    s_hi = (t_mid / t_min * (n * hi_j).sqrt() + eps) * (1.0 + rel)
+    return s_lo.square() / n, s_hi.square() / n
 
 
 def _mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
