@@ -171,12 +171,15 @@ def ridge_cv_fit_predict(
 
 def _ridge_cv(x_train, y_train, x_test, a_np, cv, form, voxel_block, grams=None):
     """:func:`ridge_cv_fit_predict` on checked arguments; ``grams``: the centred train Gram
-    (n, n) and test-train Gram (m, n) when the caller has them (dual form only)."""
-    n, p = x_train.shape
+    (n, n) and test-train Gram (m, n) when the caller has them (dual form only; the features
+    are then not needed: pass None)."""
+    n = y_train.shape[0]
     if n < 3:
         raise ValueError(f"ridge LOO needs at least 3 training stimuli; got {n}")
-    dtype, device = x_train.dtype, x_train.device
+    ref = y_train if x_train is None else x_train  # y has x's dtype in ridge_encoding
+    dtype, device = ref.dtype, ref.device
     a = torch.as_tensor(a_np, dtype=dtype, device=device)
+    p = None if x_train is None else x_train.shape[1]
     dual = grams is not None or form == "dual" or (form == "auto" and p > n)
     eps = torch.finfo(dtype).eps
     if dual:
@@ -203,7 +206,7 @@ def _ridge_cv(x_train, y_train, x_test, a_np, cv, form, voxel_block, grams=None)
     y_mean = y_train.mean(0)
     v = y_train.shape[1]
     block = int(voxel_block) if voxel_block else min(v, 4096) or 1
-    preds = torch.empty(x_test.shape[0], v, dtype=dtype, device=device)
+    preds = torch.empty(proj.shape[0], v, dtype=dtype, device=device)
     best_alpha = torch.empty(v, dtype=dtype, device=device)
     shrinks = a[:, None] / (s2[None, :] + a[:, None])  # (A, r) residual factor per direction
     denoms = shrinks @ u2.T  # (A, n): 1 - H_ii = lev0_i + α Σ_j U_ij² / (s_j² + α)
@@ -596,10 +599,12 @@ def ridge_encoding(
     for f, test in enumerate(folds):
         tr = torch.as_tensor(trains[f], device=x.device)
         te = torch.as_tensor(test, device=x.device)
-        grams = _fold_grams(gram, tr, te) if shared else None
-        preds[te], chosen[f] = _ridge_cv(
-            x[tr], y[tr], x[te], a_np, cv, form, voxel_block, grams
-        )
+        if shared:
+            preds[te], chosen[f] = _ridge_cv(
+                None, y[tr], None, a_np, cv, form, voxel_block, _fold_grams(gram, tr, te)
+            )
+        else:
+            preds[te], chosen[f] = _ridge_cv(x[tr], y[tr], x[te], a_np, cv, form, voxel_block)
     scores = score_predictions(preds, y, scoring)
     return EncodingResult(preds, scores, chosen, list(folds), scoring)
 
