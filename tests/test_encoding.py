@@ -250,3 +250,23 @@ def test_float32_screen_keeps_the_best_and_prunes():
     # a penalty is dropped only if its error exceeds the best one's by more than the bound
     dropped = ~kept.numpy()
     assert (exact[dropped] > np.broadcast_to(srt[0], exact.shape)[dropped]).all()
+
+
+def test_shared_gram_path_with_offset_features_equals_sklearn():
+    # dual form in every fold: one Gram of all stimuli, re-centred per fold; a large common
+    # offset of the features must not cost digits
+    n, p, v = 45, 80, 12
+    x, y = _data(n, p, v, seed=29)
+    x = x + 1e3
+    folds = kfold_indices(n, 3, seed=2)
+    res = ridge_encoding(torch.tensor(x), torch.tensor(y), alphas=ALPHAS, folds=folds)
+    for f, test in enumerate(folds):
+        train = np.setdiff1d(np.arange(n), test)
+        model = RidgeCV(alphas=ALPHAS, alpha_per_target=True).fit(x[train], y[train])
+        np.testing.assert_allclose(res.alphas[f].numpy(), model.alpha_)
+        np.testing.assert_allclose(res.predictions[test].numpy(), model.predict(x[test]),
+                                   rtol=1e-5, atol=1e-5 * y.std())
+    direct = ridge_cv_fit_predict(torch.tensor(x[train]), torch.tensor(y[train]),
+                                  torch.tensor(x[test]), ALPHAS)[0]
+    np.testing.assert_allclose(res.predictions[test].numpy(), direct.numpy(), rtol=1e-9,
+                               atol=1e-9 * y.std())
