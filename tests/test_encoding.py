@@ -270,3 +270,32 @@ def test_shared_gram_path_with_offset_features_equals_sklearn():
                                   torch.tensor(x[test]), ALPHAS)[0]
     np.testing.assert_allclose(res.predictions[test].numpy(), direct.numpy(), rtol=1e-9,
                                atol=1e-9 * y.std())
+
+
+def test_nearby_penalty_intervals_hold_the_exact_errors():
+    from brainrdl.stats import encoding as enc
+
+    n, p, v = 60, 150, 6
+    x, y = _data(n, p, v, seed=19)
+    alphas = np.logspace(-3, 6, 10)
+    exact = _exact_loo_errors(x, y, alphas)
+    xc, yc = x - x.mean(0), torch.tensor(y - y.mean(0))
+    s2, u = np.linalg.eigh(xc @ xc.T)
+    s2, u = torch.tensor(s2[1:]), torch.tensor(u[:, 1:])  # drop the null direction of centring
+    a = torch.tensor(alphas)
+    shrinks = a[:, None] / (s2[None, :] + a[:, None])
+    denoms = shrinks @ (u * u).T
+    ss = (shrinks * shrinks) @ (u.T @ yc) ** 2
+    for i in range(len(alphas)):
+        for j in (i - 1, i + 1):
+            if not 0 <= j < len(alphas):
+                continue
+            e_j = torch.tensor(exact[j])
+            lo, hi = enc._nearby_interval(i, j, e_j, e_j, ss[j], shrinks, denoms, 1e-13, n)
+            assert (lo.numpy() <= exact[i]).all() and (exact[i] <= hi.numpy()).all()
+            if alphas[max(i, j)] < 1e-3 * float(s2.min()):  # far below the spectrum: tight
+                assert (hi.numpy() / lo.numpy() < 1.01).all()
+            # wider from a wider interval of the reference
+            lo2, hi2 = enc._nearby_interval(i, j, 0.9 * e_j, 1.1 * e_j, ss[j], shrinks, denoms,
+                                            1e-13, n)
+            assert (lo2 <= lo).all() and (hi2 >= hi).all()

@@ -215,7 +215,7 @@ def _ridge_cv(x_train, y_train, x_test, a_np, cv, form, voxel_block, grams=None)
     # CPU, full rank (dual): LOO errors as quadratic forms ‖Lᵀ(shrink∘z)‖² with M = L Lᵀ
     factors = _LooFactors(u, denoms) if cv == "loo" and full and device.type == "cpu" else None
     # LOO error bounds: Σ_i r_i² / d_i² lies between Σ r² / max d² and Σ r² / min d²
-    margin = 1e4 * eps
+    margin = max(1e4 * eps, 1e-8)  # also covers the float64 path's rounding of L Lᵀ
     w_lo = denoms.max(1).values.pow(-2) * (1.0 - margin)
     w_hi = denoms.min(1).values.pow(-2) * (1.0 + margin)
     for v0 in range(0, v, block):
@@ -358,14 +358,16 @@ def _nearby_interval(i, j, lo_j, hi_j, ss_j, shrinks, denoms, g64, n):
     norm, so the norm of the LOO residuals, √(n err_i), lies within
     [t̄/t_max √(n lo_j) − ε, t̄/t_min √(n hi_j) + ε], ε = τ √ss_j / min_m(1 − H_mm(i)).
     The float64 value differs from the exact one by at most g64 √(Σ d⁻²) max d relative (the
-    Frobenius bound of :func:`_screen_float32`'s λ), added with a margin for U's orthonormality.
+    Frobenius bound of :func:`_screen_float32`'s λ), added with a margin for the rounding of
+    its factor and U's orthonormality.
     """
     t = shrinks[i] / shrinks[j]
     t_min, t_max = float(t.min()), float(t.max())
     t_mid, tau = 0.5 * (t_min + t_max), 0.5 * (t_max - t_min)
     d = denoms[i]
     eps = tau * ss_j.sqrt() / float(d.min())
-    rel = g64 * float(d.pow(-2).sum().sqrt() * d.max()) * (1.0 + 1e-6) + 1e-10
+    # + 1e-8: L Lᵀ of the float64 path differs from Uᵀ D⁻² U by its rounding (≲ n r u κ)
+    rel = g64 * float(d.pow(-2).sum().sqrt() * d.max()) * (1.0 + 1e-6) + 1e-8
     s_lo = (t_mid / t_max * (n * lo_j).sqrt() - eps).clamp(min=0.0) * (1.0 - rel)
     s_hi = (t_mid / t_min * (n * hi_j).sqrt() + eps) * (1.0 + rel)
     return s_lo.square() / n, s_hi.square() / n
