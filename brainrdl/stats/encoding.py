@@ -285,8 +285,9 @@ _U32, _U64 = 2.0**-24, 2.0**-53
 def _screen_float32(ss, z, shrinks, denoms, factors, todo, lo, hi, n) -> torch.Tensor:
     """Narrow ``todo`` (A, vb) by float32 LOO errors with rigorous error intervals.
 
-    ``lo``, ``hi`` (A, vb): valid bounds on the float64 errors (the cheap ones). Penalties go
-    from weak to strong; for each, the voxels still in play get an interval
+    ``lo``, ``hi`` (A, vb): valid bounds on the float64 errors (the cheap ones). First each
+    voxel's likeliest best penalty, then all others from strong to weak; for each penalty, the
+    voxels still in play get an interval
 
     - from the penalty last screened for that voxel (:func:`_nearby_interval`): penalties far
       below (or above) the feature spectrum have nearly equal errors, so such a penalty is
@@ -310,13 +311,14 @@ def _screen_float32(ss, z, shrinks, denoms, factors, todo, lo, hi, n) -> torch.T
     gsum = gamma(r + 1, _U32)  # the float32 sum of squares
     slack = 1e-12  # the float64 path's own final sum and division by n
     lo_s, hi_s = lo.clone(), hi.clone()
+    zz = z * z
     ref = torch.full((ss.shape[1],), -1, dtype=torch.long)  # last penalty screened per voxel
     done = torch.zeros_like(todo)
     order = torch.argsort(shrinks.mean(1)).tolist()  # weak to strong penalties
     # first each voxel's likeliest best (smallest cheap midpoint): its tight upper end then
-    # rules out more of the others; then all the others, weak to strong
+    # rules out more of the others; then all the others, strong to weak
     guess = torch.where(todo, lo + hi, torch.inf).argmin(0)
-    passes = [(i, todo[i] & (guess == i)) for i in order] + [(i, todo[i]) for i in order]
+    passes = [(i, todo[i] & (guess == i)) for i in order] + [(i, todo[i]) for i in order[::-1]]
     for i, mask in passes:
         idx = torch.nonzero(mask & ~done[i]).flatten()
         if idx.numel() == 0:
@@ -325,7 +327,7 @@ def _screen_float32(ss, z, shrinks, denoms, factors, todo, lo, hi, n) -> torch.T
             if j < 0:
                 continue
             sel = idx[ref[idx] == j]
-            p_lo, p_hi = _nearby_interval(i, j, lo_s[j, sel], hi_s[j, sel], ss[j, sel],
+            p_lo, p_hi = _nearby_interval(i, j, lo_s[j, sel], hi_s[j, sel], zz[:, sel],
                                           shrinks, denoms, g64, n)
             lo_s[i, sel] = torch.maximum(lo_s[i, sel], p_lo)
             hi_s[i, sel] = torch.minimum(hi_s[i, sel], p_hi)
@@ -348,28 +350,38 @@ def _screen_float32(ss, z, shrinks, denoms, factors, todo, lo, hi, n) -> torch.T
     return todo & (lo_s <= hi_s.min(0).values)
 
 
-def _nearby_interval(i, j, lo_j, hi_j, ss_j, shrinks, denoms, g64, n):
+def _nearby_interval(i, j, lo_j, hi_j, zz, shrinks, denoms, g64, n):
     """Bounds on the float64 LOO errors of penalty i from an interval [lo_j, hi_j] of those of
-    penalty j (same voxels; full-rank dual form).
+    penalty j, for the voxels whose squared coordinates are the columns of ``zz`` (r, nv)
+    (full-rank dual form).
 
-    With t_k = shrink_ik / shrink_jk in [t_min, t_max], t̄ and τ its midpoint and half-width:
-    1 − H_mm scales by a factor in [t_min, t_max] (a positive combination of the shrinks), the
-    residual is t̄ r_j + U((t − t̄) ∘ shrink_j ∘ z) with the second term at most τ √ss_j in
-    norm, so the norm of the LOO residuals, √(n err_i), lies within
-    [t̄/t_max √(n lo_j) − ε, t̄/t_min √(n hi_j) + ε], ε = τ √ss_j / min_m(1 − H_mm(i)).
-    The float64 value differs from the exact one by at most g64 √(Σ d⁻²) max d relative (the
-    Frobenius bound of :func:`_screen_float32`'s λ), added with a margin for the rounding of
-    its factor and U's orthonormality.
+    With t_k = shrink_ik / shrink_jk and any centre t̄ (here per voxel the mean of t weighted
+    by shrink_jk² z_k², which makes ε smallest), the residual is
+    r_i = t̄ r_j + U((t − t̄) ∘ shrink_j ∘ z), the second term of norm
+    e = ‖(t − t̄) ∘ shrink_j ∘ z‖ (U has orthonormal columns). 1 − H_mm(i) = θ_m (1 − H_mm(j))
+    with θ_m the ratio of the two penalties' denominators, so the norm of the LOO residuals,
+    √(n err_i) = ‖D_i⁻¹ r_i‖, lies within [t̄ √(n lo_j) / θ_max − ε, t̄ √(n hi_j) / θ_min + ε],
+    ε = e / min_m(1 − H_mm(i)). e² = Σ t²c²z² − (Σ t c² z²)² / Σ c² z² (sums of positive
+    terms, rounding ≲ r u of the first: a margin 1e-11 of it is added). The float64 value
+    differs from the exact one by at most g64 √(Σ d⁻²) max d relative (the Frobenius bound of
+    :func:`_screen_float32`'s λ), added with a margin for the rounding of its factor and U's
+    orthonormality.
     """
+    c2 = shrinks[j].square()
     t = shrinks[i] / shrinks[j]
-    t_min, t_max = float(t.min()), float(t.max())
-    t_mid, tau = 0.5 * (t_min + t_max), 0.5 * (t_max - t_min)
+    w_c = c2 @ zz
+    w_b = (t * c2) @ zz
+    w_a = (t * t * c2) @ zz
+    t_bar = torch.where(w_c > 0, w_b / w_c.clamp(min=torch.finfo(w_c.dtype).tiny), t.mean())
+    e2 = (w_a - w_b * t_bar).clamp(min=0.0) + 1e-11 * w_a
     d = denoms[i]
-    eps = tau * ss_j.sqrt() / float(d.min())
+    eps = e2.sqrt() / float(d.min())
+    theta = d / denoms[j]
+    th_min, th_max = float(theta.min()), float(theta.max())
     # + 1e-8: L Lᵀ of the float64 path differs from Uᵀ D⁻² U by its rounding (≲ n r u κ)
     rel = g64 * float(d.pow(-2).sum().sqrt() * d.max()) * (1.0 + 1e-6) + 1e-8
-    s_lo = (t_mid / t_max * (n * lo_j).sqrt() - eps).clamp(min=0.0) * (1.0 - rel)
-    s_hi = (t_mid / t_min * (n * hi_j).sqrt() + eps) * (1.0 + rel)
+    s_lo = (t_bar / th_max * (n * lo_j).sqrt() - eps).clamp(min=0.0) * (1.0 - rel)
+    s_hi = (t_bar / th_min * (n * hi_j).sqrt() + eps) * (1.0 + rel)
     return s_lo.square() / n, s_hi.square() / n
 
 
