@@ -285,17 +285,17 @@ def test_nearby_penalty_intervals_hold_the_exact_errors():
     a = torch.tensor(alphas)
     shrinks = a[:, None] / (s2[None, :] + a[:, None])
     denoms = shrinks @ (u * u).T
-    zz = (u.T @ yc) ** 2
+    cross = torch.einsum("ak,bk,kv->abv", shrinks, shrinks, (u.T @ yc) ** 2)
     for i in range(len(alphas)):
         for j in (i - 1, i + 1):
             if not 0 <= j < len(alphas):
                 continue
             e_j = torch.tensor(exact[j])
-            lo, hi = enc._nearby_interval(i, j, e_j, e_j, zz, shrinks, denoms, 1e-13, n)
+            lo, hi = enc._nearby_interval(i, j, e_j, e_j, cross, shrinks, denoms, 1e-13, n)
             assert (lo.numpy() <= exact[i]).all() and (exact[i] <= hi.numpy()).all()
             if alphas[max(i, j)] < 1e-3 * float(s2.min()):  # far below the spectrum: tight
                 assert (hi.numpy() / lo.numpy() < 1.01).all()
             # wider from a wider interval of the reference
-            lo2, hi2 = enc._nearby_interval(i, j, 0.9 * e_j, 1.1 * e_j, zz, shrinks, denoms,
+            lo2, hi2 = enc._nearby_interval(i, j, 0.9 * e_j, 1.1 * e_j, cross, shrinks, denoms,
                                             1e-13, n)
             assert (lo2 <= lo).all() and (hi2 >= hi).all()

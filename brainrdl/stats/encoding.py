@@ -311,7 +311,10 @@ def _screen_float32(ss, z, shrinks, denoms, factors, todo, lo, hi, n) -> torch.T
     gsum = gamma(r + 1, _U32)  # the float32 sum of squares
     slack = 1e-12  # the float64 path's own final sum and division by n
     lo_s, hi_s = lo.clone(), hi.clone()
-    zz = z * z
+    # Σ_k shrink_ak shrink_bk z_k² for all penalty pairs: one (A², r) × (r, vb) product
+    a_n = shrinks.shape[0]
+    cross = _mm((shrinks[:, None, :] * shrinks[None, :, :]).reshape(a_n * a_n, -1), z * z)
+    cross = cross.reshape(a_n, a_n, -1)
     ref = torch.full((ss.shape[1],), -1, dtype=torch.long)  # last penalty screened per voxel
     done = torch.zeros_like(todo)
     order = torch.argsort(shrinks.mean(1)).tolist()  # weak to strong penalties
@@ -327,7 +330,7 @@ def _screen_float32(ss, z, shrinks, denoms, factors, todo, lo, hi, n) -> torch.T
             if j < 0:
                 continue
             sel = idx[ref[idx] == j]
-            p_lo, p_hi = _nearby_interval(i, j, lo_s[j, sel], hi_s[j, sel], zz[:, sel],
+            p_lo, p_hi = _nearby_interval(i, j, lo_s[j, sel], hi_s[j, sel], cross[:, :, sel],
                                           shrinks, denoms, g64, n)
             lo_s[i, sel] = torch.maximum(lo_s[i, sel], p_lo)
             hi_s[i, sel] = torch.minimum(hi_s[i, sel], p_hi)
@@ -350,10 +353,10 @@ def _screen_float32(ss, z, shrinks, denoms, factors, todo, lo, hi, n) -> torch.T
     return todo & (lo_s <= hi_s.min(0).values)
 
 
-def _nearby_interval(i, j, lo_j, hi_j, zz, shrinks, denoms, g64, n):
+def _nearby_interval(i, j, lo_j, hi_j, cross, shrinks, denoms, g64, n):
     """Bounds on the float64 LOO errors of penalty i from an interval [lo_j, hi_j] of those of
-    penalty j, for the voxels whose squared coordinates are the columns of ``zz`` (r, nv)
-    (full-rank dual form).
+    penalty j, for voxels with ``cross`` (A, A, nv) = Σ_k shrink_ak shrink_bk z_k² (full-rank
+    dual form).
 
     With t_k = shrink_ik / shrink_jk and any centre t̄ (here per voxel the mean of t weighted
     by shrink_jk² z_k², which makes ε smallest), the residual is
@@ -367,11 +370,9 @@ def _nearby_interval(i, j, lo_j, hi_j, zz, shrinks, denoms, g64, n):
     :func:`_screen_float32`'s λ), added with a margin for the rounding of its factor and U's
     orthonormality.
     """
-    c2 = shrinks[j].square()
     t = shrinks[i] / shrinks[j]
-    w_c = c2 @ zz
-    w_b = (t * c2) @ zz
-    w_a = (t * t * c2) @ zz
+    # Σ c² z², Σ t c² z², Σ t² c² z² with c = shrink_j, t c = shrink_i
+    w_c, w_b, w_a = cross[j, j], cross[i, j], cross[i, i]
     t_bar = torch.where(w_c > 0, w_b / w_c.clamp(min=torch.finfo(w_c.dtype).tiny), t.mean())
     e2 = (w_a - w_b * t_bar).clamp(min=0.0) + 1e-11 * w_a
     d = denoms[i]
