@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=1, help="timed runs per cell (median)")
     parser.add_argument("--sk-voxels", type=int, nargs=2, default=(500, 1000),
                         help="voxel subsets for scikit-learn (extrapolated)")  # fmt: skip
-    parser.add_argument("--voxel-block", type=int, default=2048)
+    parser.add_argument("--voxel-block", type=int, default=4096)  # ridge_encoding's default
     parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks-metrics.md"))
     args = parser.parse_args(argv)
 
