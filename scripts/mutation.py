@@ -36,7 +36,8 @@ DOCS = ROOT / "docs" / "mutation-testing.md"
 GROUPS: dict[str, tuple[list[str], list[str]]] = {
     "rdm": (
         ["brainrdl/rsa/distances.py", "brainrdl/rsa/rdm.py", "brainrdl/rsa/crossnobis.py"],
-        ["tests/test_distances.py", "tests/test_rdm.py", "tests/test_properties_rsa.py"],
+        ["tests/test_distances.py", "tests/test_rdm.py", "tests/test_properties_rsa.py",
+         "tests/test_properties_rdm.py"],
     ),
     "compare": (
         ["brainrdl/rsa/comparison.py", "brainrdl/rsa/ranks.py"],
