@@ -17,8 +17,13 @@ from rsatoolbox.data import Dataset
 from rsatoolbox.rdm import calc_rdm as _rsa_calc_rdm
 
 from brainrdl.errors import DegenerateDataError
-from brainrdl.rsa.crossnobis import crossnobis_from_fold_sums
-from brainrdl.rsa.distances import pairwise_rdm
+from brainrdl.rsa.crossnobis import (
+    cross_fold_rdm,
+    crossnobis_fold_major,
+    crossnobis_from_fold_sums,
+    leave_one_out_means,
+)
+from brainrdl.rsa.distances import check_precision, pairwise_rdm, upper_tri
 from brainrdl.rsa.rdm import calc_rdm
 
 
@@ -33,7 +38,8 @@ def _crossnobis_by_hand(sums: np.ndarray, counts: np.ndarray, precision=None) ->
     observations (train) against the held-out fold's mean (test), K = train P testᵀ,
     d_ij = mean_f (K_ii + K_jj − K_ij − K_ji) / D."""
     n, n_folds, d = sums.shape
-    p = np.eye(d) if precision is None else np.diag(precision)
+    p = np.eye(d) if precision is None else np.asarray(precision)
+    p = np.diag(p) if p.ndim == 1 else p
     out = np.zeros((n, n))
     for f in range(n_folds):
         others = [g for g in range(n_folds) if g != f]
@@ -189,3 +195,246 @@ def test_balanced_crossnobis_is_differentiable_in_its_diagonal_precision():
         return (crossnobis_from_fold_sums(sums, counts, prec) * weight).sum()
 
     assert torch.autograd.gradcheck(f, (p,), eps=1e-6, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- distances (2)
+
+
+def _double_loop(x: np.ndarray, p: np.ndarray) -> np.ndarray:
+    n, d = x.shape
+    return np.array([[(x[i] - x[j]) @ p @ (x[i] - x[j]) / d for j in range(n)] for i in range(n)])
+
+
+def test_pairwise_mahalanobis_uses_its_noise_and_vector_is_the_upper_triangle():
+    rng = np.random.default_rng(30)
+    x = rng.normal(size=(5, 3))
+    a = rng.normal(size=(3, 3))
+    prec = a @ a.T + np.eye(3)
+    square = pairwise_rdm(torch.tensor(x), "mahalanobis", noise=torch.tensor(prec))
+    np.testing.assert_allclose(square.numpy(), _double_loop(x, prec), rtol=1e-10, atol=1e-12)
+    vec = pairwise_rdm(torch.tensor(x), "mahalanobis", noise=torch.tensor(prec), vector=True)
+    assert vec.shape == (10,)
+    assert torch.equal(vec, upper_tri(square))
+
+
+def test_mahalanobis_is_invariant_to_a_large_shared_pattern():
+    """Adding a pattern of size 1e8 (either sign per channel) to every condition leaves the RDM
+    unchanged to rounding of the RDM's own scale (the centring removes it before the Gram)."""
+    rng = np.random.default_rng(31)
+    x = rng.normal(size=(6, 4))
+    prec = torch.tensor(np.diag([1.0, 2.0, 0.5, 1.5]) + 0.1)
+    shared = 1e8 * rng.choice([-1.0, 1.0], size=4)
+    ref = pairwise_rdm(torch.tensor(x), "mahalanobis", noise=prec).numpy()
+    got = pairwise_rdm(torch.tensor(x + shared), "mahalanobis", noise=prec).numpy()
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-6 * ref.max())
+
+
+def test_pairwise_rdm_names_noise_when_it_is_not_positive_definite():
+    x = torch.randn(4, 3, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"^noise is not positive definite"):
+        pairwise_rdm(x, "mahalanobis", noise=-torch.eye(3, dtype=torch.float64))
+
+
+def test_check_precision_refuses_a_zero_diagonal_entry_and_reports_the_eigenvalue():
+    """Positive definite means > 0: a zero on the diagonal is refused (naming its channel); a
+    matrix with eigenvalue -1 says so (of its symmetric part, not of a scaled copy)."""
+    with pytest.raises(ValueError, match=r"channels \[1\] are ≤ 0"):
+        check_precision("noise", torch.tensor([1.0, 0.0, 2.0]), 3)
+    with pytest.raises(ValueError, match=r"smallest eigenvalue -1\b"):
+        check_precision("noise", torch.tensor([[-1.0, 0.5], [-0.5, 2.0]]), 2)
+
+
+@pytest.mark.parametrize("method", ["correlation", "cosine"])
+def test_an_all_zero_pattern_is_named_with_the_kind_of_the_measure(method):
+    """correlation calls an all-zero pattern constant, cosine calls it all zero; in a batch, the
+    condition's row is named, whichever batch element holds it."""
+    x = torch.randn(2, 4, 3, dtype=torch.float64)
+    x[1, 2] = 0.0
+    kind = "constant across channels" if method == "correlation" else "all zero"
+    with pytest.raises(DegenerateDataError,
+                       match=rf"^data: {method} distance is undefined for patterns that are "
+                             rf"{kind}: conditions \[2\] \(1 in all"):
+        pairwise_rdm(x, method)
+
+
+@pytest.mark.parametrize("batch", [(), (2,)])
+def test_correlation_constant_threshold_is_100_eps_rms_whatever_the_shape(batch):
+    """A pattern is 'constant' when its spread (root mean square about its mean) is at most
+    100 float eps of its magnitude: 50 eps is refused, 200 eps is not, with D = 100 channels and
+    3 conditions (the threshold counts channels, not conditions)."""
+    eps = torch.finfo(torch.float64).eps
+    signs = torch.tensor([1.0, -1.0] * 50, dtype=torch.float64)  # mean 0, RMS 1
+    base = torch.randn(*batch, 3, 100, generator=torch.Generator().manual_seed(32),
+                       dtype=torch.float64)
+    for r, refused in ((50 * eps, True), (200 * eps, False)):
+        x = base.clone()
+        x[..., 1, :] = 1.0 + r * signs
+        if refused:
+            with pytest.raises(DegenerateDataError, match=r"conditions \[1\]"):
+                pairwise_rdm(x, "correlation")
+        else:
+            assert torch.isfinite(pairwise_rdm(x, "correlation")).all()
+
+
+# --------------------------------------------------------------------------- crossnobis (2)
+
+
+def test_cross_fold_rdm_refuses_mismatched_or_flat_inputs_by_name():
+    with pytest.raises(ValueError, match=r"left and right must both have shape.*\(3, 2, 4\) and "
+                                         r"\(3, 2, 5\)"):
+        cross_fold_rdm(torch.zeros(3, 2, 4), torch.zeros(3, 2, 5))
+    with pytest.raises(ValueError, match=r"left and right"):
+        cross_fold_rdm(torch.zeros(3, 4), torch.zeros(3, 4))
+
+
+@pytest.mark.parametrize("requires_grad", [False, True])
+def test_cross_fold_rdm_batched_equals_each_element(requires_grad):
+    """A batch of fold estimates gives each element's RDM (the in-place and autograd paths)."""
+    rng = np.random.default_rng(33)
+    left, right = rng.normal(size=(2, 3, 5, 2, 4)), rng.normal(size=(2, 3, 5, 2, 4))
+    got = cross_fold_rdm(torch.tensor(left, requires_grad=requires_grad), torch.tensor(right))
+    assert got.shape == (2, 3, 5, 5)
+    for idx in np.ndindex(2, 3):
+        a, b = left[idx], right[idx]  # (n, F, D)
+        n_folds, d = a.shape[1:]
+        k = sum(a[:, f] @ b[:, f].T for f in range(n_folds))
+        ref = (np.diag(k)[:, None] + np.diag(k)[None, :] - k - k.T) / (n_folds * d)
+        np.testing.assert_allclose(got[idx].detach().numpy(), ref, rtol=1e-10, atol=1e-12)
+
+
+def test_crossnobis_fold_major_needs_two_folds_of_any_number_of_conditions():
+    with pytest.raises(ValueError, match=r"n_folds >= 2"):
+        crossnobis_fold_major(torch.zeros(1, 4, 3, dtype=torch.float64))
+    assert crossnobis_fold_major(torch.randn(3, 1, 2, dtype=torch.float64)).shape == (1, 1)
+
+
+@pytest.mark.parametrize("kind", ["none", "diagonal", "full"])
+@pytest.mark.parametrize("requires_grad", [False, True])
+def test_crossnobis_fold_major_equals_the_fold_loop(kind, requires_grad):
+    """Fold-major means (F, n, D), one observation per cell: the fold-by-fold definition for
+    every kind of precision, on the in-place and the autograd path (4 folds: several within
+    Grams to add)."""
+    rng = np.random.default_rng(34)
+    means = rng.normal(size=(4, 5, 3)) + rng.normal(size=(1, 5, 3))
+    a = rng.normal(size=(3, 3))
+    precision = {"none": None, "diagonal": np.array([0.5, 2.0, 1.0]),
+                 "full": a @ a.T + np.eye(3)}[kind]
+    t = torch.tensor(means, requires_grad=requires_grad)
+    got = crossnobis_fold_major(t, None if precision is None else torch.tensor(precision))
+    ref = _crossnobis_by_hand(means.transpose(1, 0, 2), np.ones((5, 4)), precision)
+    np.testing.assert_allclose(got.detach().numpy(), ref, rtol=1e-10, atol=1e-12)
+
+
+def test_crossnobis_fold_major_in_float32_and_shared_pattern_and_precision_gradient():
+    rng = np.random.default_rng(35)
+    means = rng.normal(size=(3, 4, 5))
+    prec = np.array([0.5, 2.0, 1.0, 3.0, 1.5])
+    ref = _crossnobis_by_hand(means.transpose(1, 0, 2), np.ones((4, 3)), prec)
+    got32 = crossnobis_fold_major(torch.tensor(means, dtype=torch.float32),
+                                  torch.tensor(prec, dtype=torch.float32))
+    assert got32.dtype == torch.float32
+    np.testing.assert_allclose(got32.numpy(), ref, rtol=1e-4, atol=1e-5)
+    shared = 1e7 * rng.choice([-1.0, 1.0], size=5)  # the same in every condition and fold
+    got = crossnobis_fold_major(torch.tensor(means + shared), torch.tensor(prec)).numpy()
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-6 * np.abs(ref).max())
+    weight = torch.tensor(rng.normal(size=(4, 4)))
+    p = torch.tensor(prec, requires_grad=True)
+    assert torch.autograd.gradcheck(
+        lambda q: (crossnobis_fold_major(torch.tensor(means), q) * weight).sum(), (p,),
+        eps=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("requires_grad", [False, True])
+def test_balanced_crossnobis_with_remove_mean_and_precision_equals_the_fold_loop(requires_grad):
+    """remove_mean subtracts each pattern's mean over channels from train and test (rsatoolbox);
+    with a diagonal precision and a large shared pattern, on both paths."""
+    rng = np.random.default_rng(36)
+    counts = np.array([[2, 2, 2]] * 4)
+    sums = _fold_sums(rng, counts, 5, offset=1e6)
+    prec = np.array([0.5, 2.0, 1.0, 3.0, 1.5])
+    t = torch.tensor(sums, requires_grad=requires_grad)
+    got = crossnobis_from_fold_sums(t, torch.tensor(counts), torch.tensor(prec), remove_mean=True)
+    centred = sums - sums.mean(axis=-1, keepdims=True)  # linear: commutes with the fold means
+    ref = _crossnobis_by_hand(centred, counts, prec)
+    np.testing.assert_allclose(got.detach().numpy(), ref, rtol=0, atol=1e-6 * np.abs(ref).max())
+
+
+def test_leave_one_out_means_keep_the_dtype_of_the_sums():
+    sums = torch.tensor([[[1.0], [3.0], [8.0]]], dtype=torch.float32)
+    for counts in (torch.tensor([[1.0, 2.0, 1.0]], dtype=torch.float64),
+                   torch.tensor([[1, 2, 1]])):
+        train, test = leave_one_out_means(sums, counts)
+        assert train.dtype == test.dtype == torch.float32
+        assert test[0, :, 0].tolist() == [1.0, 1.5, 8.0]
+        # the other folds' observations: (3 + 8) / 3, (1 + 8) / 2, (1 + 3) / 3
+        np.testing.assert_allclose(train[0, :, 0].numpy(), [11 / 3, 4.5, 4 / 3], rtol=1e-6)
+
+
+# --------------------------------------------------------------------------- calc_rdm (2)
+
+
+def test_cross_validated_rdms_name_the_descriptor_when_one_condition_remains():
+    ds = Dataset(np.random.default_rng(37).normal(size=(4, 3)),
+                 obs_descriptors={"stim": np.array(["a"] * 4), "run": np.array([0, 0, 1, 1])})
+    with pytest.raises(ValueError, match=r"got 1 values of descriptor='stim'"):
+        calc_rdm(ds, "crossnobis", descriptor="stim", cv_descriptor="run")
+
+
+def test_a_condition_missing_from_the_last_fold_is_named():
+    """The last condition has no observation in the last fold (the last cell of the table)."""
+    stim = np.array(["a", "b", "c", "a", "b"])
+    run = np.array([0, 0, 0, 1, 1])
+    ds = Dataset(np.random.default_rng(38).normal(size=(5, 3)),
+                 obs_descriptors={"stim": stim, "run": run})
+    with pytest.raises(ValueError, match=r"condition 'c' has no observation in fold 1"):
+        calc_rdm(ds, "crossnobis", descriptor="stim", cv_descriptor="run")
+
+
+@pytest.mark.parametrize("layout", ["one per cell", "two per cell"])
+def test_crossnobis_noise_as_a_diagonal_or_float32_matrix_equals_float64_matrix(layout):
+    """One precision given as its (D,) diagonal or as a float32 matrix: the RDM of the float64
+    (D, D) matrix, which rsatoolbox computes (one or two observations per condition and fold)."""
+    reps = 1 if layout == "one per cell" else 2
+    rng = np.random.default_rng(39)
+    stim = np.tile(np.repeat(["a", "b", "c", "d"], reps), 3)
+    run = np.repeat([0, 1, 2], 4 * reps)
+    ds = Dataset(rng.normal(size=(len(stim), 3)), obs_descriptors={"stim": stim, "run": run})
+    a = np.array([[1.0, 0.5, 0.0], [0.5, 2.0, 0.25], [0.0, 0.25, 1.5]])  # float32-exact
+    kwargs = dict(descriptor="stim", cv_descriptor="run")
+    for noise, ref_noise in ((np.array([0.5, 2.0, 1.0]), np.diag([0.5, 2.0, 1.0])),
+                             (a.astype(np.float32), a)):
+        ref = rsa_calc_rdm(ds, method="crossnobis", noise=ref_noise, **kwargs).get_vectors()
+        got = calc_rdm(ds, "crossnobis", noise=noise, **kwargs).get_vectors()
+        np.testing.assert_allclose(got, ref, rtol=1e-10)
+
+
+def test_per_fold_precisions_with_two_observations_per_cell_equal_rsatoolbox():
+    rng = np.random.default_rng(40)
+    stim = np.tile(np.repeat(["a", "b", "c"], 2), 3)
+    run = np.repeat([0, 1, 2], 6)
+    ds = Dataset(rng.normal(size=(18, 3)), obs_descriptors={"stim": stim, "run": run})
+    noises = [np.diag([1.0, 2.0, 0.5]), np.eye(3), np.diag([0.25, 1.0, 4.0])]
+    kwargs = dict(descriptor="stim", cv_descriptor="run", noise=noises)
+    np.testing.assert_allclose(calc_rdm(ds, "crossnobis", **kwargs).get_vectors(),
+                               rsa_calc_rdm(ds, method="crossnobis", **kwargs).get_vectors(),
+                               rtol=1e-10)
+    with pytest.raises(ValueError, match=r"cv_descriptor='run' has 3 folds"):
+        calc_rdm(ds, "crossnobis", descriptor="stim", cv_descriptor="run", noise=noises[:2])
+
+
+def test_noise_with_nan_is_refused_naming_its_row_and_column():
+    ds = _three_fold_dataset(41)
+    kwargs = dict(descriptor="stim", cv_descriptor="run")
+    bad = np.eye(3)
+    bad[1, 2] = np.nan
+    with pytest.raises(ValueError, match=r"^noise contains 1 NaN.*\[1\].*\[2\]"):
+        calc_rdm(ds, "crossnobis", noise=bad, **kwargs)
+    with pytest.raises(ValueError, match=r"^noise contains 1 NaN.*\[0\].*\[2\]"):
+        calc_rdm(ds, "crossnobis", noise=np.array([1.0, 1.0, np.nan]), **kwargs)
+
+
+def test_a_constant_pattern_without_descriptor_is_named_by_its_row():
+    x = np.random.default_rng(42).normal(size=(4, 3))
+    x[2] = 5.0
+    with pytest.raises(DegenerateDataError, match=r"conditions \[2\] \(1 in all\)"):
+        calc_rdm(Dataset(x), "correlation")
