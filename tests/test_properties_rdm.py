@@ -438,3 +438,85 @@ def test_a_constant_pattern_without_descriptor_is_named_by_its_row():
     x[2] = 5.0
     with pytest.raises(DegenerateDataError, match=r"conditions \[2\] \(1 in all\)"):
         calc_rdm(Dataset(x), "correlation")
+
+
+# --------------------------------------------------------------------------- overflow, arguments
+
+
+@pytest.mark.parametrize("method", ["euclidean", "mahalanobis", "poisson"])
+def test_overflowing_squared_distances_are_refused_without_warnings(method):
+    """float32 patterns near 1e20 (euclidean, mahalanobis) or 1e37 (poisson rates times their
+    logs) have distances beyond float32's range: a DegenerateDataError says so, and no NumPy
+    warning leaks out of the Gram products on the way."""
+    x = torch.tensor([[1e20, -1e20, 3e19], [-1e20, 1e20, 0.0], [0.0, 2e19, 1e20]])
+    if method == "poisson":
+        x = torch.tensor([[3e37, 1.0, 2e37], [1.0, 3e37, 1.0], [2e37, 1.0, 3e37]])
+    noise = torch.ones(3) if method == "mahalanobis" else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(DegenerateDataError, match=r"^data: the squared distances overflow "
+                                                      r"torch.float32"):
+            pairwise_rdm(x, method, noise=noise)
+
+
+def test_pairwise_poisson_uses_both_prior_arguments():
+    x = np.random.default_rng(43).uniform(0.5, 3.0, size=(4, 3))
+    got = pairwise_rdm(torch.tensor(x), "poisson", prior_lambda=2.0, prior_weight=0.5).numpy()
+    r = (x + 2.0 * 0.5) / 1.5
+    ref = np.array([[((r[i] - r[j]) * (np.log(r[i]) - np.log(r[j]))).sum() / 3
+                     for j in range(4)] for i in range(4)])
+    np.testing.assert_allclose(got, ref, rtol=1e-10, atol=1e-12)
+
+
+def test_upper_tri_refuses_a_rectangular_matrix():
+    with pytest.raises(ValueError, match=r"upper_tri needs square matrices.*\(3, 4\)"):
+        upper_tri(torch.zeros(3, 4))
+
+
+@pytest.mark.parametrize(("kwargs", "pattern"), [
+    ({"device": "nonsense"}, r"^device='nonsense'"),
+    ({"prior_lambda": "one"}, r"^prior_lambda must be a real number"),
+    ({"prior_weight": "one"}, r"^prior_weight must be a real number"),
+    ({"prior_weight": -0.5}, r"^prior_weight=-0.5 is out of range; expected prior_weight ≥ 0"),
+    ({"vector": 1}, r"^vector must be True or False"),
+    ({"remove_mean": "yes"}, r"^remove_mean must be True or False"),
+    ({"method": "crossnobis"}, r"^method='crossnobis' is not supported"),
+])
+def test_calc_rdm_names_the_argument_it_refuses(kwargs, pattern):
+    with pytest.raises((TypeError, ValueError), match=pattern):
+        calc_rdm(torch.randn(4, 3, dtype=torch.float64), **kwargs)
+
+
+def test_an_object_with_measurements_only_is_not_a_dataset():
+    class Measurements:
+        measurements = np.zeros((3, 2))
+
+    with pytest.raises(TypeError, match=r"^data must be an rsatoolbox Dataset.*got Measurements"):
+        calc_rdm(Measurements())
+
+
+@pytest.mark.parametrize(("descriptor", "how"), [(None, "observations"),
+                                                 ("stim", "values of descriptor='stim'")])
+def test_fewer_than_two_conditions_name_what_was_counted(descriptor, how):
+    ds = Dataset(np.ones((1, 3)) if descriptor is None else np.arange(6.0).reshape(2, 3),
+                 obs_descriptors={"stim": np.array(["a"] * (1 if descriptor is None else 2))})
+    with pytest.raises(ValueError, match=rf"at least 2 conditions to form an RDM; got 1 {how}$"):
+        calc_rdm(ds, "euclidean", descriptor=descriptor)
+
+
+def test_nan_measurements_are_named_by_observation():
+    x = np.random.default_rng(44).normal(size=(4, 3))
+    x[2, 1] = np.nan
+    with pytest.raises(DegenerateDataError, match=r"^data\.measurements contains 1 NaN or infinite "
+                                                  r"values, in observations \(rows\) \[2\]"):
+        calc_rdm(Dataset(x), "euclidean")
+
+
+@pytest.mark.parametrize("prior_weight", [0.1, 0.5])
+def test_poisson_of_a_dataset_refuses_a_zero_rate_at_the_prior_boundary(prior_weight):
+    """A condition mean of exactly −prior_lambda·prior_weight has rate 0 (log 0): refused."""
+    x = np.array([[1.0, 2.0], [-0.5 * prior_weight, 1.0], [2.0, 3.0]])
+    with pytest.raises(DegenerateDataError, match=r"rates > 0"):
+        calc_rdm(Dataset(x), "poisson", prior_lambda=0.5, prior_weight=prior_weight)
+    ok = calc_rdm(Dataset(x + 1e-9), "poisson", prior_lambda=0.5, prior_weight=prior_weight)
+    assert np.isfinite(ok.get_vectors()).all()

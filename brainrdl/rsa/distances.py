@@ -33,7 +33,7 @@ def _tracks_grad(t: torch.Tensor) -> bool:
     return torch.is_grad_enabled() and t.requires_grad
 
 
-def _sq_dist_from_gram(gram: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+def _sq_dist_from_gram(gram: torch.Tensor, scale: float) -> torch.Tensor:
     """(g_ii + g_jj − 2 g_ij) / scale, clamped at 0, exact zero diagonal; consumes ``gram``."""
     diag = torch.diagonal(gram, dim1=-2, dim2=-1)
     if _tracks_grad(gram):

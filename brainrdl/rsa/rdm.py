@@ -253,12 +253,8 @@ def _calc_dataset(ds: Any, o: _Options) -> Any:
     elif method == "correlation":
         _check_not_constant(means, groups)
     tensor_method = "euclidean" if method == "mahalanobis" and precision is None else method
-    if method == "poisson" and bool((means + prior_lambda * prior_weight <= 0).any()):
-        raise DegenerateDataError(
-            "data: poisson needs (prior-shrunk) rates > 0; got condition means ≤ "
-            f"-prior_lambda*prior_weight = {-prior_lambda * prior_weight}"
-        )
-    # data and precision were checked above: the kernel runs without re-validating
+    # data and precision were checked above: the kernel runs without re-validating (poisson's
+    # rates > 0 is checked by the kernel itself, on these condition means)
     square = _pairwise(means, tensor_method, precision, False, prior_lambda, prior_weight)
     measure = "squared euclidean" if tensor_method == "euclidean" else _MEASURE[method]
     descriptors = {"noise": _stored_noise(noise)} if precision is not None else {}
