@@ -520,3 +520,24 @@ def test_poisson_of_a_dataset_refuses_a_zero_rate_at_the_prior_boundary(prior_we
         calc_rdm(Dataset(x), "poisson", prior_lambda=0.5, prior_weight=prior_weight)
     ok = calc_rdm(Dataset(x + 1e-9), "poisson", prior_lambda=0.5, prior_weight=prior_weight)
     assert np.isfinite(ok.get_vectors()).all()
+
+
+def _small_dataset() -> Dataset:
+    return Dataset(np.random.default_rng(45).normal(size=(4, 3)),
+                   obs_descriptors={"stim": np.array(["a", "b", "c", "d"])})
+
+
+@pytest.mark.parametrize("make", [lambda: 5, lambda: [], lambda: [1, 2], lambda: "abc",
+                                  lambda: {"s": _small_dataset()}.values()])
+def test_data_that_is_not_a_dataset_list_or_tensor_is_refused_by_name(make):
+    """Only a Dataset, a non-empty list (sequence) of Datasets or a tensor: not a number, an
+    empty list, a list of other things, a string, or an unordered collection of Datasets (a
+    dict's values)."""
+    with pytest.raises(TypeError, match=r"^data must be an rsatoolbox Dataset, a non-empty list"):
+        calc_rdm(make())
+
+
+def test_a_list_of_one_dataset_is_that_dataset():
+    ds = _small_dataset()
+    np.testing.assert_array_equal(calc_rdm([ds], "correlation").get_vectors(),
+                                  calc_rdm(ds, "correlation").get_vectors())
