@@ -541,3 +541,12 @@ def test_a_list_of_one_dataset_is_that_dataset():
     ds = _small_dataset()
     np.testing.assert_array_equal(calc_rdm([ds], "correlation").get_vectors(),
                                   calc_rdm(ds, "correlation").get_vectors())
+
+
+def test_the_constant_limit_is_inclusive():
+    """A spread of exactly 100 eps RMS (here exact in float64: ±100 eps about 1 − 100 eps) is at
+    the limit and refused; the limit is ≤, not <."""
+    eps = torch.finfo(torch.float64).eps
+    x = torch.tensor([[1.0, 1.0 - 200 * eps], [1.0, 2.0], [3.0, 1.0]], dtype=torch.float64)
+    with pytest.raises(DegenerateDataError, match=r"conditions \[0\]"):
+        pairwise_rdm(x, "correlation")
