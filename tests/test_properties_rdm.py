@@ -54,7 +54,8 @@ def _fold_sums(rng, counts: np.ndarray, d: int, offset: float = 0.0) -> np.ndarr
     """Per-fold sums of ``counts`` observations (condition signal + noise + a shared pattern)."""
     n, n_folds = counts.shape
     signal = rng.normal(size=(n, 1, d))
-    shared = offset * rng.choice([-1.0, 1.0], size=d)  # the same pattern in every condition
+    # the same in every condition, not constant across channels (remove_mean keeps it)
+    shared = offset * np.where(np.arange(d) % 3 == 0, 1.0, -1.0)
     means = signal + shared + 0.5 * rng.normal(size=(n, n_folds, d))
     return means * counts[..., None]
 
@@ -162,11 +163,18 @@ def test_balanced_crossnobis_keeps_float32_whatever_the_counts_dtype(same, count
     rng = np.random.default_rng(25)
     counts = np.array([[2, 2, 2]] * 4) if same else np.array([[2, 2, 2], [1, 1, 1]] * 2)
     sums = _fold_sums(rng, counts, 6)
+    prec = np.array([0.5, 2.0, 1.0, 3.0, 1.5, 1.0])
     for grad in (False, True):
         t = torch.tensor(sums, dtype=torch.float32, requires_grad=grad)
         got = crossnobis_from_fold_sums(t, torch.tensor(counts, dtype=counts_dtype))
         assert got.dtype == torch.float32
         np.testing.assert_allclose(got.detach().numpy(), _crossnobis_by_hand(sums, counts),
+                                   rtol=1e-4, atol=1e-5)
+        # a float64 precision is used at the patterns' precision, float32
+        got = crossnobis_from_fold_sums(t, torch.tensor(counts, dtype=counts_dtype),
+                                        torch.tensor(prec))
+        assert got.dtype == torch.float32
+        np.testing.assert_allclose(got.detach().numpy(), _crossnobis_by_hand(sums, counts, prec),
                                    rtol=1e-4, atol=1e-5)
 
 
@@ -179,8 +187,10 @@ def test_balanced_crossnobis_is_invariant_to_a_large_shared_pattern(counts):
     shifted = _fold_sums(np.random.default_rng(26), counts, 6, offset=1e7)
     c = torch.tensor(counts)
     ref = crossnobis_from_fold_sums(torch.tensor(base), c).numpy()
-    got = crossnobis_from_fold_sums(torch.tensor(shifted), c).numpy()
-    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-6 * np.abs(ref).max())
+    for grad in (False, True):  # the in-place and the autograd path
+        got = crossnobis_from_fold_sums(torch.tensor(shifted, requires_grad=grad), c)
+        np.testing.assert_allclose(got.detach().numpy(), ref, rtol=0,
+                                   atol=1e-6 * np.abs(ref).max())
 
 
 def test_balanced_crossnobis_is_differentiable_in_its_diagonal_precision():
@@ -348,14 +358,14 @@ def test_crossnobis_fold_major_in_float32_and_shared_pattern_and_precision_gradi
 def test_balanced_crossnobis_with_remove_mean_and_precision_equals_the_fold_loop(requires_grad):
     """remove_mean subtracts each pattern's mean over channels from train and test (rsatoolbox);
     with a diagonal precision and a large shared pattern, on both paths."""
-    rng = np.random.default_rng(36)
     counts = np.array([[2, 2, 2]] * 4)
-    sums = _fold_sums(rng, counts, 5, offset=1e6)
+    sums = _fold_sums(np.random.default_rng(36), counts, 5, offset=1e6)
+    plain = _fold_sums(np.random.default_rng(36), counts, 5)  # the same without the pattern
     prec = np.array([0.5, 2.0, 1.0, 3.0, 1.5])
     t = torch.tensor(sums, requires_grad=requires_grad)
     got = crossnobis_from_fold_sums(t, torch.tensor(counts), torch.tensor(prec), remove_mean=True)
-    centred = sums - sums.mean(axis=-1, keepdims=True)  # linear: commutes with the fold means
-    ref = _crossnobis_by_hand(centred, counts, prec)
+    centred = plain - plain.mean(axis=-1, keepdims=True)  # linear: commutes with the fold means
+    ref = _crossnobis_by_hand(centred, counts, prec)  # (the shared pattern does not matter)
     np.testing.assert_allclose(got.detach().numpy(), ref, rtol=0, atol=1e-6 * np.abs(ref).max())
 
 
@@ -550,3 +560,20 @@ def test_the_constant_limit_is_inclusive():
     x = torch.tensor([[1.0, 1.0 - 200 * eps], [1.0, 2.0], [3.0, 1.0]], dtype=torch.float64)
     with pytest.raises(DegenerateDataError, match=r"conditions \[0\]"):
         pairwise_rdm(x, "correlation")
+
+
+def test_poisson_cv_of_a_dataset_uses_both_prior_arguments():
+    """calc_rdm's poisson_cv = the documented formula on the per-fold sums, with the priors given
+    (not their defaults)."""
+    ds = _three_fold_dataset(46)
+    ds.measurements = np.abs(ds.measurements) + 0.5
+    got = calc_rdm(ds, "poisson_cv", descriptor="stim", cv_descriptor="run", prior_lambda=2.0,
+                   prior_weight=0.5).get_vectors()[0]
+    x = ds.measurements.reshape(3, 4, 3).transpose(1, 0, 2)  # (condition, fold, channel)
+    d = np.zeros((4, 4))
+    for f in range(3):
+        train = (np.delete(x, f, axis=1).mean(1) + 1.0) / 1.5
+        test = np.log((x[:, f] + 1.0) / 1.5)
+        k = train @ test.T
+        d += (np.diag(k)[:, None] + np.diag(k)[None, :] - k - k.T) / 3
+    np.testing.assert_allclose(got, upper_tri(torch.tensor(d / 3)).numpy(), rtol=1e-10)
