@@ -36,7 +36,8 @@ DOCS = ROOT / "docs" / "mutation-testing.md"
 GROUPS: dict[str, tuple[list[str], list[str]]] = {
     "rdm": (
         ["brainrdl/rsa/distances.py", "brainrdl/rsa/rdm.py", "brainrdl/rsa/crossnobis.py"],
-        ["tests/test_distances.py", "tests/test_rdm.py", "tests/test_properties_rsa.py"],
+        ["tests/test_distances.py", "tests/test_rdm.py", "tests/test_properties_rsa.py",
+         "tests/test_properties_rdm.py"],
     ),
     "compare": (
         ["brainrdl/rsa/comparison.py", "brainrdl/rsa/ranks.py"],
@@ -90,8 +91,13 @@ def _with_config(groups: list[str], timeout_multiplier: float = 20.0) -> str:
     return text + "\n" + _mutmut_config(groups, timeout_multiplier)
 
 
-def run(groups: list[str], max_children: int = 2, timeout_multiplier: float = 20.0) -> int:
-    """Run mutmut on the groups' modules, restricted to their fast tests (resumable)."""
+def run(groups: list[str], max_children: int = 2, timeout_multiplier: float = 20.0,
+        retest_survivors: bool = False) -> int:
+    """Run mutmut on the groups' modules, restricted to their fast tests (resumable).
+
+    mutmut re-tests only the mutants of functions that changed; ``retest_survivors`` then also
+    re-tests every recorded survivor of these groups (new tests may kill it).
+    """
     pyproject = ROOT / "pyproject.toml"
     original = pyproject.read_text(encoding="utf-8")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -108,6 +114,14 @@ def run(groups: list[str], max_children: int = 2, timeout_multiplier: float = 20
         with open(ROOT / "mutants" / "run.log", "w") as log:  # mutmut's spinner: not for a terminal
             code = subprocess.call(["mutmut", "run", "--max-children", str(max_children)],
                                    cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        survivors = [name for name, status in _results().items() if status == "survived"
+                     and _group_of(_module_of(name)) in groups] if retest_survivors else []
+        if code == 0 and survivors:
+            print(f"re-testing {len(survivors)} survivors")
+            with open(ROOT / "mutants" / "run.log", "a") as log:
+                code = subprocess.call(
+                    ["mutmut", "run", "--max-children", str(max_children), *survivors],
+                    cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     finally:
         pyproject.write_text(original, encoding="utf-8")
     print(f"mutmut finished in {time.perf_counter() - start:.0f} s (exit {code})")
@@ -201,13 +215,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-children", type=int, default=2, help="mutmut worker processes")
     parser.add_argument("--timeout-multiplier", type=float, default=20.0,
                         help="a mutant times out after this many times its tests' duration")
+    parser.add_argument("--retest-survivors", action="store_true",
+                        help="also re-test the recorded survivors (after adding tests)")
     args = parser.parse_args(argv)
     groups = args.groups or sorted(GROUPS)
     unknown = sorted(set(groups) - set(GROUPS))
     if unknown:
         parser.error(f"unknown groups {unknown}; known: {sorted(GROUPS)}")
     if args.command == "run":
-        code = run(groups, args.max_children, args.timeout_multiplier)
+        code = run(groups, args.max_children, args.timeout_multiplier, args.retest_survivors)
         return code or report()
     return report()
 

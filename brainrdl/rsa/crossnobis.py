@@ -31,7 +31,7 @@ from __future__ import annotations
 import torch
 
 from brainrdl.errors import DegenerateDataError, InvalidArgumentError
-from brainrdl.rsa.distances import _tracks_grad, _zero_diagonal
+from brainrdl.rsa.distances import _gram, _zero_diagonal
 
 
 def cross_fold_rdm(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
@@ -176,22 +176,12 @@ def _fold_rotation(n_folds: int, dtype: torch.dtype, device: torch.device) -> to
     return q.to(dtype=dtype, device=device)
 
 
-def _sym_gram(x: torch.Tensor) -> torch.Tensor:
-    """x @ xᵀ over the last two dims; on CPU without autograd NumPy's BLAS runs syrk (half the
-    work of a general product) directly on row-strided views (no contiguous copy)."""
-    if (x.ndim == 2 and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
-            and not _tracks_grad(x) and x.stride(-1) == 1):
-        a = x.detach().numpy()
-        return torch.from_numpy(a @ a.T)
-    return x @ x.transpose(-1, -2)
-
-
 def _crossnobis_balanced(
     sums: torch.Tensor,
     counts: torch.Tensor,
     precision: torch.Tensor | None,
     *,
-    remove_mean: bool = False,
+    remove_mean: bool,
 ) -> torch.Tensor:
     """rsatoolbox's leave-one-fold-out crossnobis from per-fold sums of balanced folds.
 
@@ -207,24 +197,25 @@ def _crossnobis_balanced(
     >>> sums = torch.tensor([[[0.0], [0.0]], [[1.0], [3.0]]], dtype=torch.float64)
     >>> counts = torch.ones(2, 2)
     >>> # (1 − 0)(3 − 0), as the folds give
-    >>> round(_crossnobis_balanced(sums, counts, None)[0, 1].item(), 6)
+    >>> round(_crossnobis_balanced(sums, counts, None, remove_mean=False)[0, 1].item(), 6)
     3.0
     """
     n_folds, d = sums.shape[-2:]
     inplace = _untracked(sums, precision)
-    per_cond = counts[..., :1].to(sums.dtype)  # (..., n, 1): observations per fold
+    # (..., n, 1, 1): observations of each condition per fold (the same in every fold)
+    per_cond = counts[..., :1, None].to(sums.dtype)
     rotation = _fold_rotation(n_folds, sums.dtype, sums.device)
-    same_count = bool((per_cond == per_cond.reshape(-1)[:1]).all())
+    same_count = bool(per_cond.amin() == per_cond.amax())
     if same_count:  # the usual design: fold the 1/count of the means into the rotation
-        rotation = rotation / per_cond.reshape(-1)[0]
+        rotation = rotation / per_cond.amax()
     # z[..., :F−1, :] = residual contrasts (Σ_f r_f r_fᵀ = Σ_k z_k z_kᵀ), z[..., F−1, :] = √F·m̄:
     # ONE pass over the data
     z = rotation @ sums
     if not same_count:
-        z = z.mul_(1.0 / per_cond.unsqueeze(-1)) if inplace else z / per_cond.unsqueeze(-1)
+        z = z.div_(per_cond) if inplace else z / per_cond
     z = _centre_and_weight(z, -3, precision, remove_mean, inplace)
-    within = _sym_gram(z[..., : n_folds - 1, :].reshape(*z.shape[:-2], (n_folds - 1) * d))
-    between = _sym_gram(z[..., n_folds - 1, :])
+    within = _gram(z[..., : n_folds - 1, :].reshape(*z.shape[:-2], (n_folds - 1) * d))
+    between = _gram(z[..., n_folds - 1, :])
     return _rdm_from_kernels(between, within, n_folds, d, inplace)
 
 
@@ -261,10 +252,10 @@ def crossnobis_fold_major(
     rotation = _fold_rotation(n_folds, means.dtype, means.device)
     z = (rotation @ means.reshape(n_folds, n * d)).view(n_folds, n, d)  # one GEMM
     z = _centre_and_weight(z, -2, precision, remove_mean, inplace)
-    within = _sym_gram(z[0])
+    within = _gram(z[0])
     for k in range(1, n_folds - 1):
-        within = within.add_(_sym_gram(z[k])) if inplace else within + _sym_gram(z[k])
-    between = _sym_gram(z[n_folds - 1])
+        within = within.add_(_gram(z[k])) if inplace else within + _gram(z[k])
+    between = _gram(z[n_folds - 1])
     return _rdm_from_kernels(between, within, n_folds, d, inplace)
 
 
@@ -296,7 +287,7 @@ def _centre_and_weight(z, cond_dim, precision, remove_mean, inplace):
 def _rdm_from_kernels(between, within, n_folds, d, inplace):
     """d_ij = (G_ii + G_jj − 2 G_ij) / (F·D) with G = between − within / (F − 1) (= Σ_f K_f)."""
     scale = float(n_folds * d)
-    if not inplace or _tracks_grad(within) or _tracks_grad(between):
+    if not inplace:  # autograd tracks z, hence both kernels
         kernel = between - within / (n_folds - 1)
         diag = torch.diagonal(kernel, dim1=-2, dim2=-1)
         rdm = diag.unsqueeze(-1) + diag.unsqueeze(-2) - 2.0 * kernel

@@ -33,7 +33,7 @@ def _tracks_grad(t: torch.Tensor) -> bool:
     return torch.is_grad_enabled() and t.requires_grad
 
 
-def _sq_dist_from_gram(gram: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+def _sq_dist_from_gram(gram: torch.Tensor, scale: float) -> torch.Tensor:
     """(g_ii + g_jj − 2 g_ij) / scale, clamped at 0, exact zero diagonal; consumes ``gram``."""
     diag = torch.diagonal(gram, dim1=-2, dim2=-1)
     if _tracks_grad(gram):
@@ -147,8 +147,9 @@ def correlation_rdm(x: torch.Tensor) -> torch.Tensor:
     >>> round(correlation_rdm(torch.tensor([[1.0, 2.0, 3.0], [3.0, 2.0, 1.0]]))[0, 1].item(), 6)
     2.0
     """
-    return _cosine_from_gram(_centred_gram(_row_scaled(x, "correlation"), -1), "correlation",
-                             x.shape[-1])
+    gram = _centred_gram(_row_scaled(x, "correlation"), -1)
+    _check_not_constant(gram, x.shape[-1])
+    return _cosine_from_gram(gram)
 
 
 def cosine_rdm(x: torch.Tensor) -> torch.Tensor:
@@ -162,7 +163,7 @@ def cosine_rdm(x: torch.Tensor) -> torch.Tensor:
     >>> cosine_rdm(torch.tensor([[1.0, 0.0], [0.0, 1.0]]))[0, 1].item()
     1.0
     """
-    return _cosine_from_gram(_centred_gram(_row_scaled(x, "cosine"), None), what="cosine")
+    return _cosine_from_gram(_centred_gram(_row_scaled(x, "cosine"), None))
 
 
 def _row_scaled(x: torch.Tensor, what: str) -> torch.Tensor:
@@ -185,28 +186,32 @@ def _row_scaled(x: torch.Tensor, what: str) -> torch.Tensor:
     return x / scale
 
 
-def _cosine_from_gram(gram: torch.Tensor, what: str, n_channels: int = 1) -> torch.Tensor:
+def _check_not_constant(gram: torch.Tensor, n_channels: int) -> None:
+    """Refuse patterns whose centred Gram diagonal (squared norm) is rounding noise.
+
+    Patterns arrive scaled to max |x| = 1, so ‖x‖² ∈ [1, D] before centring: a centred squared
+    norm below (_CONSTANT_EPS·eps)²·D is rounding noise of a constant pattern. (Cosine needs no
+    such check: an all-zero pattern is refused by the scaling, any other has ‖x‖² ≥ 1.)
+    """
+    sq_norms = torch.diagonal(gram, dim1=-2, dim2=-1).detach()
+    limit = (_CONSTANT_EPS * torch.finfo(gram.dtype).eps) ** 2 * n_channels
+    flat = sq_norms <= limit
+    if bool(flat.any()):
+        rows = torch.nonzero(flat.reshape(-1, flat.shape[-1]).any(dim=0)).flatten().tolist()
+        raise DegenerateDataError(
+            "data: correlation distance is undefined for patterns that are constant across "
+            "channels (up to rounding, relative to their magnitude): conditions "
+            f"{rows[:10]} ({len(rows)} in all); drop them or use method='euclidean'"
+        )
+
+
+def _cosine_from_gram(gram: torch.Tensor) -> torch.Tensor:
     """1 − g_ij / (‖x_i‖ ‖x_j‖) from the Gram of the (centred) patterns; consumes ``gram``.
 
     The norms are the square roots of the Gram's diagonal, so normalising costs B² operations
     instead of a pass (and its backward) over the (B, D) patterns.
     """
-    sq_norms = torch.diagonal(gram, dim1=-2, dim2=-1)
-    # Patterns arrive scaled to max |x| = 1, so ‖x‖² ∈ [1, D]: for correlation, a centred
-    # squared norm below (_CONSTANT_EPS·eps)²·D is rounding noise of a constant pattern.
-    limit = 0.0
-    if what == "correlation":
-        limit = (_CONSTANT_EPS * torch.finfo(gram.dtype).eps) ** 2 * n_channels
-    flat = (sq_norms.detach() <= limit).reshape(-1, gram.shape[-1])
-    if bool(flat.any()):
-        rows = torch.nonzero(flat.any(dim=0)).flatten().tolist()
-        kind = ("constant across channels (up to rounding, relative to their magnitude)"
-                if what == "correlation" else "all zero")  # fmt: skip
-        raise DegenerateDataError(
-            f"data: {what} distance is undefined for patterns that are {kind}: conditions "
-            f"{rows[:10]} ({len(rows)} in all); drop them or use method='euclidean'"
-        )
-    norms = torch.sqrt(sq_norms)
+    norms = torch.sqrt(torch.diagonal(gram, dim1=-2, dim2=-1))
     if _tracks_grad(gram):
         rdm = 1.0 - gram / norms.unsqueeze(-1) / norms.unsqueeze(-2)
         return _zero_diagonal(rdm)
@@ -442,7 +447,7 @@ def n_conditions_from_length(k: int) -> int | None:
     (5, None)
     """
     n = round((1 + math.sqrt(1 + 8 * k)) / 2)
-    return n if n * (n - 1) // 2 == k else None
+    return n if n * (n - 1) == 2 * k else None
 
 
 def square_from_upper_tri(vector: torch.Tensor) -> torch.Tensor:

@@ -253,12 +253,8 @@ def _calc_dataset(ds: Any, o: _Options) -> Any:
     elif method == "correlation":
         _check_not_constant(means, groups)
     tensor_method = "euclidean" if method == "mahalanobis" and precision is None else method
-    if method == "poisson" and bool((means + prior_lambda * prior_weight <= 0).any()):
-        raise DegenerateDataError(
-            "data: poisson needs (prior-shrunk) rates > 0; got condition means ≤ "
-            f"-prior_lambda*prior_weight = {-prior_lambda * prior_weight}"
-        )
-    # data and precision were checked above: the kernel runs without re-validating
+    # data and precision were checked above: the kernel runs without re-validating (poisson's
+    # rates > 0 is checked by the kernel itself, on these condition means)
     square = _pairwise(means, tensor_method, precision, False, prior_lambda, prior_weight)
     measure = "squared euclidean" if tensor_method == "euclidean" else _MEASURE[method]
     descriptors = {"noise": _stored_noise(noise)} if precision is not None else {}
@@ -322,11 +318,10 @@ def _calc_cv(ds: Any, x: torch.Tensor, o: _Options) -> Any:
             square = cv.poisson_cv_from_fold_sums(sums, counts, prior_lambda, prior_weight)
         else:
             precisions = _as_precision_list(noise, n_chan, n_folds, x.device, cv_name)
-            means = sums / counts.unsqueeze(-1).to(sums.dtype)
+            means = sums / counts.unsqueeze(-1)
             square = cv.crossnobis_fold_pairs(means, precisions, remove_mean=remove_mean)
             descriptors = {"noise": _stored_noise(noise), "cv_descriptor": cv_name}
-    return groups.build_rdms(upper_tri(square), _MEASURE[method], descriptors,
-                             extra_obs=groups.extra_obs)
+    return groups.build_rdms(upper_tri(square), _MEASURE[method], descriptors)
 
 
 def _fold_major_rows(x: torch.Tensor, inverse: np.ndarray, fold_index: np.ndarray, n: int,
@@ -344,21 +339,22 @@ def _fold_major_rows(x: torch.Tensor, inverse: np.ndarray, fold_index: np.ndarra
 def _folds(ds, descriptor, cv_descriptor, groups):
     """Fold labels (sorted unique, as rsatoolbox's np.unique), fold index per observation."""
     if cv_descriptor is None:
+        # (rsatoolbox adds these as obs_descriptor "cv_desc"; it varies within every
+        # condition, so it never reaches the RDM's pattern_descriptors)
         labels = _default_cv_labels(np.asarray(ds.obs_descriptors[descriptor]), groups)
-        groups.extra_obs = {"cv_desc": labels}
         name = "cv_desc"
     else:
         check_descriptor("cv_descriptor", cv_descriptor, ds.obs_descriptors.keys())
         labels = np.asarray(ds.obs_descriptors[cv_descriptor])
         name = cv_descriptor
-    folds, fold_index = np.unique(labels, return_inverse=True)
-    return folds, fold_index.reshape(-1), name
+    folds, fold_index = np.unique(labels, return_inverse=True)  # labels are 1-d
+    return folds, fold_index, name
 
 
 def _default_cv_labels(desc: np.ndarray, groups: _Groups) -> np.ndarray:
     """rsatoolbox's default folds: the k-th occurrence of each condition is in fold k."""
-    counts = np.bincount(groups.inverse, minlength=groups.n)
-    if not np.all(counts == counts[0]):
+    counts = np.bincount(groups.inverse)  # every condition occurs: n bins
+    if counts.min() != counts.max():
         raise InvalidArgumentError(
             "cv_descriptor=None builds folds from repetition order, which needs the same number "
             f"of observations per condition; got counts from {counts.min()} to {counts.max()}. "
@@ -381,11 +377,9 @@ class _Groups:
     def __init__(self, ds, descriptor: str | None):
         self.ds = ds
         self.descriptor = descriptor
-        self.extra_obs: dict[str, np.ndarray] = {}
         n_obs = np.asarray(ds.measurements).shape[0]
         if descriptor is None:
             self.values = None
-            self.inverse = np.arange(n_obs)
             self.n = n_obs
             self.averaged = False
             return
@@ -412,13 +406,12 @@ class _Groups:
             return x[order]
         index = torch.as_tensor(self.inverse, device=x.device)
         sums = x.new_zeros(self.n, x.shape[1]).index_add_(0, index, x)
-        counts = torch.bincount(index, minlength=self.n).to(x.dtype)
-        return sums / counts.unsqueeze(1)
+        return sums / torch.bincount(index).unsqueeze(1)  # every condition occurs: n bins
 
     def fold_sums(self, x, fold_index, n_folds):
         index = torch.as_tensor(self.inverse * n_folds + fold_index, device=x.device)
         sums = x.new_zeros(self.n * n_folds, x.shape[1]).index_add_(0, index, x)
-        counts = torch.bincount(index, minlength=self.n * n_folds)
+        counts = torch.bincount(index)  # every cell was checked to be non-empty
         return sums.view(self.n, n_folds, -1), counts.view(self.n, n_folds)
 
     def labels(self, rows) -> list:
@@ -426,8 +419,7 @@ class _Groups:
             return list(rows)
         return [_py(self.values[r]) for r in rows]
 
-    def build_rdms(self, dissimilarities: torch.Tensor, measure: str, descriptors: dict,
-                   extra_obs: dict | None = None):
+    def build_rdms(self, dissimilarities: torch.Tensor, measure: str, descriptors: dict):
         """An RDMs object with descriptors exactly as rsatoolbox's ``_build_rdms`` + sort_by."""
         from rsatoolbox.rdm import RDMs
 
@@ -438,12 +430,10 @@ class _Groups:
             rdm_descriptors=deepcopy(ds.descriptors),
         )
         obs = dict(ds.obs_descriptors)
-        if extra_obs:
-            obs.update(extra_obs)
         if self.averaged:
             # keep each obs_descriptor that is constant within every condition
             for name, values in obs.items():
-                kept = _constant_within(np.asarray(values), self.inverse, self.first, self.n)
+                kept = _constant_within(np.asarray(values), self.inverse, self.first)
                 if kept is not None:
                     rdms.pattern_descriptors[name] = kept
         else:
@@ -452,10 +442,10 @@ class _Groups:
             # rsatoolbox reorders the (first-appearance) rows: descriptors become lists
             if self.averaged:
                 for name, values in rdms.pattern_descriptors.items():
-                    if name != "index":
-                        rdms.pattern_descriptors[name] = list(values)
+                    rdms.pattern_descriptors[name] = list(values)
             else:
-                order = np.argsort(np.asarray(obs[self.descriptor]), kind="stable")
+                # one observation per condition: the values are distinct, no ties to order
+                order = np.argsort(np.asarray(obs[self.descriptor]))
                 for name, values in rdms.pattern_descriptors.items():
                     rdms.pattern_descriptors[name] = [values[i] for i in order]
             rdms.pattern_descriptors["index"] = list(range(self.n))
@@ -463,20 +453,17 @@ class _Groups:
         return rdms
 
 
-def _constant_within(values: np.ndarray, inverse: np.ndarray, first: np.ndarray, n: int):
+def _constant_within(values: np.ndarray, inverse: np.ndarray, first: np.ndarray):
     """Per-condition value (sorted condition order) if constant within each condition, else None.
 
-    Mirrors rsatoolbox: a value is kept if ``len(set(group)) == 1`` (so two NaNs differ).
+    Mirrors rsatoolbox: a value is kept if ``len(set(group)) == 1`` (so two NaNs differ). The
+    comparison is Python's ``==`` per observation, which works for any object a descriptor holds.
     """
     if values.ndim != 1:
         return None
     ref = values[first][inverse]
-    others = np.arange(len(values)) != first[inverse]
-    try:
-        same = np.asarray(values == ref, dtype=bool)
-    except (TypeError, ValueError):  # exotic objects: fall back to a Python comparison
-        same = np.array([a == b for a, b in zip(values, ref)], dtype=bool)
-    if not np.all(same | ~others):
+    others = np.arange(len(values)) != first[inverse]  # an observation is not compared to itself
+    if any(other and not value == r for value, r, other in zip(values, ref, others)):
         return None
     return values[first]
 
@@ -539,7 +526,7 @@ def _as_precision(noise: Any, n_chan: int, *, dtype, device) -> torch.Tensor:
 def _diagonal_if_diagonal(precision: torch.Tensor) -> torch.Tensor:
     """The (D,) diagonal of a diagonal (D, D) precision (identity, rsatoolbox's 'diag' shrinkage):
     an O(n·D) scaling instead of an O(n·D²) matrix product; other precisions unchanged."""
-    if precision.ndim == 2 and not precision.requires_grad:
+    if precision.ndim == 2:
         diag = torch.diagonal(precision)
         if torch.count_nonzero(precision) == torch.count_nonzero(diag):
             return diag.clone()
