@@ -513,3 +513,77 @@ def test_weighted_ranks_of_many_large_odd_weights_keep_the_closed_form():
     assert w.sum() > 2**24 and w.max() < 2**22
     got = weighted_ranks(torch.as_tensor(v), torch.as_tensor(w)).numpy()
     np.testing.assert_allclose(got[0, 0], _closed_form_ranks(v[0], w[0]), rtol=1e-13)
+
+
+# --------------------------------------------------------------------------- inputs and names
+
+
+def test_percentile_ci_of_a_tensor_that_requires_grad_is_that_of_its_values():
+    """Resamples from a differentiable pipeline: the interval is read from the detached values."""
+    samples = torch.rand(200, 3, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    low, high = percentile_ci(samples.clone().requires_grad_(True), ci=0.9)
+    ref_low, ref_high = percentile_ci(samples.numpy(), ci=0.9)
+    np.testing.assert_array_equal(low, ref_low)
+    np.testing.assert_array_equal(high, ref_high)
+
+
+def test_percentile_ci_and_noise_ceiling_messages_name_their_argument_as_a_word():
+    # word boundaries: a message naming another (longer) word does not pass
+    with pytest.raises(ValueError, match=r"\bci\b"):
+        percentile_ci(np.zeros((5, 1)), ci=1.5)
+    with pytest.raises(ValueError, match=r"\bmethod\b='pearson'"):
+        noise_ceiling(np.random.default_rng(0).random((3, 6)), "pearson")
+
+
+@pytest.mark.filterwarnings("ignore:Converting a tensor with requires_grad")
+def test_noise_ceiling_of_a_tensor_that_requires_grad_is_that_of_its_values():
+    v = torch.rand(4, 28, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    for method in ["corr", "spearman"]:
+        got = noise_ceiling(v.clone().requires_grad_(True), method)
+        assert got == noise_ceiling(v.numpy(), method)
+
+
+def _rdms_with(descriptors: dict) -> rsatoolbox.rdm.RDMs:
+    data = np.random.default_rng(36).random((3, 6))
+    return rsatoolbox.rdm.RDMs(data, rdm_descriptors=descriptors)
+
+
+def test_subject_groups_auto_uses_the_subject_descriptor_only_when_present():
+    from brainrdl.stats.ceilings import subject_groups
+
+    with_subject = _rdms_with({"subject": ["a", "a", "b"], "session": [1, 2, 1]})
+    assert subject_groups(with_subject).tolist() == ["a", "a", "b"]
+    assert subject_groups(with_subject, "auto").tolist() == ["a", "a", "b"]
+    # without a "subject" descriptor every RDM is its own subject
+    assert subject_groups(_rdms_with({"session": [1, 2, 1]})) is None
+    # a named descriptor, whatever "subject" says
+    assert subject_groups(with_subject, "session").tolist() == [1, 2, 1]
+
+
+@pytest.mark.parametrize("descriptor", [None, "index"])
+def test_subject_groups_none_and_index_mean_each_rdm_alone(descriptor):
+    from brainrdl.stats.ceilings import subject_groups
+
+    assert subject_groups(_rdms_with({"subject": ["a", "a", "b"]}), descriptor) is None
+    assert subject_groups(np.zeros((3, 6)), descriptor) is None  # no descriptors needed
+
+
+def test_subject_groups_of_plain_vectors_have_no_descriptors():
+    """Arrays and tensors carry no rdm descriptors: "auto" is each RDM alone, a name is absent."""
+    from brainrdl.stats.ceilings import subject_groups
+
+    for rdms in (np.zeros((3, 6)), torch.zeros(3, 6)):
+        assert subject_groups(rdms) is None
+        with pytest.raises(KeyError, match=r"subject_descriptor='subject'.*available: \[\]"):
+            subject_groups(rdms, "subject")
+
+
+def test_subject_groups_missing_descriptor_names_where_it_was_looked_up():
+    from brainrdl.stats.ceilings import subject_groups
+
+    rdms = _rdms_with({"subject": ["a", "a", "b"]})
+    with pytest.raises(KeyError, match=r"'session'.* of the RDMs; available: \['index', "
+                                       r"'subject'\]"):
+        subject_groups(rdms, "session")
+    with pytest.raises(KeyError, match=r"of region 'V1'; available"):
+        subject_groups(rdms, "session", where="region 'V1'")
