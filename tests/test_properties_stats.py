@@ -587,3 +587,199 @@ def test_subject_groups_missing_descriptor_names_where_it_was_looked_up():
         subject_groups(rdms, "session")
     with pytest.raises(KeyError, match=r"of region 'V1'; available"):
         subject_groups(rdms, "session", where="region 'V1'")
+
+
+# --------------------------------------------------------------------------- degenerate RDMs
+
+
+def _ceiling_rdms(seed=37, s=4, k=15):
+    rng = np.random.default_rng(seed)
+    return rng.random(k) + 0.4 * rng.random((s, k))
+
+
+@pytest.mark.parametrize("method", ["cosine", "cosine_cov", "corr", "corr_cov"])
+def test_noise_ceiling_does_not_depend_on_the_scale_of_each_rdm(method):
+    """Scale-free methods: any positive factor per RDM changes nothing, also factors whose
+    squares underflow (1e-200) or overflow (1e200) in float64, and RDMs on very different
+    scales at once."""
+    v = _ceiling_rdms()
+    ref = noise_ceiling(v, method)
+    for scales in ([1e-200, 1.0, 1e200, 3.0], [0.5, 0.5, 0.5, 1e-200], [2.0, 1e200, 1e200, 1.0]):
+        got = noise_ceiling(v * np.array(scales)[:, None], method)
+        np.testing.assert_allclose(got, ref, rtol=1e-12)
+    # the pooled RDM of cosine is a mean of unit-RMS vectors: scale-free too
+    np.testing.assert_allclose(pool_vectors(torch.as_tensor(v * 1e-200), "cosine").numpy(),
+                               pool_vectors(torch.as_tensor(v), "cosine").numpy(), rtol=1e-12)
+
+
+def test_noise_ceiling_of_unscaled_rdms_whose_largest_entry_is_one():
+    """An RDM already on the unit scale (largest |entry| exactly 1) is a normal RDM."""
+    from rsatoolbox.inference import boot_noise_ceiling
+
+    v = _ceiling_rdms(seed=38)
+    v = v / v.max(1, keepdims=True)
+    for method in ["cosine", "corr"]:
+        ref = boot_noise_ceiling(rsatoolbox.rdm.RDMs(v), method=method, rdm_descriptor="index")
+        np.testing.assert_allclose(noise_ceiling(v, method), [float(ref[0]), float(ref[1])],
+                                   rtol=1e-10)
+
+
+@pytest.mark.parametrize("method", ["tau-a", "tau-b", "kendall"])
+def test_tau_noise_ceiling_warns_exactly_once(method):
+    import warnings
+
+    v = _ceiling_rdms(seed=39)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        noise_ceiling(v, method)
+    assert [str(w.message) for w in caught] == ["Noise ceiling for tau based on averaged ranks!"]
+
+
+@pytest.mark.parametrize("method", ["cosine", "corr", "spearman", "rho-a", "corr_cov"])
+def test_other_noise_ceilings_and_pools_do_not_warn(method):
+    import warnings
+
+    v = _ceiling_rdms(seed=40)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        noise_ceiling(v, method)
+        pool_vectors(torch.as_tensor(v), method)  # warn=True by default: still nothing to say
+
+
+def test_neg_riem_dist_noise_ceiling_equals_rsatoolbox_and_accepts_constant_rdms():
+    import warnings
+
+    from rsatoolbox.inference import boot_noise_ceiling
+
+    from brainrdl.stats.ceilings import check_not_constant_rdms
+
+    rng = np.random.default_rng(41)
+    pats = rng.standard_normal((4, 6, 5)) + rng.standard_normal((6, 5))
+    rdms = rsatoolbox.rdm.concat(
+        [rsatoolbox.rdm.calc_rdm(rsatoolbox.data.Dataset(p)) for p in pats])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = boot_noise_ceiling(rdms, method="neg_riem_dist", rdm_descriptor="index")
+    np.testing.assert_allclose(noise_ceiling(rdms, "neg_riem_dist", "index"),
+                               [float(ref[0]), float(ref[1])], rtol=1e-10)
+    # a distance needs no spread: constant (even zero) RDMs pass the check unchanged
+    y = torch.tensor([[2.0] * 6, [0.0] * 6], dtype=torch.float64)
+    assert check_not_constant_rdms("brain RDMs", y, "neg_riem_dist") is y
+
+
+def test_euclid_has_no_noise_ceiling_and_is_refused_by_name():
+    """rsatoolbox pools "euclid" RDMs but cannot compare with "euclid": no ceiling exists."""
+    with pytest.raises(ValueError, match=r"\bmethod\b='euclid'"):
+        noise_ceiling(_ceiling_rdms(), "euclid")
+
+
+def _check(y, method="corr"):
+    from brainrdl.stats.ceilings import check_not_constant_rdms
+
+    return check_not_constant_rdms("brain RDMs", torch.as_tensor(y, dtype=torch.float64), method)
+
+
+@pytest.mark.parametrize("method", ["corr", "corr_cov", "spearman", "rho-a", "tau-a", "tau-b"])
+def test_constant_rdms_are_refused_by_row_for_correlation_and_rank_methods(method):
+    v = _ceiling_rdms(seed=42, s=3, k=6)
+    for constant in (np.full(6, 0.7), np.zeros(6), 1e3 + np.arange(6) * 1e-12):
+        y = v.copy()
+        y[1] = constant  # the last one is constant up to rounding at its scale
+        with pytest.raises(ValueError, match=r"^brain RDMs: RDMs \[1\] \(1 of 3\) are constant "
+                                             r"\(all dissimilarities equal\); "
+                                             rf"method='{method}'"):
+            _check(y, method)
+    assert _check(v, method) is not None  # varied RDMs pass
+
+
+def test_constant_rdm_threshold_is_100_ulps_of_the_largest_entry():
+    eps = np.finfo(float).eps
+    at = np.array([[1.0, 1.0 - 100 * eps, 1.0, 1.0 - 50 * eps]])
+    above = np.array([[1.0, 1.0 - 100.5 * eps, 1.0, 1.0]])
+    assert at[0, 0] - at[0, 1] == 100 * eps and above[0, 0] - above[0, 1] == 100.5 * eps
+    with pytest.raises(ValueError, match="constant"):
+        _check(at)
+    assert _check(above).shape == (1, 4)
+    # the same relative spread at another scale: the threshold scales with the entries
+    with pytest.raises(ValueError, match="constant"):
+        _check(at * 2.0**40)
+    assert _check(above * 2.0**-40).shape == (1, 4)
+
+
+@pytest.mark.parametrize("method", ["cosine", "cosine_cov"])
+def test_cosine_methods_refuse_only_all_zero_rdms(method):
+    v = _ceiling_rdms(seed=43, s=3, k=6)
+    y = v.copy()
+    y[2] = 0.0
+    with pytest.raises(ValueError, match=r"^brain RDMs: RDMs \[2\] \(1 of 3\) are all zero; "
+                                         rf"method='{method}'"):
+        _check(y, method)
+    y[2] = 0.7  # constant but not zero: cosine is defined
+    assert _check(y, method) is not None
+    y[2] = v[2] / v[2].max()  # largest entry exactly 1
+    assert _check(y, method) is not None
+
+
+@pytest.mark.parametrize("method", ["cosine", "corr", "neg_riem_dist"])
+def test_rdms_with_infinite_or_no_finite_entries_are_refused_for_every_method(method):
+    v = _ceiling_rdms(seed=44, s=3, k=6)
+    y = v.copy()
+    y[0, 3] = np.inf
+    with pytest.raises(ValueError, match=r"^brain RDMs contain infinite dissimilarities"):
+        _check(y, method)
+    y = v.copy()
+    y[1] = np.nan
+    with pytest.raises(ValueError, match=r"^brain RDMs: RDMs \[1\] hold no finite"):
+        _check(y, method)
+    y[1, 2] = 0.5  # one finite pair is enough for this check
+    y[1, 3] = 0.9
+    assert _check(y, method) is not None
+
+
+def test_noise_ceiling_names_the_brain_rdms_and_the_method_when_the_pool_cancels():
+    """Two RDMs that are each other's mirror image: their correlation pool is constant, so the
+    upper bound is 0/0 while the lower bound (each against the other) is -1."""
+    a = np.array([1.0, 2.0, 3.0, 5.0, 4.0, 6.0])
+    with pytest.raises(ValueError, match=r"undefined for method='corr'"):
+        noise_ceiling(np.stack([a, -a]), "corr")
+    with pytest.raises(ValueError, match=r"^brain RDMs: RDMs \[0\]"):
+        noise_ceiling(np.stack([np.full(6, 3.0), a]), "corr")
+
+
+def test_noise_ceiling_of_a_single_group_names_the_method_when_undefined():
+    a = np.array([1.0, 2.0, 3.0, 5.0, 4.0, 6.0])
+    with pytest.raises(ValueError, match=r"undefined for method='corr'"):
+        noise_ceiling(np.stack([a, -a]), "corr", groups=[0, 0])
+
+
+def test_square_rdms_must_be_square():
+    with pytest.raises(ValueError, match=r"rdms as matrices must be square.*\(2, 4, 3\)"):
+        noise_ceiling(np.ones((2, 4, 3)), "corr")
+
+
+def test_weighted_ranks_of_an_all_equal_vector_are_its_mean_rank():
+    v = torch.tensor([[2.0, 2.0, 2.0, 2.0], [1.0, 3.0, 2.0, 4.0]], dtype=torch.float64)
+    w = torch.tensor([[1.0, 3.0, 0.0, 2.0]], dtype=torch.float64)
+    got = weighted_ranks(v, w)[0].numpy()
+    for i in range(2):
+        np.testing.assert_allclose(got[i], _closed_form_ranks(v[i].numpy(), w[0].numpy()))
+    np.testing.assert_allclose(got[0, [0, 1, 3]], 3.5)  # (6 + 1) / 2
+
+
+def test_weighted_compare_defaults_to_corr_and_casts_every_input_to_float64():
+    rng = np.random.default_rng(45)
+    x, y = rng.random((2, 10)), rng.random((2, 10))
+    w = rng.integers(0, 3, size=(2, 10))
+    x32, y32 = torch.tensor(x, dtype=torch.float32), torch.tensor(y, dtype=torch.float32)
+    ref = {m: weighted_compare(x32.double(), y32.double(), torch.tensor(w).double(), m)
+           for m in ["corr", "cosine", "spearman"]}
+    for m in ref:
+        for a, b, c in [(x32, y32, torch.tensor(w)), (x32.double(), y32, torch.tensor(w)),
+                        (x32, y32.double(), torch.tensor(w, dtype=torch.float32))]:
+            got = weighted_compare(a, b, c, m)
+            assert got.dtype == torch.float64
+            torch.testing.assert_close(got, ref[m], rtol=1e-12, atol=1e-14)
+    # arrays; the default method is corr
+    torch.testing.assert_close(weighted_compare(x, y, w), weighted_compare(x, y, w, "corr"))
+    expanded = _rsa(_expanded(x, w[0]), _expanded(y, w[0]), "corr")
+    np.testing.assert_allclose(weighted_compare(x, y, w)[0].numpy(), expanded, rtol=1e-9)
