@@ -783,3 +783,117 @@ def test_weighted_compare_defaults_to_corr_and_casts_every_input_to_float64():
     torch.testing.assert_close(weighted_compare(x, y, w), weighted_compare(x, y, w, "corr"))
     expanded = _rsa(_expanded(x, w[0]), _expanded(y, w[0]), "corr")
     np.testing.assert_allclose(weighted_compare(x, y, w)[0].numpy(), expanded, rtol=1e-9)
+
+
+# --------------------------------------------------------------------------- bootstrap arguments
+
+
+def _xy(seed=46, n=6, s=2):
+    rng = np.random.default_rng(seed)
+    k = n * (n - 1) // 2
+    return rng.random((2, k)), rng.random((s, k))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "pattern", "error"),
+    [({"n_bootstrap": 0}, r"^n_bootstrap=0 is out of range", ValueError),
+     ({"n_bootstrap": 2.0}, r"^n_bootstrap must be an int", TypeError),
+     ({"seed": 1.5}, r"^seed must be an int", TypeError),
+     ({"bootstrap": "pairs"}, r"^bootstrap='pairs' is not supported", ValueError),
+     ({"device": "gpu0"}, r"^device='gpu0' is not a torch device", ValueError),
+     ({"pattern_groups": [0, 1]}, r"^pattern_groups must have one label per item \(6\)",
+      ValueError),
+     ({"rdm_groups": [0]}, r"^rdm_groups must have one label per item \(2\)", ValueError)],
+)
+def test_bootstrap_messages_start_with_the_argument_name(kwargs, pattern, error):
+    x, y = _xy()
+    with pytest.raises(error, match=pattern):
+        bootstrap_compare(x, y, **{"n_bootstrap": 2, **kwargs})
+
+
+def test_weighted_compare_refuses_a_method_without_a_weighted_form_by_name():
+    x, y = _xy()
+    with pytest.raises(ValueError, match=r"^method='tau-a' is not supported"):
+        weighted_compare(x, y, np.ones((1, x.shape[1])), "tau-a")
+
+
+def test_bootstrap_refuses_vectors_that_are_not_matrices_of_rows():
+    x, y = _xy()
+    for a, b in [(x[0], y), (x, y[0]), (x[:, :10], y)]:
+        with pytest.raises(ValueError, match=r"^x and y must be \(L, K\) and \(S, K\)"):
+            bootstrap_compare(a, b, n_bootstrap=2)
+
+
+def test_bootstrap_default_is_1000_stimulus_resamples():
+    x, y = _xy()
+    res = bootstrap_compare(x, y, seed=0)
+    assert res.samples.shape == (1000, 2, 2)
+    assert torch.equal(res.rdm_weights, torch.ones(1000, 2, dtype=torch.float64))
+
+
+def test_unseeded_bootstraps_draw_different_resamples():
+    x, y = _xy()
+    runs = [bootstrap_compare(x, y, n_bootstrap=8).samples for _ in range(3)]
+    assert not torch.equal(runs[0], runs[1]) and not torch.equal(runs[1], runs[2])
+
+
+def test_both_resamples_stimuli_and_subjects_with_the_given_counts():
+    x, y = _xy(s=3)
+    counts = torch.tensor([[2, 0, 1, 1, 0, 1], [1, 1, 1, 1, 1, 1]])  # integer counts
+    groups = torch.tensor([[0, 2, 1], [3, 0, 0]])
+    res = bootstrap_compare(x, y, n_bootstrap=2, bootstrap="both", pattern_counts=counts,
+                            group_counts=groups)
+    assert res.samples.dtype == torch.float64 and res.rdm_weights.dtype == torch.float64
+    assert torch.equal(res.rdm_weights, groups.double())
+    for b in range(2):
+        ref = _rsa(_expanded_rdm_vector(x, counts[b].numpy()),
+                   _expanded_rdm_vector(y, counts[b].numpy()), "corr")
+        np.testing.assert_allclose(res.samples[b].numpy(), ref, rtol=1e-9)
+    # "stimuli" alone: the same samples, every brain RDM once
+    stim = bootstrap_compare(x, y, n_bootstrap=2, pattern_counts=counts)
+    torch.testing.assert_close(stim.samples, res.samples)
+    assert torch.equal(stim.rdm_weights, torch.ones(2, 3, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("method", ["corr", "spearman"])
+def test_bootstrap_casts_float32_inputs_to_float64_first(method):
+    x, y = _xy(seed=47)
+    x32, y32 = torch.tensor(x, dtype=torch.float32), torch.tensor(y, dtype=torch.float32)
+    a = bootstrap_compare(x32, y32, method=method, n_bootstrap=5, seed=1)
+    b = bootstrap_compare(x32.double(), y32.double(), method=method, n_bootstrap=5, seed=1)
+    assert a.samples.dtype == torch.float64
+    torch.testing.assert_close(a.samples, b.samples, rtol=1e-13, atol=0)
+
+
+def test_weighted_corr_is_shift_invariant_even_for_large_offsets():
+    """corr does not depend on a common offset of a vector; offsets of 1e6 that differ between
+    the vectors would cancel catastrophically in uncentred moments."""
+    x, y = _xy(seed=48)
+    w = torch.as_tensor(np.random.default_rng(49).integers(0, 3, size=(3, x.shape[1])),
+                        dtype=torch.float64)
+    ref = weighted_compare(x, y, w, "corr")
+    shifted = weighted_compare(x + np.array([[1e6], [-3e5]]), y + np.array([[2e6], [0.0]]), w,
+                               "corr")
+    # adding 1e6 itself rounds the entries by ~1e-10; uncentred sums would lose ~1e-4
+    torch.testing.assert_close(shifted, ref, rtol=0, atol=1e-8)
+
+
+def test_bootstrap_progress_bar_names_the_method_and_counts_chunks(capsys):
+    x, y = _xy()
+    bootstrap_compare(x, y, n_bootstrap=4, seed=0, chunk_size=2, progress=True)
+    err = capsys.readouterr().err
+    assert "bootstrap (corr)" in err and "2/2" in err and "chunk/s" in err
+    bootstrap_compare(x, y, n_bootstrap=4, seed=0, chunk_size=2, progress=False)
+    assert capsys.readouterr().err == ""
+    bootstrap_compare(x, y, n_bootstrap=4, seed=0, chunk_size=2)  # None: not a terminal here
+    assert capsys.readouterr().err == ""
+
+
+def test_cosine_noise_ceiling_accepts_a_constant_nonzero_rdm():
+    from rsatoolbox.inference import boot_noise_ceiling
+
+    v = _ceiling_rdms(seed=50)
+    v[2] = 0.8  # constant: cosine is defined, correlation is not
+    ref = boot_noise_ceiling(rsatoolbox.rdm.RDMs(v), method="cosine", rdm_descriptor="index")
+    np.testing.assert_allclose(noise_ceiling(v, "cosine"), [float(ref[0]), float(ref[1])],
+                               rtol=1e-10)
