@@ -828,6 +828,7 @@ def test_bootstrap_default_is_1000_stimulus_resamples():
     x, y = _xy()
     res = bootstrap_compare(x, y, seed=0)
     assert res.samples.shape == (1000, 2, 2)
+    assert res.rdm_weights.dtype == torch.float64  # torch.equal alone would accept float32
     assert torch.equal(res.rdm_weights, torch.ones(1000, 2, dtype=torch.float64))
 
 
@@ -878,7 +879,16 @@ def test_weighted_corr_is_shift_invariant_even_for_large_offsets():
     torch.testing.assert_close(shifted, ref, rtol=0, atol=1e-8)
 
 
-def test_bootstrap_progress_bar_names_the_method_and_counts_chunks(capsys):
+def test_bootstrap_progress_bar_names_the_method_and_counts_chunks(capsys, monkeypatch):
+    import threading
+
+    from tqdm import tqdm
+
+    # a process-local lock and no monitor thread: tqdm's default lock is a multiprocessing
+    # semaphore shared with forked processes (mutmut forks one per mutant), so a process killed
+    # while holding it would block every later one
+    monkeypatch.setattr(tqdm, "_lock", threading.RLock(), raising=False)
+    monkeypatch.setattr(tqdm, "monitor_interval", 0)
     x, y = _xy()
     bootstrap_compare(x, y, n_bootstrap=4, seed=0, chunk_size=2, progress=True)
     err = capsys.readouterr().err
