@@ -17,6 +17,13 @@ import torch
 from scipy.linalg import orthogonal_procrustes
 
 from brainrdl.stats.cka import cka, cka_from_grams, hsic_terms
+from brainrdl.stats.encoding import (
+    kfold_indices,
+    ridge_cv_fit_predict,
+    ridge_encoding,
+    score_predictions,
+    split_half_ceiling,
+)
 from brainrdl.stats.procrustes import (
     partial_whiten,
     procrustes_distance,
@@ -317,3 +324,170 @@ def test_procrustes_messages_name_the_argument():
         procrustes_distance(good, torch.ones(5))
     with pytest.raises(ValueError, match="got 5 and 6 rows"):
         procrustes_distance(good, torch.randn(6, 2))
+
+
+# --------------------------------------------------------------------------- ridge encoding
+
+sklearn = pytest.importorskip("sklearn")
+from sklearn.linear_model import Ridge, RidgeCV  # noqa: E402
+from sklearn.metrics import r2_score  # noqa: E402
+
+_ALPHAS = np.logspace(-2, 4, 7)
+
+
+def _encoding_data(n, p, v, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, p)) * rng.uniform(0.5, 3.0, p) + 2.0
+    w = rng.standard_normal((p, v)) * (rng.random((p, v)) < 0.3)
+    y = x @ w * rng.uniform(0.05, 2.0, v) + rng.standard_normal((n, v)) * rng.uniform(0.5, 5, v)
+    return x, y
+
+
+def _gcv_reference(x, y, x_test, alphas):
+    """GCV (Golub et al. 1979) written out: per penalty the ridge fit with an unpenalised
+    intercept (scikit-learn's Ridge), mean squared residual / (1 - tr(H) / n)², tr H = 1 +
+    Σ s² / (s² + α); the first penalty of smallest error per voxel."""
+    n = len(x)
+    s2 = np.linalg.svd(x - x.mean(0), compute_uv=False) ** 2
+    errs, preds = [], []
+    for a in alphas:
+        model = Ridge(alpha=a).fit(x, y)
+        dof = 1.0 + np.sum(s2 / (s2 + a))
+        errs.append(((y - model.predict(x)) ** 2).mean(0) / (1.0 - dof / n) ** 2)
+        preds.append(model.predict(x_test))
+    best = np.argmin(np.array(errs), axis=0)
+    return np.array(preds)[best, :, np.arange(y.shape[1])].T, np.asarray(alphas)[best]
+
+
+@pytest.mark.parametrize("form", ["auto", "primal", "dual"])
+@pytest.mark.parametrize("shape", [(30, 8, 5), (20, 40, 6), (16, 15, 4)])
+def test_ridge_loo_equals_sklearn_ridgecv_in_every_form(form, shape):
+    n, p, v = shape
+    x, y = _encoding_data(n + 5, p, v, seed=n * p)
+    ref = RidgeCV(alphas=_ALPHAS, alpha_per_target=True).fit(x[:n], y[:n])
+    pred, best = ridge_cv_fit_predict(torch.tensor(x[:n]), torch.tensor(y[:n]),
+                                      torch.tensor(x[n:]), _ALPHAS, form=form, voxel_block=3)
+    np.testing.assert_array_equal(best.numpy(), ref.alpha_)
+    np.testing.assert_allclose(pred.numpy(), ref.predict(x[n:]), rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("shape", [(30, 8, 5), (20, 40, 6)])
+def test_ridge_gcv_equals_the_written_out_criterion(shape):
+    n, p, v = shape
+    x, y = _encoding_data(n + 4, p, v, seed=n + p)
+    ref_pred, ref_alpha = _gcv_reference(x[:n], y[:n], x[n:], _ALPHAS)
+    pred, best = ridge_cv_fit_predict(torch.tensor(x[:n]), torch.tensor(y[:n]),
+                                      torch.tensor(x[n:]), _ALPHAS, cv="gcv")
+    np.testing.assert_array_equal(best.numpy(), ref_alpha)
+    np.testing.assert_allclose(pred.numpy(), ref_pred, rtol=1e-7, atol=1e-9)
+
+
+def test_ridge_encoding_equals_sklearn_fold_by_fold_and_scores_out_of_fold():
+    x, y = _encoding_data(36, 12, 5, seed=3)
+    folds = kfold_indices(36, 4, seed=2)
+    res = ridge_encoding(x, y, alphas=_ALPHAS, folds=folds, scoring="r2")
+    for f, test in enumerate(folds):
+        train = np.setdiff1d(np.arange(36), test)
+        ref = RidgeCV(alphas=_ALPHAS, alpha_per_target=True).fit(x[train], y[train])
+        np.testing.assert_array_equal(res.alphas[f].numpy(), ref.alpha_)
+        np.testing.assert_allclose(res.predictions[test].numpy(), ref.predict(x[test]),
+                                   rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(res.scores.numpy(),
+                               r2_score(y, res.predictions.numpy(), multioutput="raw_values"),
+                               rtol=1e-10)
+    assert res.score == pytest.approx(float(res.scores.mean()))
+    # the default folds are kfold_indices(n, 5, seed=0); the default scoring is Pearson r
+    default = ridge_encoding(x, y, alphas=_ALPHAS)
+    assert [f.tolist() for f in default.folds] == [f.tolist() for f in kfold_indices(36, 5)]
+    r = [np.corrcoef(default.predictions[:, j], y[:, j])[0, 1] for j in range(5)]
+    np.testing.assert_allclose(default.scores.numpy(), r, rtol=1e-10)
+
+
+def test_score_predictions_against_numpy_and_sklearn_and_as_repeated_rows():
+    rng = np.random.default_rng(4)
+    obs = rng.standard_normal((12, 3))
+    pred = obs + rng.standard_normal((12, 3))
+    r = [np.corrcoef(pred[:, j], obs[:, j])[0, 1] for j in range(3)]
+    got = score_predictions(torch.tensor(pred), torch.tensor(obs))
+    np.testing.assert_allclose(got.numpy(), r, rtol=1e-12)
+    np.testing.assert_allclose(score_predictions(torch.tensor(pred), torch.tensor(obs), "r2"),
+                               r2_score(obs, pred, multioutput="raw_values"), rtol=1e-12)
+    counts = rng.integers(0, 3, size=(2, 12))
+    for scoring in ("corr", "r2"):
+        got = score_predictions(torch.tensor(pred), torch.tensor(obs), scoring,
+                                weights=torch.tensor(counts))
+        assert got.shape == (2, 3)
+        for b in range(2):
+            rows = np.repeat(np.arange(12), counts[b])
+            ref = score_predictions(torch.tensor(pred[rows]), torch.tensor(obs[rows]), scoring)
+            np.testing.assert_allclose(got[b].numpy(), ref.numpy(), rtol=1e-10)
+
+
+def test_split_half_ceiling_is_spearman_brown_of_the_half_correlation():
+    rng = np.random.default_rng(5)
+    signal = rng.standard_normal((40, 4))
+    h1 = signal + rng.standard_normal((40, 4)) * [0.3, 1.0, 3.0, 30.0]
+    h2 = signal + rng.standard_normal((40, 4)) * [0.3, 1.0, 3.0, 30.0]
+    h2[:, 3] = rng.standard_normal(40) - h1[:, 3]  # negative correlation: reliability 0
+    r = np.array([np.corrcoef(h1[:, j], h2[:, j])[0, 1] for j in range(4)])
+    rho = np.clip(2 * r / (1 + r), 0.0, 1.0)
+    got = split_half_ceiling(torch.tensor(h1), torch.tensor(h2))
+    np.testing.assert_allclose(got.numpy(), np.sqrt(rho), rtol=1e-12)
+    np.testing.assert_allclose(split_half_ceiling(torch.tensor(h1), torch.tensor(h2), "r2"),
+                               rho, rtol=1e-12)
+    assert float(got[3]) == 0.0
+
+
+def test_kfold_indices_partition_the_stimuli_in_balanced_folds():
+    for n, k in [(10, 3), (7, 7), (9, 2)]:
+        folds = kfold_indices(n, k, seed=1)
+        assert len(folds) == k
+        assert sorted(np.concatenate(folds).tolist()) == list(range(n))
+        assert max(map(len, folds)) - min(map(len, folds)) <= 1
+        assert all(np.all(np.diff(f) > 0) for f in folds)  # sorted
+        ordered = kfold_indices(n, k, seed=None)
+        assert [f.tolist() for f in ordered] == [f.tolist() for f in np.array_split(
+            np.arange(n), k)]
+    labels = ["a"] * 5 + ["b"] * 7
+    folds = kfold_indices(12, 3, seed=4, stratify=labels)
+    assert sorted(np.concatenate(folds).tolist()) == list(range(12))
+    for lab in ("a", "b"):
+        per_fold = [sum(labels[i] == lab for i in f) for f in folds]
+        assert max(per_fold) - min(per_fold) <= 1
+    assert max(map(len, folds)) - min(map(len, folds)) <= 1
+
+
+@pytest.mark.parametrize(
+    ("call", "pattern"),
+    [(lambda x, y: kfold_indices(5, 1), r"^n_folds must be an int in \[2, n_stimuli=5\]"),
+     (lambda x, y: kfold_indices(5, 6), r"^n_folds must be an int"),
+     (lambda x, y: kfold_indices(4, 2, stratify=[0, 1]), r"^stratify must have one label"),
+     (lambda x, y: ridge_encoding(x, y, alphas=[1.0, -1.0]), r"^alphas must be a non-empty"),
+     (lambda x, y: ridge_encoding(x, y, alphas=[]), r"^alphas must be a non-empty"),
+     (lambda x, y: ridge_encoding(x[:, 0], y), r"^x must be a 2-d"),
+     (lambda x, y: ridge_encoding(x, y[:, 0]), r"^y must be a 2-d"),
+     (lambda x, y: ridge_encoding(x, y[:9]), r"^x and y must have the same stimuli"),
+     (lambda x, y: ridge_encoding(x, y, folds=[list(range(10))]), r"^folds must hold"),
+     (lambda x, y: ridge_encoding(x, y, folds=[[0, 1], [1, 2, 3, 4, 5, 6, 7, 8, 9]]),
+      r"^folds must hold"),
+     (lambda x, y: ridge_encoding(x, y, scoring="mse"), r"^scoring='mse'"),
+     (lambda x, y: ridge_encoding(x, y, cv="kfold"), r"^cv='kfold'"),
+     (lambda x, y: ridge_encoding(x, y, form="gram"), r"^form='gram'")],
+)
+def test_encoding_messages_name_the_argument(call, pattern):
+    x, y = _encoding_data(10, 3, 2, seed=6)
+    with pytest.raises(ValueError, match=pattern):
+        call(x, y)
+
+
+def test_ridge_encoding_refuses_non_finite_values_by_name():
+    x, y = _encoding_data(10, 3, 2, seed=7)
+    for bad in (np.nan, np.inf):
+        x2 = x.copy()
+        x2[3, 1] = bad
+        with pytest.raises(ValueError, match=r"^x holds NaN or infinite"):
+            ridge_encoding(x2, y)
+        y2 = y.copy()
+        y2[0, 0] = bad
+        with pytest.raises(ValueError, match=r"^y holds NaN or infinite"):
+            ridge_encoding(x, y2)
