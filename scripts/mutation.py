@@ -16,6 +16,8 @@ change nothing observable are listed, with the reason, in
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
 import re
 import shutil
@@ -110,6 +112,7 @@ def run(groups: list[str], max_children: int = 2, timeout_multiplier: float = 20
     try:
         pyproject.write_text(_with_config(groups, timeout_multiplier), encoding="utf-8")
         (ROOT / "mutants").mkdir(exist_ok=True)
+        _forget_changed_modules(groups)
         stamp.write_text(config, encoding="utf-8")
         with open(ROOT / "mutants" / "run.log", "w") as log:  # mutmut's spinner: not for a terminal
             code = subprocess.call(["mutmut", "run", "--max-children", str(max_children)],
@@ -126,6 +129,25 @@ def run(groups: list[str], max_children: int = 2, timeout_multiplier: float = 20
         pyproject.write_text(original, encoding="utf-8")
     print(f"mutmut finished in {time.perf_counter() - start:.0f} s (exit {code})")
     return code
+
+
+def _forget_changed_modules(groups: list[str]) -> None:
+    """Delete the mutated copy (and its results) of every module whose source changed.
+
+    With ``mutate_only_covered_lines`` mutmut measures coverage on the files in ``mutants/``
+    before regenerating the changed ones, i.e. on the *old mutated* copy, whose line numbers no
+    longer match the source: most of the changed module's mutants would silently vanish (seen:
+    460 -> 16). A missing file is copied fresh from the source first, so coverage is right.
+    """
+    sources = ROOT / "mutants" / "sources.json"
+    old = json.loads(sources.read_text(encoding="utf-8")) if sources.exists() else {}
+    new = {m: hashlib.sha256((ROOT / m).read_bytes()).hexdigest()
+           for g in groups for m in GROUPS[g][0]}
+    for module, digest in new.items():
+        if old.get(module) not in (None, digest):
+            for suffix in ("", ".meta", ".spans"):
+                (ROOT / "mutants" / f"{module}{suffix}").unlink(missing_ok=True)
+    sources.write_text(json.dumps(new, indent=1), encoding="utf-8")
 
 
 def _results() -> dict[str, str]:

@@ -513,3 +513,397 @@ def test_weighted_ranks_of_many_large_odd_weights_keep_the_closed_form():
     assert w.sum() > 2**24 and w.max() < 2**22
     got = weighted_ranks(torch.as_tensor(v), torch.as_tensor(w)).numpy()
     np.testing.assert_allclose(got[0, 0], _closed_form_ranks(v[0], w[0]), rtol=1e-13)
+
+
+# --------------------------------------------------------------------------- inputs and names
+
+
+def test_percentile_ci_of_a_tensor_that_requires_grad_is_that_of_its_values():
+    """Resamples from a differentiable pipeline: the interval is read from the detached values."""
+    samples = torch.rand(200, 3, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    low, high = percentile_ci(samples.clone().requires_grad_(True), ci=0.9)
+    ref_low, ref_high = percentile_ci(samples.numpy(), ci=0.9)
+    np.testing.assert_array_equal(low, ref_low)
+    np.testing.assert_array_equal(high, ref_high)
+
+
+def test_percentile_ci_and_noise_ceiling_messages_name_their_argument_as_a_word():
+    # word boundaries: a message naming another (longer) word does not pass
+    with pytest.raises(ValueError, match=r"\bci\b"):
+        percentile_ci(np.zeros((5, 1)), ci=1.5)
+    with pytest.raises(ValueError, match=r"\bmethod\b='pearson'"):
+        noise_ceiling(np.random.default_rng(0).random((3, 6)), "pearson")
+
+
+@pytest.mark.filterwarnings("ignore:Converting a tensor with requires_grad")
+def test_noise_ceiling_of_a_tensor_that_requires_grad_is_that_of_its_values():
+    v = torch.rand(4, 28, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    for method in ["corr", "spearman"]:
+        got = noise_ceiling(v.clone().requires_grad_(True), method)
+        assert got == noise_ceiling(v.numpy(), method)
+
+
+def _rdms_with(descriptors: dict) -> rsatoolbox.rdm.RDMs:
+    data = np.random.default_rng(36).random((3, 6))
+    return rsatoolbox.rdm.RDMs(data, rdm_descriptors=descriptors)
+
+
+def test_subject_groups_auto_uses_the_subject_descriptor_only_when_present():
+    from brainrdl.stats.ceilings import subject_groups
+
+    with_subject = _rdms_with({"subject": ["a", "a", "b"], "session": [1, 2, 1]})
+    assert subject_groups(with_subject).tolist() == ["a", "a", "b"]
+    assert subject_groups(with_subject, "auto").tolist() == ["a", "a", "b"]
+    # without a "subject" descriptor every RDM is its own subject
+    assert subject_groups(_rdms_with({"session": [1, 2, 1]})) is None
+    # a named descriptor, whatever "subject" says
+    assert subject_groups(with_subject, "session").tolist() == [1, 2, 1]
+
+
+@pytest.mark.parametrize("descriptor", [None, "index"])
+def test_subject_groups_none_and_index_mean_each_rdm_alone(descriptor):
+    from brainrdl.stats.ceilings import subject_groups
+
+    assert subject_groups(_rdms_with({"subject": ["a", "a", "b"]}), descriptor) is None
+    assert subject_groups(np.zeros((3, 6)), descriptor) is None  # no descriptors needed
+
+
+def test_subject_groups_of_plain_vectors_have_no_descriptors():
+    """Arrays and tensors carry no rdm descriptors: "auto" is each RDM alone, a name is absent."""
+    from brainrdl.stats.ceilings import subject_groups
+
+    for rdms in (np.zeros((3, 6)), torch.zeros(3, 6)):
+        assert subject_groups(rdms) is None
+        with pytest.raises(KeyError, match=r"subject_descriptor='subject'.*available: \[\]"):
+            subject_groups(rdms, "subject")
+
+
+def test_subject_groups_missing_descriptor_names_where_it_was_looked_up():
+    from brainrdl.stats.ceilings import subject_groups
+
+    rdms = _rdms_with({"subject": ["a", "a", "b"]})
+    with pytest.raises(KeyError, match=r"'session'.* of the RDMs; available: \['index', "
+                                       r"'subject'\]"):
+        subject_groups(rdms, "session")
+    with pytest.raises(KeyError, match=r"of region 'V1'; available"):
+        subject_groups(rdms, "session", where="region 'V1'")
+
+
+# --------------------------------------------------------------------------- degenerate RDMs
+
+
+def _ceiling_rdms(seed=37, s=4, k=15):
+    rng = np.random.default_rng(seed)
+    return rng.random(k) + 0.4 * rng.random((s, k))
+
+
+@pytest.mark.parametrize("method", ["cosine", "cosine_cov", "corr", "corr_cov"])
+def test_noise_ceiling_does_not_depend_on_the_scale_of_each_rdm(method):
+    """Scale-free methods: any positive factor per RDM changes nothing, also factors whose
+    squares underflow (1e-200) or overflow (1e200) in float64, and RDMs on very different
+    scales at once."""
+    v = _ceiling_rdms()
+    ref = noise_ceiling(v, method)
+    for scales in ([1e-200, 1.0, 1e200, 3.0], [0.5, 0.5, 0.5, 1e-200], [2.0, 1e200, 1e200, 1.0]):
+        got = noise_ceiling(v * np.array(scales)[:, None], method)
+        np.testing.assert_allclose(got, ref, rtol=1e-12)
+    # the pooled RDM of cosine is a mean of unit-RMS vectors: scale-free too
+    np.testing.assert_allclose(pool_vectors(torch.as_tensor(v * 1e-200), "cosine").numpy(),
+                               pool_vectors(torch.as_tensor(v), "cosine").numpy(), rtol=1e-12)
+
+
+def test_noise_ceiling_of_unscaled_rdms_whose_largest_entry_is_one():
+    """An RDM already on the unit scale (largest |entry| exactly 1) is a normal RDM."""
+    from rsatoolbox.inference import boot_noise_ceiling
+
+    v = _ceiling_rdms(seed=38)
+    v = v / v.max(1, keepdims=True)
+    for method in ["cosine", "corr"]:
+        ref = boot_noise_ceiling(rsatoolbox.rdm.RDMs(v), method=method, rdm_descriptor="index")
+        np.testing.assert_allclose(noise_ceiling(v, method), [float(ref[0]), float(ref[1])],
+                                   rtol=1e-10)
+
+
+@pytest.mark.parametrize("method", ["tau-a", "tau-b", "kendall"])
+def test_tau_noise_ceiling_warns_exactly_once(method):
+    import warnings
+
+    v = _ceiling_rdms(seed=39)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        noise_ceiling(v, method)
+    assert [str(w.message) for w in caught] == ["Noise ceiling for tau based on averaged ranks!"]
+
+
+@pytest.mark.parametrize("method", ["cosine", "corr", "spearman", "rho-a", "corr_cov"])
+def test_other_noise_ceilings_and_pools_do_not_warn(method):
+    import warnings
+
+    v = _ceiling_rdms(seed=40)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        noise_ceiling(v, method)
+        pool_vectors(torch.as_tensor(v), method)  # warn=True by default: still nothing to say
+
+
+def test_neg_riem_dist_noise_ceiling_equals_rsatoolbox_and_accepts_constant_rdms():
+    import warnings
+
+    from rsatoolbox.inference import boot_noise_ceiling
+
+    from brainrdl.stats.ceilings import check_not_constant_rdms
+
+    rng = np.random.default_rng(41)
+    pats = rng.standard_normal((4, 6, 5)) + rng.standard_normal((6, 5))
+    rdms = rsatoolbox.rdm.concat(
+        [rsatoolbox.rdm.calc_rdm(rsatoolbox.data.Dataset(p)) for p in pats])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = boot_noise_ceiling(rdms, method="neg_riem_dist", rdm_descriptor="index")
+    np.testing.assert_allclose(noise_ceiling(rdms, "neg_riem_dist", "index"),
+                               [float(ref[0]), float(ref[1])], rtol=1e-10)
+    # a distance needs no spread: constant (even zero) RDMs pass the check unchanged
+    y = torch.tensor([[2.0] * 6, [0.0] * 6], dtype=torch.float64)
+    assert check_not_constant_rdms("brain RDMs", y, "neg_riem_dist") is y
+
+
+def test_euclid_has_no_noise_ceiling_and_is_refused_by_name():
+    """rsatoolbox pools "euclid" RDMs but cannot compare with "euclid": no ceiling exists."""
+    with pytest.raises(ValueError, match=r"\bmethod\b='euclid'"):
+        noise_ceiling(_ceiling_rdms(), "euclid")
+
+
+def _check(y, method="corr"):
+    from brainrdl.stats.ceilings import check_not_constant_rdms
+
+    return check_not_constant_rdms("brain RDMs", torch.as_tensor(y, dtype=torch.float64), method)
+
+
+@pytest.mark.parametrize("method", ["corr", "corr_cov", "spearman", "rho-a", "tau-a", "tau-b"])
+def test_constant_rdms_are_refused_by_row_for_correlation_and_rank_methods(method):
+    v = _ceiling_rdms(seed=42, s=3, k=6)
+    for constant in (np.full(6, 0.7), np.zeros(6), 1e3 + np.arange(6) * 1e-12):
+        y = v.copy()
+        y[1] = constant  # the last one is constant up to rounding at its scale
+        with pytest.raises(ValueError, match=r"^brain RDMs: RDMs \[1\] \(1 of 3\) are constant "
+                                             r"\(all dissimilarities equal\); "
+                                             rf"method='{method}'"):
+            _check(y, method)
+    assert _check(v, method) is not None  # varied RDMs pass
+
+
+def test_constant_rdm_threshold_is_100_ulps_of_the_largest_entry():
+    eps = np.finfo(float).eps
+    at = np.array([[1.0, 1.0 - 100 * eps, 1.0, 1.0 - 50 * eps]])
+    above = np.array([[1.0, 1.0 - 100.5 * eps, 1.0, 1.0]])
+    assert at[0, 0] - at[0, 1] == 100 * eps and above[0, 0] - above[0, 1] == 100.5 * eps
+    with pytest.raises(ValueError, match="constant"):
+        _check(at)
+    assert _check(above).shape == (1, 4)
+    # the same relative spread at another scale: the threshold scales with the entries
+    with pytest.raises(ValueError, match="constant"):
+        _check(at * 2.0**40)
+    assert _check(above * 2.0**-40).shape == (1, 4)
+
+
+@pytest.mark.parametrize("method", ["cosine", "cosine_cov"])
+def test_cosine_methods_refuse_only_all_zero_rdms(method):
+    v = _ceiling_rdms(seed=43, s=3, k=6)
+    y = v.copy()
+    y[2] = 0.0
+    with pytest.raises(ValueError, match=r"^brain RDMs: RDMs \[2\] \(1 of 3\) are all zero; "
+                                         rf"method='{method}'"):
+        _check(y, method)
+    y[2] = 0.7  # constant but not zero: cosine is defined
+    assert _check(y, method) is not None
+    y[2] = v[2] / v[2].max()  # largest entry exactly 1
+    assert _check(y, method) is not None
+
+
+@pytest.mark.parametrize("method", ["cosine", "corr", "neg_riem_dist"])
+def test_rdms_with_infinite_or_no_finite_entries_are_refused_for_every_method(method):
+    v = _ceiling_rdms(seed=44, s=3, k=6)
+    y = v.copy()
+    y[0, 3] = np.inf
+    with pytest.raises(ValueError, match=r"^brain RDMs contain infinite dissimilarities"):
+        _check(y, method)
+    y = v.copy()
+    y[1] = np.nan
+    with pytest.raises(ValueError, match=r"^brain RDMs: RDMs \[1\] hold no finite"):
+        _check(y, method)
+    y[1, 2] = 0.5  # one finite pair is enough for this check
+    y[1, 3] = 0.9
+    assert _check(y, method) is not None
+
+
+def test_noise_ceiling_names_the_brain_rdms_and_the_method_when_the_pool_cancels():
+    """Two RDMs that are each other's mirror image: their correlation pool is constant, so the
+    upper bound is 0/0 while the lower bound (each against the other) is -1."""
+    a = np.array([1.0, 2.0, 3.0, 5.0, 4.0, 6.0])
+    with pytest.raises(ValueError, match=r"undefined for method='corr'"):
+        noise_ceiling(np.stack([a, -a]), "corr")
+    with pytest.raises(ValueError, match=r"^brain RDMs: RDMs \[0\]"):
+        noise_ceiling(np.stack([np.full(6, 3.0), a]), "corr")
+
+
+def test_noise_ceiling_of_a_single_group_names_the_method_when_undefined():
+    a = np.array([1.0, 2.0, 3.0, 5.0, 4.0, 6.0])
+    with pytest.raises(ValueError, match=r"undefined for method='corr'"):
+        noise_ceiling(np.stack([a, -a]), "corr", groups=[0, 0])
+
+
+def test_square_rdms_must_be_square():
+    with pytest.raises(ValueError, match=r"rdms as matrices must be square.*\(2, 4, 3\)"):
+        noise_ceiling(np.ones((2, 4, 3)), "corr")
+
+
+def test_weighted_ranks_of_an_all_equal_vector_are_its_mean_rank():
+    v = torch.tensor([[2.0, 2.0, 2.0, 2.0], [1.0, 3.0, 2.0, 4.0]], dtype=torch.float64)
+    w = torch.tensor([[1.0, 3.0, 0.0, 2.0]], dtype=torch.float64)
+    got = weighted_ranks(v, w)[0].numpy()
+    for i in range(2):
+        np.testing.assert_allclose(got[i], _closed_form_ranks(v[i].numpy(), w[0].numpy()))
+    np.testing.assert_allclose(got[0, [0, 1, 3]], 3.5)  # (6 + 1) / 2
+
+
+def test_weighted_compare_defaults_to_corr_and_casts_every_input_to_float64():
+    rng = np.random.default_rng(45)
+    x, y = rng.random((2, 10)), rng.random((2, 10))
+    w = rng.integers(0, 3, size=(2, 10))
+    x32, y32 = torch.tensor(x, dtype=torch.float32), torch.tensor(y, dtype=torch.float32)
+    ref = {m: weighted_compare(x32.double(), y32.double(), torch.tensor(w).double(), m)
+           for m in ["corr", "cosine", "spearman"]}
+    for m in ref:
+        for a, b, c in [(x32, y32, torch.tensor(w)), (x32.double(), y32, torch.tensor(w)),
+                        (x32, y32.double(), torch.tensor(w, dtype=torch.float32))]:
+            got = weighted_compare(a, b, c, m)
+            assert got.dtype == torch.float64
+            torch.testing.assert_close(got, ref[m], rtol=1e-12, atol=1e-14)
+    # arrays; the default method is corr
+    torch.testing.assert_close(weighted_compare(x, y, w), weighted_compare(x, y, w, "corr"))
+    expanded = _rsa(_expanded(x, w[0]), _expanded(y, w[0]), "corr")
+    np.testing.assert_allclose(weighted_compare(x, y, w)[0].numpy(), expanded, rtol=1e-9)
+
+
+# --------------------------------------------------------------------------- bootstrap arguments
+
+
+def _xy(seed=46, n=6, s=2):
+    rng = np.random.default_rng(seed)
+    k = n * (n - 1) // 2
+    return rng.random((2, k)), rng.random((s, k))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "pattern", "error"),
+    [({"n_bootstrap": 0}, r"^n_bootstrap=0 is out of range", ValueError),
+     ({"n_bootstrap": 2.0}, r"^n_bootstrap must be an int", TypeError),
+     ({"seed": 1.5}, r"^seed must be an int", TypeError),
+     ({"bootstrap": "pairs"}, r"^bootstrap='pairs' is not supported", ValueError),
+     ({"device": "gpu0"}, r"^device='gpu0' is not a torch device", ValueError),
+     ({"pattern_groups": [0, 1]}, r"^pattern_groups must have one label per item \(6\)",
+      ValueError),
+     ({"rdm_groups": [0]}, r"^rdm_groups must have one label per item \(2\)", ValueError)],
+)
+def test_bootstrap_messages_start_with_the_argument_name(kwargs, pattern, error):
+    x, y = _xy()
+    with pytest.raises(error, match=pattern):
+        bootstrap_compare(x, y, **{"n_bootstrap": 2, **kwargs})
+
+
+def test_weighted_compare_refuses_a_method_without_a_weighted_form_by_name():
+    x, y = _xy()
+    with pytest.raises(ValueError, match=r"^method='tau-a' is not supported"):
+        weighted_compare(x, y, np.ones((1, x.shape[1])), "tau-a")
+
+
+def test_bootstrap_refuses_vectors_that_are_not_matrices_of_rows():
+    x, y = _xy()
+    for a, b in [(x[0], y), (x, y[0]), (x[:, :10], y)]:
+        with pytest.raises(ValueError, match=r"^x and y must be \(L, K\) and \(S, K\)"):
+            bootstrap_compare(a, b, n_bootstrap=2)
+
+
+def test_bootstrap_default_is_1000_stimulus_resamples():
+    x, y = _xy()
+    res = bootstrap_compare(x, y, seed=0)
+    assert res.samples.shape == (1000, 2, 2)
+    assert res.rdm_weights.dtype == torch.float64  # torch.equal alone would accept float32
+    assert torch.equal(res.rdm_weights, torch.ones(1000, 2, dtype=torch.float64))
+
+
+def test_unseeded_bootstraps_draw_different_resamples():
+    x, y = _xy()
+    runs = [bootstrap_compare(x, y, n_bootstrap=8).samples for _ in range(3)]
+    assert not torch.equal(runs[0], runs[1]) and not torch.equal(runs[1], runs[2])
+
+
+def test_both_resamples_stimuli_and_subjects_with_the_given_counts():
+    x, y = _xy(s=3)
+    counts = torch.tensor([[2, 0, 1, 1, 0, 1], [1, 1, 1, 1, 1, 1]])  # integer counts
+    groups = torch.tensor([[0, 2, 1], [3, 0, 0]])
+    res = bootstrap_compare(x, y, n_bootstrap=2, bootstrap="both", pattern_counts=counts,
+                            group_counts=groups)
+    assert res.samples.dtype == torch.float64 and res.rdm_weights.dtype == torch.float64
+    assert torch.equal(res.rdm_weights, groups.double())
+    for b in range(2):
+        ref = _rsa(_expanded_rdm_vector(x, counts[b].numpy()),
+                   _expanded_rdm_vector(y, counts[b].numpy()), "corr")
+        np.testing.assert_allclose(res.samples[b].numpy(), ref, rtol=1e-9)
+    # "stimuli" alone: the same samples, every brain RDM once
+    stim = bootstrap_compare(x, y, n_bootstrap=2, pattern_counts=counts)
+    torch.testing.assert_close(stim.samples, res.samples)
+    assert torch.equal(stim.rdm_weights, torch.ones(2, 3, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("method", ["corr", "spearman"])
+def test_bootstrap_casts_float32_inputs_to_float64_first(method):
+    x, y = _xy(seed=47)
+    x32, y32 = torch.tensor(x, dtype=torch.float32), torch.tensor(y, dtype=torch.float32)
+    a = bootstrap_compare(x32, y32, method=method, n_bootstrap=5, seed=1)
+    b = bootstrap_compare(x32.double(), y32.double(), method=method, n_bootstrap=5, seed=1)
+    assert a.samples.dtype == torch.float64
+    torch.testing.assert_close(a.samples, b.samples, rtol=1e-13, atol=0)
+
+
+def test_weighted_corr_is_shift_invariant_even_for_large_offsets():
+    """corr does not depend on a common offset of a vector; offsets of 1e6 that differ between
+    the vectors would cancel catastrophically in uncentred moments."""
+    x, y = _xy(seed=48)
+    w = torch.as_tensor(np.random.default_rng(49).integers(0, 3, size=(3, x.shape[1])),
+                        dtype=torch.float64)
+    ref = weighted_compare(x, y, w, "corr")
+    shifted = weighted_compare(x + np.array([[1e6], [-3e5]]), y + np.array([[2e6], [0.0]]), w,
+                               "corr")
+    # adding 1e6 itself rounds the entries by ~1e-10; uncentred sums would lose ~1e-4
+    torch.testing.assert_close(shifted, ref, rtol=0, atol=1e-8)
+
+
+def test_bootstrap_progress_bar_names_the_method_and_counts_chunks(capsys, monkeypatch):
+    import threading
+
+    from tqdm import tqdm
+
+    # a process-local lock and no monitor thread: tqdm's default lock is a multiprocessing
+    # semaphore shared with forked processes (mutmut forks one per mutant), so a process killed
+    # while holding it would block every later one
+    monkeypatch.setattr(tqdm, "_lock", threading.RLock(), raising=False)
+    monkeypatch.setattr(tqdm, "monitor_interval", 0)
+    x, y = _xy()
+    bootstrap_compare(x, y, n_bootstrap=4, seed=0, chunk_size=2, progress=True)
+    err = capsys.readouterr().err
+    assert "bootstrap (corr)" in err and "2/2" in err and "chunk/s" in err
+    bootstrap_compare(x, y, n_bootstrap=4, seed=0, chunk_size=2, progress=False)
+    assert capsys.readouterr().err == ""
+    bootstrap_compare(x, y, n_bootstrap=4, seed=0, chunk_size=2)  # None: not a terminal here
+    assert capsys.readouterr().err == ""
+
+
+def test_cosine_noise_ceiling_accepts_a_constant_nonzero_rdm():
+    from rsatoolbox.inference import boot_noise_ceiling
+
+    v = _ceiling_rdms(seed=50)
+    v[2] = 0.8  # constant: cosine is defined, correlation is not
+    ref = boot_noise_ceiling(rsatoolbox.rdm.RDMs(v), method="cosine", rdm_descriptor="index")
+    np.testing.assert_allclose(noise_ceiling(v, "cosine"), [float(ref[0]), float(ref[1])],
+                               rtol=1e-10)

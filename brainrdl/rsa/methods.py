@@ -64,8 +64,9 @@ LAYER_COMPARISON_METHODS: tuple[str, ...] = (*COMPARISON_METHODS[:5], "kendall",
                                              *COV_COMPARISON_METHODS)
 #: comparisons with a batched bootstrap kernel
 FAST_BOOTSTRAP_METHODS: tuple[str, ...] = ("cosine", "corr", "spearman", "rho-a")
-#: methods whose RDMs rsatoolbox's ``pool_rdm`` knows how to pool (noise ceilings)
+#: methods whose RDMs rsatoolbox's ``pool_rdm`` knows how to pool and ``compare`` can compare
+#: (noise ceilings; "euclid" is pooled but no comparison method, so it has no noise ceiling)
 NOISE_CEILING_METHODS: tuple[str, ...] = (
     "cosine", "corr", "spearman", "rho-a", "tau-a", "kendall", "tau-b", "corr_cov", "cosine_cov",
-    "euclid", "neg_riem_dist",
+    "neg_riem_dist",
 )  # fmt: skip

@@ -199,8 +199,11 @@ def check_not_constant_rdms(name: str, y: torch.Tensor, method: str) -> torch.Te
     """Refuse RDM vectors (S, K) whose comparison under ``method`` is undefined.
 
     Correlation- and rank-based methods cannot compare a constant RDM (all dissimilarities
-    equal, up to rounding): its pooled, normalised version is 0/0. Cosine methods only need a
-    non-zero RDM. Non-finite entries other than NaN (missing pairs) are refused too.
+    equal up to rounding: a spread of at most 100 ulps of the largest |entry|, i.e.
+    ``max - min <= 100 * eps * max|entry|``): its pooled, normalised version is 0/0. Cosine
+    methods only need a non-zero RDM; ``neg_riem_dist`` (a distance of the RDMs' second-moment
+    matrices) needs neither. Non-finite entries other than NaN (missing pairs) are refused for
+    every method.
 
     Examples
     --------
@@ -220,7 +223,7 @@ def check_not_constant_rdms(name: str, y: torch.Tensor, method: str) -> torch.Te
     if method in ("cosine", "cosine_cov"):
         bad = size == 0
         what = "all zero"
-    elif method in ("euclid", "neg_riem_dist"):
+    elif method == "neg_riem_dist":
         return y
     else:
         bad = (big - small) <= 100 * torch.finfo(y.dtype).eps * size
@@ -236,10 +239,11 @@ def check_not_constant_rdms(name: str, y: torch.Tensor, method: str) -> torch.Te
 
 
 def _scaled(v: torch.Tensor, method: str) -> torch.Tensor:
-    """For the scale-free methods, each RDM divided by its largest |entry|: squares then neither
-    underflow (1e-200) nor overflow (1e200), and no result changes."""
-    if method not in ("cosine", "cosine_cov", "corr", "corr_cov", "spearman", "rho-a", "tau-a",
-                      "kendall", "tau-b"):  # fmt: skip
+    """For the scale-free methods that square dissimilarities (cosine, corr), each RDM divided by
+    its largest |entry|: squares then neither underflow (1e-200) nor overflow (1e200), and no
+    result changes. Rank methods square no dissimilarity (and a division could merge two
+    neighbouring floats into a tie), so they are left alone."""
+    if method not in ("cosine", "cosine_cov", "corr", "corr_cov"):
         return v
     size = torch.where(torch.isnan(v), torch.zeros_like(v), v.abs()).amax(dim=1, keepdim=True)
     return v / torch.where(size > 0, size, torch.ones_like(size))
@@ -280,6 +284,9 @@ def _as_vectors(rdms, rdm_descriptor: str | None, groups) -> tuple:
     if isinstance(rdms, (np.ndarray, torch.Tensor, list)):
         arr = rdms if isinstance(rdms, torch.Tensor) else np.asarray(rdms, dtype=float)
         if arr.ndim == 3:
+            if arr.shape[1] != arr.shape[2]:
+                raise InvalidArgumentError(
+                    f"rdms as matrices must be square, (S, n, n); got shape {tuple(arr.shape)}")
             n = arr.shape[-1]
             iu, ju = np.triu_indices(n, 1)
             arr = arr[:, iu, ju]
