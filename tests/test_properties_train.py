@@ -99,6 +99,49 @@ def test_argument_errors_name_the_argument():
         BrainTeacher(3)
 
 
+def test_target_names_read_from_any_rdm_descriptor():
+    """A string target_names is an rdm-descriptor key: each RDM is named by its own value."""
+    data = np.random.default_rng(2).random((3, 3)) + 0.1
+    rdms = rsatoolbox.rdm.RDMs(data, rdm_descriptors={"area": ["V1", "IT", "V1"]},
+                               pattern_descriptors={"stimulus": ["a", "b", "c"]})
+    teacher = BrainTeacher(rdms, target_names="area")
+    assert teacher.names == ["V1", "IT"]
+    it = teacher.targets(None, ["a", "b"])["IT"]
+    assert float(it.rdm[0, 1]) == pytest.approx(data[1, 0])
+    # a missing key names the key, where it was looked up, and what is available
+    with pytest.raises(KeyError, match=r"'region' not found in rdms; available: \['area', "):
+        BrainTeacher(rdms, target_names="region")
+
+
+class _MatricesOnly:
+    """Has get_matrices but not n_rdm: not an rsatoolbox RDMs object."""
+
+    def get_matrices(self):
+        return np.zeros((1, 3, 3))
+
+
+def test_objects_lacking_either_rdms_attribute_are_refused_by_type():
+    with pytest.raises(TypeError, match="rdms must be rsatoolbox RDMs"):
+        BrainTeacher(_MatricesOnly())
+
+
+def test_a_0d_inputs_tensor_only_sets_dtype_and_device():
+    """inputs only set device and dtype: a 0-d tensor has no batch size to compare with."""
+    teacher = BrainTeacher(_rdms(["a", "b", "c"]))
+    t = teacher.targets(torch.zeros((), dtype=torch.float64), ["c", "a"])["R0"]
+    assert t.rdm.dtype == torch.float64 and t.rdm.shape == (2, 2)
+
+
+def test_floating_tensor_ids_are_matched_by_value():
+    """A float tensor of integer-valued ids finds the same rows as the integers (3.0 == 3);
+    only integer tensors take the lookup-table path."""
+    teacher = BrainTeacher(_rdms([10, 11, 12, 13]))
+    ints = teacher.indices(torch.tensor([13, 10, 99]))
+    floats = teacher.indices(torch.tensor([13.0, 10.0, 99.0]))
+    assert ints.tolist() == floats.tolist() == [3, 0, -1]
+    assert floats.dtype == torch.long
+
+
 class _Net(nn.Module):
     def __init__(self):
         super().__init__()
@@ -173,6 +216,16 @@ def test_kd_loss_item_mask_equals_the_sub_batch_and_nan_rows_do_not_leak():
     # nothing kept: an attached zero, not NaN
     none = BF.kd_loss(s, t, item_mask=torch.zeros(6, dtype=torch.bool))
     assert float(none.detach()) == 0.0
+
+
+def test_kd_loss_of_one_kept_item_is_that_items_divergence():
+    """The mean over kept items divides by their count, also when exactly one item is kept."""
+    s, t = _f64(4, 5, 17), _f64(4, 5, 18)
+    for k in range(4):
+        keep = torch.zeros(4, dtype=torch.bool)
+        keep[k] = True
+        got = BF.kd_loss(s, t, temperature=1.5, item_mask=keep)
+        assert float(got) == pytest.approx(_kd_reference(s[keep], t[keep], 1.5), rel=1e-10)
 
 
 def test_kd_loss_casts_the_teacher_to_the_students_dtype():
