@@ -113,6 +113,11 @@ def test_target_names_read_from_any_rdm_descriptor():
         BrainTeacher(rdms, target_names="region")
 
 
+def test_missing_subject_descriptor_names_the_target():
+    with pytest.raises(KeyError, match=r"'subject' not found in R0; available: \['index', 'roi'\]"):
+        BrainTeacher(_rdms(["a", "b", "c"]), subject_descriptor="subject", combine="per_subject")
+
+
 class _MatricesOnly:
     """Has get_matrices but not n_rdm: not an rsatoolbox RDMs object."""
 
@@ -403,6 +408,23 @@ def test_pkt_loss_matches_the_reference_and_casts_the_teacher():
     s_zero[2] = 0.0
     assert float(BF.pkt_loss(s_nan, t, check_finite=False)) == pytest.approx(
         float(BF.pkt_loss(s_zero, t)), rel=1e-12)
+
+
+def test_pkt_loss_gradient_at_an_all_zero_student_row_is_the_derivative():
+    """x / (‖x‖ + eps) has Jacobian I / eps at x = 0 (the row of a dead ReLU layer): the
+    gradient there must match central differences, neither NaN (sqrt at 0) nor damped."""
+    s, t = _f64(5, 4, 34), _f64(5, 3, 35)
+    s[1] = 0.0
+    eps = 0.1  # large, so the step below is tiny against it
+    s_grad = s.clone().requires_grad_(True)
+    BF.pkt_loss(s_grad, t, eps=eps).backward()
+    h = 1e-7
+    for j in range(4):
+        up, down = s.clone(), s.clone()
+        up[1, j], down[1, j] = h, -h
+        fd = (float(BF.pkt_loss(up, t, eps=eps)) - float(BF.pkt_loss(down, t, eps=eps))) / (2 * h)
+        assert float(s_grad.grad[1, j]) == pytest.approx(fd, rel=1e-4, abs=1e-9)
+    assert float(s_grad.grad[1].abs().max()) > 0  # the zero row does get pulled
 
 
 def test_integer_item_masks_read_as_bool():
