@@ -466,6 +466,33 @@ def test_corr_cov_errors_name_the_layer():
         BF.rdl_loss(bad, target + target.T, comparison="corr_cov", name="conv3")
 
 
+def test_corr_cov_refusing_a_row_constant_up_to_rounding_names_the_layer():
+    """A float32 row that is constant up to rounding relative to its own magnitude (1e6 plus one
+    ulp) has no correlation distance; corr_cov refuses it, naming the layer."""
+    x = _f64(5, 6, 38).float()
+    x[0] = 1e6
+    x[0, 0] += 0.0625  # one float32 ulp at 1e6
+    target = torch.rand(5, 5, generator=torch.Generator().manual_seed(39))
+    with pytest.raises(ValueError, match=r"layer 'conv3': .*constant across channels"):
+        BF.rdl_loss(x, target + target.T, comparison="corr_cov", distance="correlation",
+                    name="conv3")
+
+
+@pytest.mark.parametrize("distance", ["euclidean", "correlation"])
+def test_corr_cov_is_scale_free_in_float64_and_float32(distance):
+    """corr_cov is a correlation: features scaled by 1e-6 ... 1e6 give the same loss, and float32
+    gives it too (the entries are rescaled to unit size, floors in the same units)."""
+    x, y = _f64(7, 5, 40), _f64(7, 3, 41)
+    target = torch.cdist(y, y) ** 2
+    ref = float(BF.rdl_loss(x, target, comparison="corr_cov", distance=distance))
+    for scale in (1e-6, 1e-3, 1e3, 1e6):
+        got = BF.rdl_loss(x * scale, target, comparison="corr_cov", distance=distance)
+        assert float(got) == pytest.approx(ref, rel=1e-9, abs=1e-12), scale
+        got32 = BF.rdl_loss((x * scale).float(), target.float(), comparison="corr_cov",
+                            distance=distance)
+        assert float(got32) == pytest.approx(ref, rel=1e-4, abs=1e-5), scale
+
+
 def test_target_pairs_outside_the_mask_hold_zero_never_nan():
     """Documented: masked pairs of Target.rdm hold 0 — missing brain pairs included."""
     ids = ["a", "b", "c", "d"]

@@ -470,7 +470,7 @@ def _corr_cov_loss(
     cols: torch.Tensor,
     distance: str,
     name: str,
-    floor: torch.Tensor | float = 0.0,
+    floor: torch.Tensor | float,
 ) -> torch.Tensor:
     """1 − rsatoolbox corr_cov. Masked pairs: the items that carry a valid pair are kept.
 
@@ -478,9 +478,7 @@ def _corr_cov_loss(
     not rounding noise.
     """
     b = x.shape[0]
-    if bool(valid.all()):
-        items = None
-    else:  # selecting items needs their count on the host: one sync, corr_cov only
+    if not bool(valid.all()):  # selecting items needs their count on the host: one sync
         pair_sq = torch.zeros(b, b, dtype=torch.bool, device=x.device)
         pair_sq[rows, cols] = valid
         pair_sq = pair_sq | pair_sq.T
