@@ -8,6 +8,7 @@ any correct implementation must do.
 from __future__ import annotations
 
 import inspect
+import re
 
 import numpy as np
 import pytest
@@ -521,3 +522,131 @@ def test_teacher_choice_errors_name_the_argument_exactly():
         BrainTeacher(_rdms(["a", "b", "c"]), combine="median")
     with pytest.raises(ValueError, match=r"\bdistance\b"):
         NetworkTeacher(_Net(), ["fc"], distance="manhattan")
+
+
+# --------------------------------------------------------------------------- rdl_loss checks
+
+
+def test_rdl_target_errors_tell_asymmetry_from_nan():
+    from brainrdl.errors import DegenerateDataError
+
+    x = _f64(4, 3, 50)
+    target = torch.rand(4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(51))
+    with pytest.raises(DegenerateDataError, match=r"layer 'conv1': target_rdm is not symmetric"):
+        BF.rdl_loss(x, target + 1.0, name="conv1")  # finite but not symmetric
+    sym = target + target.T
+    sym[0, 2] = sym[2, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"layer 'conv1': target_rdm has NaN or infinite entries "
+                                         "at pairs that pair_mask keeps"):
+        BF.rdl_loss(x, sym, name="conv1")
+    with pytest.raises(ValueError, match="layer 'student'"):  # the default layer name
+        BF.rdl_loss(x, sym)
+    with pytest.raises(ValueError, match=r"\bpaper_scale\b"):
+        BF.rdl_loss(x, target + target.T, comparison="paper", paper_scale="min")
+
+
+@pytest.mark.parametrize("n_bad", [10, 11, 12])
+def test_nonfinite_student_items_are_listed_up_to_ten(n_bad):
+    x = _f64(14, 3, 52)
+    x[:n_bad, 0] = float("nan")
+    y = _f64(14, 3, 53)
+    listed = list(range(min(n_bad, 10)))
+    shown = str(listed if n_bad <= 10 else [*listed, "..."])
+    with pytest.raises(ValueError, match=re.escape(f"batch items {shown} ({n_bad} in all)")):
+        BF.rdl_loss(x, torch.cdist(y, y), distance="euclidean")
+
+
+def test_item_mask_errors_show_the_shape_or_type_given():
+    s = _f64(4, 3, 54)
+    with pytest.raises(ValueError, match=re.escape("item_mask must be a bool tensor of shape "
+                                                   "(4,); got (3,)")):
+        BF.kd_loss(s, s, item_mask=torch.ones(3, dtype=torch.bool))
+    with pytest.raises(ValueError, match=re.escape("(4,); got list")):
+        BF.kd_loss(s, s, item_mask=[True, True, False, True])
+
+
+@pytest.mark.parametrize("comparison", ["pearson", "cosine"])
+def test_an_all_zero_target_has_cosine_zero(comparison):
+    """rsatoolbox's convention: a zero vector has cosine 0 with anything, so the loss is 1."""
+    x = _f64(5, 4, 55)
+    got = BF.rdl_loss(x, torch.zeros(5, 5, dtype=torch.float64), comparison=comparison)
+    assert float(got) == 1.0
+
+
+@pytest.mark.parametrize("comparison", ["pearson", "cosine", "mse", "corr_cov"])
+def test_scale_free_losses_ignore_the_targets_scale_in_float32(comparison):
+    x, y = _f64(6, 4, 56), _f64(6, 3, 57)
+    target = torch.cdist(y, y) ** 2
+    ref = float(BF.rdl_loss(x, target, comparison=comparison))
+    for scale in (1e-20, 1e20):
+        got = BF.rdl_loss(x.float(), (target * scale).float(), comparison=comparison)
+        assert float(got) == pytest.approx(ref, rel=1e-4, abs=1e-5), scale
+
+
+@pytest.mark.parametrize("distance", ["correlation", "cosine"])
+def test_an_all_zero_student_gives_an_attached_zero(distance):
+    """A layer of dead ReLUs has no defined correlation or cosine distance: no pair is left."""
+    x = torch.zeros(5, 4, dtype=torch.float64, requires_grad=True)
+    y = _f64(5, 3, 58)
+    loss = BF.rdl_loss(x, torch.cdist(y, y), distance=distance)
+    loss.backward()
+    assert float(loss.detach()) == 0.0 and torch.all(x.grad == 0)
+
+
+@pytest.mark.parametrize("distance", ["correlation", "cosine"])
+def test_rows_are_dead_below_1e_5_of_the_largest_norm(distance):
+    """Correlation and cosine distances do not depend on a row's scale: a row at 1e-4 of the
+    largest norm counts as itself; at 1e-6 it is a dead row, left out like a masked item."""
+    x, y = _f64(6, 5, 59), _f64(6, 3, 60)
+    target = torch.cdist(y, y)
+    full = float(BF.rdl_loss(x, target, distance=distance))
+    keep = torch.ones(6, dtype=torch.bool)
+    keep[2] = False
+    without = float(BF.rdl_loss(x, target, distance=distance,
+                                pair_mask=keep[:, None] & keep[None, :]))
+    assert abs(full - without) > 1e-3  # the row matters
+    for factor, expected in ((1e-4, full), (1e-6, without)):
+        small = x.clone()
+        centre = x[2].mean() if distance == "correlation" else 0.0  # correlation centres rows
+        small[2] = (x[2] - centre) * factor
+        got = float(BF.rdl_loss(small, target, distance=distance))
+        assert got == pytest.approx(expected, rel=1e-8), factor
+
+
+# --------------------------------------------------------------------------- degenerate targets
+
+
+def _rdms_from_vector(vector):
+    return rsatoolbox.rdm.RDMs(np.asarray(vector, dtype=float)[None],
+                               pattern_descriptors={"stimulus": ["a", "b", "c"]})
+
+
+def test_brain_targets_without_geometry_are_refused():
+    with pytest.raises(ValueError, match="no finite dissimilarity"):
+        BrainTeacher(_rdms_from_vector([np.nan] * 3))
+    with pytest.raises(ValueError, match=r"is constant \(every dissimilarity 2\)"):
+        BrainTeacher(_rdms_from_vector([2.0, 2.0, 2.0]))
+
+
+@pytest.mark.parametrize(("vector", "refused"), [
+    ([0.0, 1e-12, 1e-12], True),  # spread 1e-12: at the absolute tolerance (values below 1)
+    ([0.0, 1.5e-12, 1.5e-12], False),
+    ([1e6, 1e6 + 1e-7, 1e6], True),  # spread 1e-7 <= 1e-12 * 1e6: relative for large values
+    ([1e6, 1e6 + 1e-5, 1e6], False),
+])
+def test_constant_target_tolerance_is_1e_12_of_max_one_and_the_largest_value(vector, refused):
+    if refused:
+        with pytest.raises(ValueError, match="is constant"):
+            BrainTeacher(_rdms_from_vector(vector))
+    else:
+        assert BrainTeacher(_rdms_from_vector(vector)).names == ["brain"]
+
+
+def test_network_teacher_checks_the_first_batch_with_three_items():
+    dead = nn.Sequential(nn.Linear(4, 3), nn.ReLU())
+    with torch.no_grad():
+        dead[0].bias.fill_(-100.0)  # every unit off: a constant (all-zero) RDM
+    teacher = NetworkTeacher(dead, ["1"])
+    teacher.targets(torch.randn(2, 4))  # one pair: nothing to judge yet
+    with pytest.raises(ValueError, match="NetworkTeacher layer '1': the target RDM is constant"):
+        teacher.targets(torch.randn(3, 4))

@@ -97,7 +97,7 @@ def _raise_if_nonfinite(
     if bool(ok):
         return
     if target_ok is not None and not bool(target_ok):
-        if bool(torch.isfinite(target).all()) if target is not None else False:
+        if target is not None and bool(torch.isfinite(target).all()):
             raise DegenerateDataError(
                 f"layer {name!r}: target_rdm is not symmetric; a target RDM must be (make it "
                 "symmetric, e.g. (D + D.T) / 2, before passing it)"
@@ -446,11 +446,11 @@ def _zscore(v: torch.Tensor, valid: torch.Tensor, n: torch.Tensor,
     return c / torch.maximum(sd, torch.as_tensor(floor, dtype=sd.dtype, device=sd.device))
 
 
-def _cos(a: torch.Tensor, b: torch.Tensor, floor_a: torch.Tensor | float = 0.0) -> torch.Tensor:
+def _cos(a: torch.Tensor, b: torch.Tensor, floor_a: torch.Tensor) -> torch.Tensor:
     # A zero vector has cosine 0 with anything (rsatoolbox's convention), hence the floors;
     # ``floor_a`` bounds ‖a‖ from below so a flat student RDM gives a finite, small gradient.
     na = torch.sqrt(torch.clamp_min((a * a).sum(), _TINY))
-    na = torch.maximum(na, torch.as_tensor(floor_a, dtype=na.dtype, device=na.device))
+    na = torch.maximum(na, floor_a)
     nb = torch.sqrt(torch.clamp_min((b * b).sum(), _TINY))
     return (a * b).sum() / (na * nb)
 
@@ -499,7 +499,7 @@ def _corr_cov_loss(
                                                                          device=x.device))
     s_vec = s_vec / s_scale
     floor = floor / s_scale
-    t_vec = torch.where(valid, target[rows, cols], 0.0)
+    t_vec = target[rows, cols]  # entries of invalid pairs are dropped by t_vec[valid] below
     n = x.shape[0]
     if bool(valid.all()):
         ws = _cov_weighting_full(s_vec, n)
