@@ -650,3 +650,122 @@ def test_network_teacher_checks_the_first_batch_with_three_items():
     teacher.targets(torch.randn(2, 4))  # one pair: nothing to judge yet
     with pytest.raises(ValueError, match="NetworkTeacher layer '1': the target RDM is constant"):
         teacher.targets(torch.randn(3, 4))
+
+
+# --------------------------------------------------------------------------- rdl_loss inputs
+
+
+def test_rdl_argument_errors_show_what_was_given():
+    x = _f64(4, 3, 61)
+    with pytest.raises(ValueError, match=r"^student must have a batch dimension"):
+        BF.rdl_loss(torch.tensor(1.0), torch.zeros(1, 1))
+    with pytest.raises(ValueError, match=re.escape("matching the 4 student items; got (3, 3)")):
+        BF.rdl_loss(x, torch.zeros(3, 3))
+    with pytest.raises(ValueError, match=re.escape("matching the 4 student items; got abc")):
+        BF.rdl_loss(x, "abc")
+    with pytest.raises(ValueError, match=re.escape("pair_mask must be a bool tensor of shape "
+                                                   "(4, 4); got (3, 3)")):
+        BF.rdl_loss(x, torch.zeros(4, 4), pair_mask=torch.ones(3, 3, dtype=torch.bool))
+    with pytest.raises(ValueError, match=re.escape("(4, 4); got abc")):
+        BF.rdl_loss(x, torch.zeros(4, 4), pair_mask="abc")
+
+
+@pytest.mark.parametrize("comparison", ["paper", "mse", "pearson", "cosine", "corr_cov"])
+def test_rdl_casts_the_target_to_the_students_dtype(comparison):
+    x, y = _f64(6, 4, 62), _f64(6, 3, 63)
+    t32 = (torch.cdist(y, y) ** 2).float()
+    got = BF.rdl_loss(x, t32, comparison=comparison)
+    assert got.dtype == torch.float64
+    assert float(got) == pytest.approx(float(BF.rdl_loss(x, t32.double(), comparison=comparison)),
+                                       rel=1e-13, abs=1e-15)
+
+
+def test_rdl_integer_pair_masks_read_as_bool():
+    x, y = _f64(5, 4, 64), _f64(5, 3, 65)
+    target = torch.cdist(y, y)
+    mask = torch.ones(5, 5, dtype=torch.bool)
+    mask[0, 3] = mask[3, 0] = False
+    for comparison in ("paper", "pearson"):
+        expected = BF.rdl_loss(x, target, comparison=comparison, pair_mask=mask)
+        got = BF.rdl_loss(x, target, comparison=comparison, pair_mask=mask.long())
+        assert float(got) == pytest.approx(float(expected), rel=1e-12)
+
+
+@pytest.mark.parametrize("b", [2, 3, 4])
+def test_rdl_per_pair_output_has_one_entry_per_pair(b):
+    """reduction='none' (paper, mse): the upper-triangle vector (B(B-1)/2,), from B = 2 on."""
+    x, y = _f64(b, 3, 66), _f64(b, 3, 67)
+    for comparison in ("paper", "mse"):
+        got = BF.rdl_loss(x, torch.cdist(y, y), comparison=comparison, reduction="none")
+        assert got.shape == (b * (b - 1) // 2,), comparison
+
+
+def test_rdl_reads_only_the_kept_upper_pairs_of_the_target():
+    """Documented: only pairs i < j that pair_mask keeps enter; entries elsewhere may be NaN
+    (lower triangle) or anything at all (masked pairs), and a NaN there is not an error."""
+    x, y = _f64(5, 4, 68), _f64(5, 3, 69)
+    target = torch.cdist(y, y)
+    mask = torch.ones(5, 5, dtype=torch.bool)
+    mask[1, 3] = mask[3, 1] = False
+    messy = target.clone()
+    lower = torch.tril(torch.ones(5, 5, dtype=torch.bool), diagonal=-1)
+    messy[lower] = float("nan")
+    messy[1, 3] = 7.0  # masked pair: its (finite, asymmetric) value must not matter
+    for comparison in ("paper", "pearson", "corr_cov"):
+        expected = BF.rdl_loss(x, target, comparison=comparison, pair_mask=mask)
+        got = BF.rdl_loss(x, messy, comparison=comparison, pair_mask=mask)
+        assert float(got) == pytest.approx(float(expected), rel=1e-12), comparison
+    asym = target.clone()
+    asym[1, 3] = 7.0
+    assert float(BF.rdl_loss(x, asym, pair_mask=mask)) == pytest.approx(
+        float(BF.rdl_loss(x, target, pair_mask=mask)), rel=1e-12)
+
+
+@pytest.mark.parametrize("comparison", ["pearson", "corr_cov"])
+def test_small_asymmetries_are_refused_relative_to_the_targets_scale(comparison):
+    """The symmetry tolerance is 1e-5 of the largest kept entry: a 1e-3 relative asymmetry of a
+    target at scale 1e-3 is refused, whatever NaN sits at a masked pair."""
+    from brainrdl.errors import DegenerateDataError
+
+    x, y = _f64(5, 4, 70), _f64(5, 3, 71)
+    target = torch.cdist(y, y) * 1e-3
+    target[0, 1] *= 1.001
+    target[2, 4] = target[4, 2] = float("nan")
+    mask = torch.ones(5, 5, dtype=torch.bool)
+    mask[2, 4] = mask[4, 2] = False
+    with pytest.raises(DegenerateDataError, match="layer 'fc': target_rdm is not symmetric"):
+        BF.rdl_loss(x, target, comparison=comparison, pair_mask=mask, name="fc")
+
+
+def test_corr_cov_checks_the_target_before_computing():
+    from brainrdl.errors import DegenerateDataError
+
+    x, y = _f64(5, 4, 72), _f64(5, 3, 73)
+    target = torch.cdist(y, y)
+    nan = target.clone()
+    nan[0, 2] = nan[2, 0] = float("nan")
+    with pytest.raises(ValueError, match="layer 'fc': target_rdm has NaN or infinite entries"):
+        BF.rdl_loss(x, nan, comparison="corr_cov", name="fc")
+    asym = target.clone()
+    asym[0, 2] += 1.0
+    with pytest.raises(DegenerateDataError, match="layer 'fc': target_rdm is not symmetric"):
+        BF.rdl_loss(x, asym, comparison="corr_cov", name="fc")
+
+
+@pytest.mark.parametrize("comparison", ["pearson", "cosine", "mse", "corr_cov"])
+def test_euclidean_scale_free_losses_ignore_the_students_scale_over_forty_decades(comparison):
+    """The flat-RDM floor scales with max|x|² like the euclidean entries themselves, so it stays
+    negligible at any scale of the features (float64 spans 1e±20 without overflow)."""
+    x, y = _f64(6, 4, 74), _f64(6, 3, 75)
+    target = torch.cdist(y, y) ** 2
+    ref = float(BF.rdl_loss(x, target, comparison=comparison, distance="euclidean"))
+    for scale in (1e-20, 1e20):
+        got = BF.rdl_loss(x * scale, target, comparison=comparison, distance="euclidean")
+        assert float(got) == pytest.approx(ref, rel=1e-9, abs=1e-12), scale
+    # and the target's own scale, with a NaN at a masked pair, in float32
+    masked = target.clone()
+    masked[0, 5] = masked[5, 0] = float("nan")
+    mask = torch.isfinite(masked)
+    ref_m = float(BF.rdl_loss(x, masked, comparison=comparison, pair_mask=mask))
+    got = BF.rdl_loss(x.float(), (masked * 1e-20).float(), comparison=comparison, pair_mask=mask)
+    assert float(got) == pytest.approx(ref_m, rel=1e-4, abs=1e-5)

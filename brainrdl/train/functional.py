@@ -82,7 +82,7 @@ def _raise_if_nonfinite(
     value: torch.Tensor,
     target_ok: torch.Tensor | None = None,
     proxy: torch.Tensor | None = None,
-    target: torch.Tensor | None = None,
+    kept_finite: torch.Tensor | None = None,
 ) -> None:
     """One device sync: check the student features, the loss value (and the kept targets).
 
@@ -97,7 +97,9 @@ def _raise_if_nonfinite(
     if bool(ok):
         return
     if target_ok is not None and not bool(target_ok):
-        if target is not None and bool(torch.isfinite(target).all()):
+        # the kept target entries are finite, so it failed the symmetry check; NaN at masked
+        # pairs does not matter here
+        if kept_finite is not None and bool(kept_finite):
             raise DegenerateDataError(
                 f"layer {name!r}: target_rdm is not symmetric; a target RDM must be (make it "
                 "symmetric, e.g. (D + D.T) / 2, before passing it)"
@@ -317,7 +319,8 @@ def rdl_loss(
     # a non-symmetric target would be silently read from one triangle: refuse it (same sync)
     tolerance = 1e-5 * torch.where(finite_pair, t_raw.abs(), 0.0).amax().detach() + 1e-12
     symmetric = torch.where(valid & finite_pair, (t_raw - t_low).abs() <= tolerance, True).all()
-    target_ok = torch.where(valid, torch.isfinite(t_raw), True).all() & symmetric
+    kept_finite = torch.where(valid, torch.isfinite(t_raw), True).all()
+    target_ok = kept_finite & symmetric
     t = torch.where(valid, t_raw, 0.0)
     scale_free = comparison != "paper"
     if scale_free:
@@ -341,7 +344,7 @@ def rdl_loss(
     if comparison == "corr_cov":
         if check_finite:  # corr_cov selects items on the host: check the targets first
             _raise_if_nonfinite(name, x, x.new_zeros(()), target_ok, proxy=x.new_zeros(()),
-                                target=target)
+                                kept_finite=kept_finite)
         value = _corr_cov_loss(x, target, valid, rows, cols, distance, name, floor_abs)
         return _checked(name, x, value, check_finite)
 
@@ -373,7 +376,7 @@ def rdl_loss(
         value = 1.0 - _cos(s, t, floor * n_safe.sqrt())
     value = torch.where(enough, value, torch.zeros_like(value))
     if check_finite:
-        _raise_if_nonfinite(name, x, value, target_ok, proxy=rdm_s, target=target)
+        _raise_if_nonfinite(name, x, value, target_ok, proxy=rdm_s, kept_finite=kept_finite)
     return value
 
 
