@@ -624,7 +624,8 @@ def _rdms_from_vector(vector):
 def test_brain_targets_without_geometry_are_refused():
     with pytest.raises(ValueError, match="no finite dissimilarity"):
         BrainTeacher(_rdms_from_vector([np.nan] * 3))
-    with pytest.raises(ValueError, match=r"is constant \(every dissimilarity 2\)"):
+    with pytest.raises(ValueError, match=r"^rdms: target 'brain': the target RDM is constant "
+                                         r"\(every dissimilarity 2\)"):
         BrainTeacher(_rdms_from_vector([2.0, 2.0, 2.0]))
 
 
@@ -769,3 +770,30 @@ def test_euclidean_scale_free_losses_ignore_the_students_scale_over_forty_decade
     ref_m = float(BF.rdl_loss(x, masked, comparison=comparison, pair_mask=mask))
     got = BF.rdl_loss(x.float(), (masked * 1e-20).float(), comparison=comparison, pair_mask=mask)
     assert float(got) == pytest.approx(ref_m, rel=1e-4, abs=1e-5)
+
+
+def test_a_1d_batch_is_b_items_of_one_feature():
+    x, y = torch.tensor([0.0, 1.0, 3.0], dtype=torch.float64), _f64(3, 2, 76)
+    assert float(BF.knowledge_projection_loss(torch.ones(3), torch.zeros(3))) == 1.0
+    got = BF.rdl_loss(x, torch.cdist(y, y), distance="euclidean", comparison="pearson")
+    assert float(got) == pytest.approx(float(BF.rdl_loss(x[:, None], torch.cdist(y, y),
+                                                         distance="euclidean")), rel=1e-12)
+
+
+def test_rdl_default_distance_is_correlation_except_for_the_paper_form():
+    x, y = _f64(6, 4, 77), _f64(6, 3, 78)
+    target = torch.cdist(y, y)
+    assert float(BF.rdl_loss(x, target)) == float(BF.rdl_loss(x, target, distance="correlation"))
+    assert float(BF.rdl_loss(x, target)) != float(BF.rdl_loss(x, target, distance="euclidean"))
+    assert float(BF.rdl_loss(x, target, comparison="paper")) == float(
+        BF.rdl_loss(x, target, comparison="paper", distance="euclidean"))
+
+
+def test_projection_loss_is_computed_in_the_students_dtype():
+    """A float64 projection against a float32 student: cast to float32, as every other loss."""
+    s, p = _f64(4, 3, 79).float(), _f64(4, 3, 80)
+    for mask in (None, torch.tensor([True, False, True, True])):
+        got = BF.knowledge_projection_loss(s, p, item_mask=mask)
+        assert got.dtype == torch.float32
+        expected = BF.knowledge_projection_loss(s, p.float(), item_mask=mask)
+        assert float(got) == float(expected)
