@@ -797,3 +797,9 @@ def test_projection_loss_is_computed_in_the_students_dtype():
         assert got.dtype == torch.float32
         expected = BF.knowledge_projection_loss(s, p.float(), item_mask=mask)
         assert float(got) == float(expected)
+
+
+def test_a_single_nonfinite_item_is_named_with_the_layer():
+    x = torch.full((1, 3), float("nan"), dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"layer 'fc': student features contain NaN .* \[0\]"):
+        BF.rdl_loss(x, torch.zeros(1, 1), name="fc")
