@@ -803,3 +803,27 @@ def test_a_single_nonfinite_item_is_named_with_the_layer():
     x = torch.full((1, 3), float("nan"), dtype=torch.float64)
     with pytest.raises(ValueError, match=r"layer 'fc': student features contain NaN .* \[0\]"):
         BF.rdl_loss(x, torch.zeros(1, 1), name="fc")
+
+
+def test_rdl_comparisons_are_defined_from_their_minimum_number_of_pairs():
+    """paper and cosine need 2 valid pairs, mse and pearson 3: at exactly that many the value is
+    the closed form on those pairs (not the zero given below it)."""
+    x = torch.tensor([[0.0, 1.0], [2.0, 0.5], [1.0, 3.0]], dtype=torch.float64)
+    target = torch.tensor([[0.0, 2.0, 5.0], [2.0, 0.0, 3.0], [5.0, 3.0, 0.0]],
+                          dtype=torch.float64)
+    s_all = (torch.cdist(x, x) ** 2 / 2)[[0, 0, 1], [1, 2, 2]].numpy()  # rsatoolbox euclidean
+    t_all = np.array([2.0, 5.0, 3.0])
+    two = torch.ones(3, 3, dtype=torch.bool)
+    two[1, 2] = two[2, 1] = False  # pairs (0, 1) and (0, 2) only
+    s2, t2 = s_all[:2], t_all[:2]
+    kw = {"distance": "euclidean"}
+    paper = float(BF.rdl_loss(x, target, comparison="paper", pair_mask=two, **kw))
+    assert paper == pytest.approx(np.mean((s2 - t2 * s2.max() / t2.max()) ** 2), rel=1e-12)
+    cosine = float(BF.rdl_loss(x, target, comparison="cosine", pair_mask=two, **kw))
+    assert cosine == pytest.approx(1 - s2 @ t2 / np.linalg.norm(s2) / np.linalg.norm(t2),
+                                   rel=1e-12)
+    r = np.corrcoef(s_all, t_all)[0, 1]
+    pearson = float(BF.rdl_loss(x, target, comparison="pearson", **kw))
+    assert pearson == pytest.approx(1 - r, rel=1e-12)
+    assert float(BF.rdl_loss(x, target, comparison="mse", **kw)) == pytest.approx(2 * (1 - r),
+                                                                                 rel=1e-12)
