@@ -79,6 +79,52 @@ def test_label_values_must_be_integers(value):
     assert read_label_table({"V1": 2.0, "IT": ["5", 6]}) == {"V1": [2], "IT": [5, 6]}
 
 
+def _atlas_img(affine=None, shape=(3, 3, 3)):
+    data = np.zeros(shape, dtype=np.int16)
+    data[0, 0, 0] = 1
+    return nib.Nifti1Image(data, np.eye(4) if affine is None else affine)
+
+
+def test_grids_within_the_affine_tolerance_are_the_same_and_others_are_refused_by_default():
+    near = np.eye(4)
+    near[0, 3] = 1e-4  # below AFFINE_ATOL (1e-3 mm): the same grid, no resampling
+    assert roi_masks((3, 3, 3), np.eye(4), atlas=_atlas_img(near))["1"][0, 0, 0]
+    base, far = np.eye(4), np.eye(4)
+    base[0, 3], far[0, 3] = 10.0, 8.0
+    with pytest.raises(ValueError, match=r"^atlas is not on the grid of the data: shape "
+                                         r"\(3, 3, 3\) vs \(3, 3, 3\), largest affine "
+                                         r"difference 2 "):
+        roi_masks((3, 3, 3), base, atlas=_atlas_img(far))  # resample defaults to False
+
+
+def test_a_4d_image_with_one_volume_is_a_3d_image():
+    img = nib.Nifti1Image(np.asarray(_atlas_img().dataobj)[..., None], np.eye(4))
+    masks = roi_masks((3, 3, 3), np.eye(4), atlas=img)
+    assert masks["1"].shape == (3, 3, 3) and masks["1"].sum() == 1
+    shifted = np.eye(4)
+    shifted[0, 3] = 1.0  # and resampled from another grid: still one 3D mask
+    img = nib.Nifti1Image(np.asarray(_atlas_img().dataobj)[..., None], shifted)
+    with pytest.warns(UserWarning, match="resampling"):
+        masks = roi_masks((3, 3, 3), np.eye(4), masks={"V1": img}, resample=True)
+    assert masks["V1"].shape == (3, 3, 3) and masks["V1"][1, 0, 0]
+
+
+def test_mask_errors_name_the_mask_and_resample_reaches_masks(tmp_path):
+    with pytest.raises(ValueError, match=r"^masks\['V1'\] is an array of shape \(2, 2, 2\)"):
+        roi_masks((3, 3, 3), np.eye(4), masks={"V1": np.ones((2, 2, 2))})
+    with pytest.raises(ValueError, match=r"^masks is an array of shape \(2, 2, 2\)"):
+        roi_masks((3, 3, 3), np.eye(4), masks=np.ones((2, 2, 2)))
+    with pytest.raises(FileNotFoundError, match=r"masks\['V1'\]: no such file"):
+        roi_masks((3, 3, 3), np.eye(4), masks={"V1": tmp_path / "missing.nii.gz"})
+    with pytest.raises(FileNotFoundError, match=r"atlas: no such file"):
+        roi_masks((3, 3, 3), np.eye(4), atlas=tmp_path / "missing.nii.gz")
+    shifted = np.eye(4)
+    shifted[0, 3] = 1.0  # one voxel along x
+    with pytest.warns(UserWarning, match="resampling it to the data grid"):
+        out = roi_masks((3, 3, 3), np.eye(4), masks={"V1": _atlas_img(shifted)}, resample=True)
+    assert out["V1"][1, 0, 0] and out["V1"].sum() == 1
+
+
 import warnings  # noqa: E402
 
 from scipy.stats import zscore as _scipy_zscore  # noqa: E402
