@@ -428,3 +428,16 @@ def test_rdms_from_spikes_cross_validates_over_the_given_descriptor():
     np.testing.assert_allclose(by_run.dissimilarities, expected.dissimilarities, rtol=1e-12)
     by_repeat = ephys.rdms_from_datasets(datasets, method="poisson_cv")
     assert not np.allclose(by_run.dissimilarities, by_repeat.dissimilarities)
+
+
+def test_resampling_is_nearest_neighbour_so_a_mask_stays_a_mask():
+    """A 0.4-voxel shift: nearest neighbour maps each voxel back to itself, where an
+    interpolating resampler would spread the mask onto its neighbours."""
+    shifted = np.eye(4)
+    shifted[0, 3] = 0.4
+    data = np.zeros((3, 3, 3), dtype=np.int16)
+    data[1, 1, 1] = 1  # inside the grid, away from its edges
+    with pytest.warns(UserWarning, match="resampling"):
+        out = roi_masks((3, 3, 3), np.eye(4), masks={"V1": nib.Nifti1Image(data, shifted)},
+                        resample=True)
+    assert out["V1"][1, 1, 1] and out["V1"].sum() == 1
