@@ -15,8 +15,8 @@ from data_adapters.fmri import roi_masks
 @pytest.mark.parametrize("resample", [False, True])
 def test_an_empty_atlas_says_so(resample):
     """An in-memory atlas is on the data grid already: empty is empty, resampling or not."""
-    with pytest.raises(ValueError, match=r"atlas has no labelled \(non-zero\) voxel; expected "
-                       "integer ROI labels"):
+    with pytest.raises(ValueError, match=r"^atlas has no labelled \(non-zero\) voxel; expected "
+                       "integer ROI labels$"):
         roi_masks((3, 3, 3), np.eye(4), atlas=np.zeros((3, 3, 3), dtype=np.int16),
                   resample=resample)
 
@@ -57,6 +57,73 @@ def test_resampled_labels_land_on_the_right_voxels(tmp_path):
 # --------------------------------------------------------------------------- spike windows
 # Counting is half-open [onset + start, onset + stop); the recording span keeps trials whose
 # windows touch its edges; the defaults are those the docstrings state.
+
+from data_adapters.fmri.rois import read_label_table  # noqa: E402
+
+
+def test_label_tables_name_the_labels_argument_and_need_index_and_name(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"missing.tsv: labels: no such file"):
+        read_label_table(tmp_path / "missing.tsv")
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("value\tlabel\n1\tV1\n")
+    with pytest.raises(ValueError, match=r"needs the columns 'index' and 'name'; it has "
+                                         r"\['value', 'label'\]"):
+        read_label_table(bad)
+
+
+@pytest.mark.parametrize("value", [1.5, [], [1, 2.5], float("nan"), "V1", True])
+def test_label_values_must_be_integers(value):
+    """1.5 must not become atlas value 1, nor [] an empty ROI: each is refused by name."""
+    with pytest.raises(ValueError, match=r"labels\['V1'\] must be an integer atlas value"):
+        read_label_table({"V1": value})
+    assert read_label_table({"V1": 2.0, "IT": ["5", 6]}) == {"V1": [2], "IT": [5, 6]}
+
+
+def _atlas_img(affine=None, shape=(3, 3, 3)):
+    data = np.zeros(shape, dtype=np.int16)
+    data[0, 0, 0] = 1
+    return nib.Nifti1Image(data, np.eye(4) if affine is None else affine)
+
+
+def test_grids_within_the_affine_tolerance_are_the_same_and_others_are_refused_by_default():
+    near = np.eye(4)
+    near[0, 3] = 1e-4  # below AFFINE_ATOL (1e-3 mm): the same grid, no resampling
+    assert roi_masks((3, 3, 3), np.eye(4), atlas=_atlas_img(near))["1"][0, 0, 0]
+    base, far = np.eye(4), np.eye(4)
+    base[0, 3], far[0, 3] = 10.0, 8.0
+    with pytest.raises(ValueError, match=r"^atlas is not on the grid of the data: shape "
+                                         r"\(3, 3, 3\) vs \(3, 3, 3\), largest affine "
+                                         r"difference 2 "):
+        roi_masks((3, 3, 3), base, atlas=_atlas_img(far))  # resample defaults to False
+
+
+def test_a_4d_image_with_one_volume_is_a_3d_image():
+    img = nib.Nifti1Image(np.asarray(_atlas_img().dataobj)[..., None], np.eye(4))
+    masks = roi_masks((3, 3, 3), np.eye(4), atlas=img)
+    assert masks["1"].shape == (3, 3, 3) and masks["1"].sum() == 1
+    shifted = np.eye(4)
+    shifted[0, 3] = 1.0  # and resampled from another grid: still one 3D mask
+    img = nib.Nifti1Image(np.asarray(_atlas_img().dataobj)[..., None], shifted)
+    with pytest.warns(UserWarning, match="resampling"):
+        masks = roi_masks((3, 3, 3), np.eye(4), masks={"V1": img}, resample=True)
+    assert masks["V1"].shape == (3, 3, 3) and masks["V1"][1, 0, 0]
+
+
+def test_mask_errors_name_the_mask_and_resample_reaches_masks(tmp_path):
+    with pytest.raises(ValueError, match=r"^masks\['V1'\] is an array of shape \(2, 2, 2\)"):
+        roi_masks((3, 3, 3), np.eye(4), masks={"V1": np.ones((2, 2, 2))})
+    with pytest.raises(ValueError, match=r"^masks is an array of shape \(2, 2, 2\)"):
+        roi_masks((3, 3, 3), np.eye(4), masks=np.ones((2, 2, 2)))
+    with pytest.raises(FileNotFoundError, match=r"masks\['V1'\]: no such file"):
+        roi_masks((3, 3, 3), np.eye(4), masks={"V1": tmp_path / "missing.nii.gz"})
+    with pytest.raises(FileNotFoundError, match=r"atlas: no such file"):
+        roi_masks((3, 3, 3), np.eye(4), atlas=tmp_path / "missing.nii.gz")
+    shifted = np.eye(4)
+    shifted[0, 3] = 1.0  # one voxel along x
+    with pytest.warns(UserWarning, match="resampling it to the data grid"):
+        out = roi_masks((3, 3, 3), np.eye(4), masks={"V1": _atlas_img(shifted)}, resample=True)
+    assert out["V1"][1, 0, 0] and out["V1"].sum() == 1
+
 
 import warnings  # noqa: E402
 
@@ -345,3 +412,32 @@ def test_crossnobis_noise_reaches_the_rdm_with_and_without_regions():
         weighted.get_vectors(),
         ephys.rdms_from_datasets(dss, method="crossnobis", noise=noise).get_vectors(),
         rtol=1e-12)
+
+
+def test_rdms_from_spikes_cross_validates_over_the_given_descriptor():
+    """cv_descriptor reaches the RDM: folds by run (2) differ from the default repeats (4)."""
+    rng = np.random.default_rng(5)
+    onsets = np.arange(8) * 1.0
+    trials = {"onset": onsets, "stimulus": list("abababab"), "run": [0, 0, 0, 0, 1, 1, 1, 1]}
+    spikes = {u: np.sort(rng.uniform(0, 8.0, 60)) for u in range(3)}
+    kw = {"recording": (0.0, 8.0)}
+    by_run = ephys.rdms_from_spikes(spikes, trials, (0.0, 0.9), method="poisson_cv",
+                                    cv_descriptor="run", **kw)
+    datasets = ephys.datasets_from_spikes(spikes, trials, (0.0, 0.9), **kw)
+    expected = ephys.rdms_from_datasets(datasets, method="poisson_cv", cv_descriptor="run")
+    np.testing.assert_allclose(by_run.dissimilarities, expected.dissimilarities, rtol=1e-12)
+    by_repeat = ephys.rdms_from_datasets(datasets, method="poisson_cv")
+    assert not np.allclose(by_run.dissimilarities, by_repeat.dissimilarities)
+
+
+def test_resampling_is_nearest_neighbour_so_a_mask_stays_a_mask():
+    """A 0.4-voxel shift: nearest neighbour maps each voxel back to itself, where an
+    interpolating resampler would spread the mask onto its neighbours."""
+    shifted = np.eye(4)
+    shifted[0, 3] = 0.4
+    data = np.zeros((3, 3, 3), dtype=np.int16)
+    data[1, 1, 1] = 1  # inside the grid, away from its edges
+    with pytest.warns(UserWarning, match="resampling"):
+        out = roi_masks((3, 3, 3), np.eye(4), masks={"V1": nib.Nifti1Image(data, shifted)},
+                        resample=True)
+    assert out["V1"][1, 1, 1] and out["V1"].sum() == 1

@@ -8,6 +8,7 @@ any correct implementation must do.
 from __future__ import annotations
 
 import inspect
+import re
 
 import numpy as np
 import pytest
@@ -99,6 +100,54 @@ def test_argument_errors_name_the_argument():
         BrainTeacher(3)
 
 
+def test_target_names_read_from_any_rdm_descriptor():
+    """A string target_names is an rdm-descriptor key: each RDM is named by its own value."""
+    data = np.random.default_rng(2).random((3, 3)) + 0.1
+    rdms = rsatoolbox.rdm.RDMs(data, rdm_descriptors={"area": ["V1", "IT", "V1"]},
+                               pattern_descriptors={"stimulus": ["a", "b", "c"]})
+    teacher = BrainTeacher(rdms, target_names="area")
+    assert teacher.names == ["V1", "IT"]
+    it = teacher.targets(None, ["a", "b"])["IT"]
+    assert float(it.rdm[0, 1]) == pytest.approx(data[1, 0])
+    # a missing key names the key, where it was looked up, and what is available
+    with pytest.raises(KeyError, match=r"'region' not found in rdms; available: \['area', "):
+        BrainTeacher(rdms, target_names="region")
+
+
+def test_missing_subject_descriptor_names_the_target():
+    with pytest.raises(KeyError, match=r"'subject' not found in R0; available: \['index', 'roi'\]"):
+        BrainTeacher(_rdms(["a", "b", "c"]), subject_descriptor="subject", combine="per_subject")
+
+
+class _MatricesOnly:
+    """Has get_matrices but not n_rdm: not an rsatoolbox RDMs object."""
+
+    def get_matrices(self):
+        return np.zeros((1, 3, 3))
+
+
+def test_objects_lacking_either_rdms_attribute_are_refused_by_type():
+    with pytest.raises(TypeError, match="rdms must be rsatoolbox RDMs"):
+        BrainTeacher(_MatricesOnly())
+
+
+def test_a_0d_inputs_tensor_only_sets_dtype_and_device():
+    """inputs only set device and dtype: a 0-d tensor has no batch size to compare with."""
+    teacher = BrainTeacher(_rdms(["a", "b", "c"]))
+    t = teacher.targets(torch.zeros((), dtype=torch.float64), ["c", "a"])["R0"]
+    assert t.rdm.dtype == torch.float64 and t.rdm.shape == (2, 2)
+
+
+def test_floating_tensor_ids_are_matched_by_value():
+    """A float tensor of integer-valued ids finds the same rows as the integers (3.0 == 3);
+    only integer tensors take the lookup-table path."""
+    teacher = BrainTeacher(_rdms([10, 11, 12, 13]))
+    ints = teacher.indices(torch.tensor([13, 10, 99]))
+    floats = teacher.indices(torch.tensor([13.0, 10.0, 99.0]))
+    assert ints.tolist() == floats.tolist() == [3, 0, -1]
+    assert floats.dtype == torch.long
+
+
 class _Net(nn.Module):
     def __init__(self):
         super().__init__()
@@ -173,6 +222,16 @@ def test_kd_loss_item_mask_equals_the_sub_batch_and_nan_rows_do_not_leak():
     # nothing kept: an attached zero, not NaN
     none = BF.kd_loss(s, t, item_mask=torch.zeros(6, dtype=torch.bool))
     assert float(none.detach()) == 0.0
+
+
+def test_kd_loss_of_one_kept_item_is_that_items_divergence():
+    """The mean over kept items divides by their count, also when exactly one item is kept."""
+    s, t = _f64(4, 5, 17), _f64(4, 5, 18)
+    for k in range(4):
+        keep = torch.zeros(4, dtype=torch.bool)
+        keep[k] = True
+        got = BF.kd_loss(s, t, temperature=1.5, item_mask=keep)
+        assert float(got) == pytest.approx(_kd_reference(s[keep], t[keep], 1.5), rel=1e-10)
 
 
 def test_kd_loss_casts_the_teacher_to_the_students_dtype():
@@ -352,6 +411,23 @@ def test_pkt_loss_matches_the_reference_and_casts_the_teacher():
         float(BF.pkt_loss(s_zero, t)), rel=1e-12)
 
 
+def test_pkt_loss_gradient_at_an_all_zero_student_row_is_the_derivative():
+    """x / (‖x‖ + eps) has Jacobian I / eps at x = 0 (the row of a dead ReLU layer): the
+    gradient there must match central differences, neither NaN (sqrt at 0) nor damped."""
+    s, t = _f64(5, 4, 34), _f64(5, 3, 35)
+    s[1] = 0.0
+    eps = 0.1  # large, so the step below is tiny against it
+    s_grad = s.clone().requires_grad_(True)
+    BF.pkt_loss(s_grad, t, eps=eps).backward()
+    h = 1e-7
+    for j in range(4):
+        up, down = s.clone(), s.clone()
+        up[1, j], down[1, j] = h, -h
+        fd = (float(BF.pkt_loss(up, t, eps=eps)) - float(BF.pkt_loss(down, t, eps=eps))) / (2 * h)
+        assert float(s_grad.grad[1, j]) == pytest.approx(fd, rel=1e-4, abs=1e-9)
+    assert float(s_grad.grad[1].abs().max()) > 0  # the zero row does get pulled
+
+
 def test_integer_item_masks_read_as_bool():
     s, t = _f64(5, 4, 32), _f64(5, 4, 33)
     keep = torch.tensor([True, False, True, True, False])
@@ -391,6 +467,33 @@ def test_corr_cov_errors_name_the_layer():
         BF.rdl_loss(bad, target + target.T, comparison="corr_cov", name="conv3")
 
 
+def test_corr_cov_refusing_a_row_constant_up_to_rounding_names_the_layer():
+    """A float32 row that is constant up to rounding relative to its own magnitude (1e6 plus one
+    ulp) has no correlation distance; corr_cov refuses it, naming the layer."""
+    x = _f64(5, 6, 38).float()
+    x[0] = 1e6
+    x[0, 0] += 0.0625  # one float32 ulp at 1e6
+    target = torch.rand(5, 5, generator=torch.Generator().manual_seed(39))
+    with pytest.raises(ValueError, match=r"layer 'conv3': .*constant across channels"):
+        BF.rdl_loss(x, target + target.T, comparison="corr_cov", distance="correlation",
+                    name="conv3")
+
+
+@pytest.mark.parametrize("distance", ["euclidean", "correlation"])
+def test_corr_cov_is_scale_free_in_float64_and_float32(distance):
+    """corr_cov is a correlation: features scaled by 1e-6 ... 1e6 give the same loss, and float32
+    gives it too (the entries are rescaled to unit size, floors in the same units)."""
+    x, y = _f64(7, 5, 40), _f64(7, 3, 41)
+    target = torch.cdist(y, y) ** 2
+    ref = float(BF.rdl_loss(x, target, comparison="corr_cov", distance=distance))
+    for scale in (1e-6, 1e-3, 1e3, 1e6):
+        got = BF.rdl_loss(x * scale, target, comparison="corr_cov", distance=distance)
+        assert float(got) == pytest.approx(ref, rel=1e-9, abs=1e-12), scale
+        got32 = BF.rdl_loss((x * scale).float(), target.float(), comparison="corr_cov",
+                            distance=distance)
+        assert float(got32) == pytest.approx(ref, rel=1e-4, abs=1e-5), scale
+
+
 def test_target_pairs_outside_the_mask_hold_zero_never_nan():
     """Documented: masked pairs of Target.rdm hold 0 — missing brain pairs included."""
     ids = ["a", "b", "c", "d"]
@@ -419,3 +522,308 @@ def test_teacher_choice_errors_name_the_argument_exactly():
         BrainTeacher(_rdms(["a", "b", "c"]), combine="median")
     with pytest.raises(ValueError, match=r"\bdistance\b"):
         NetworkTeacher(_Net(), ["fc"], distance="manhattan")
+
+
+# --------------------------------------------------------------------------- rdl_loss checks
+
+
+def test_rdl_target_errors_tell_asymmetry_from_nan():
+    from brainrdl.errors import DegenerateDataError
+
+    x = _f64(4, 3, 50)
+    target = torch.rand(4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(51))
+    with pytest.raises(DegenerateDataError, match=r"layer 'conv1': target_rdm is not symmetric"):
+        BF.rdl_loss(x, target + 1.0, name="conv1")  # finite but not symmetric
+    sym = target + target.T
+    sym[0, 2] = sym[2, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"layer 'conv1': target_rdm has NaN or infinite entries "
+                                         "at pairs that pair_mask keeps"):
+        BF.rdl_loss(x, sym, name="conv1")
+    with pytest.raises(ValueError, match="layer 'student'"):  # the default layer name
+        BF.rdl_loss(x, sym)
+    with pytest.raises(ValueError, match=r"\bpaper_scale\b"):
+        BF.rdl_loss(x, target + target.T, comparison="paper", paper_scale="min")
+
+
+@pytest.mark.parametrize("n_bad", [10, 11, 12])
+def test_nonfinite_student_items_are_listed_up_to_ten(n_bad):
+    x = _f64(14, 3, 52)
+    x[:n_bad, 0] = float("nan")
+    y = _f64(14, 3, 53)
+    listed = list(range(min(n_bad, 10)))
+    shown = str(listed if n_bad <= 10 else [*listed, "..."])
+    with pytest.raises(ValueError, match=re.escape(f"batch items {shown} ({n_bad} in all)")):
+        BF.rdl_loss(x, torch.cdist(y, y), distance="euclidean")
+
+
+def test_item_mask_errors_show_the_shape_or_type_given():
+    s = _f64(4, 3, 54)
+    with pytest.raises(ValueError, match=re.escape("item_mask must be a bool tensor of shape "
+                                                   "(4,); got (3,)")):
+        BF.kd_loss(s, s, item_mask=torch.ones(3, dtype=torch.bool))
+    with pytest.raises(ValueError, match=re.escape("(4,); got list")):
+        BF.kd_loss(s, s, item_mask=[True, True, False, True])
+
+
+@pytest.mark.parametrize("comparison", ["pearson", "cosine"])
+def test_an_all_zero_target_has_cosine_zero(comparison):
+    """rsatoolbox's convention: a zero vector has cosine 0 with anything, so the loss is 1."""
+    x = _f64(5, 4, 55)
+    got = BF.rdl_loss(x, torch.zeros(5, 5, dtype=torch.float64), comparison=comparison)
+    assert float(got) == 1.0
+
+
+@pytest.mark.parametrize("comparison", ["pearson", "cosine", "mse", "corr_cov"])
+def test_scale_free_losses_ignore_the_targets_scale_in_float32(comparison):
+    x, y = _f64(6, 4, 56), _f64(6, 3, 57)
+    target = torch.cdist(y, y) ** 2
+    ref = float(BF.rdl_loss(x, target, comparison=comparison))
+    for scale in (1e-20, 1e20):
+        got = BF.rdl_loss(x.float(), (target * scale).float(), comparison=comparison)
+        assert float(got) == pytest.approx(ref, rel=1e-4, abs=1e-5), scale
+
+
+@pytest.mark.parametrize("distance", ["correlation", "cosine"])
+def test_an_all_zero_student_gives_an_attached_zero(distance):
+    """A layer of dead ReLUs has no defined correlation or cosine distance: no pair is left."""
+    x = torch.zeros(5, 4, dtype=torch.float64, requires_grad=True)
+    y = _f64(5, 3, 58)
+    loss = BF.rdl_loss(x, torch.cdist(y, y), distance=distance)
+    loss.backward()
+    assert float(loss.detach()) == 0.0 and torch.all(x.grad == 0)
+
+
+@pytest.mark.parametrize("distance", ["correlation", "cosine"])
+def test_rows_are_dead_below_1e_5_of_the_largest_norm(distance):
+    """Correlation and cosine distances do not depend on a row's scale: a row at 1e-4 of the
+    largest norm counts as itself; at 1e-6 it is a dead row, left out like a masked item."""
+    x, y = _f64(6, 5, 59), _f64(6, 3, 60)
+    target = torch.cdist(y, y)
+    full = float(BF.rdl_loss(x, target, distance=distance))
+    keep = torch.ones(6, dtype=torch.bool)
+    keep[2] = False
+    without = float(BF.rdl_loss(x, target, distance=distance,
+                                pair_mask=keep[:, None] & keep[None, :]))
+    assert abs(full - without) > 1e-3  # the row matters
+    for factor, expected in ((1e-4, full), (1e-6, without)):
+        small = x.clone()
+        centre = x[2].mean() if distance == "correlation" else 0.0  # correlation centres rows
+        small[2] = (x[2] - centre) * factor
+        got = float(BF.rdl_loss(small, target, distance=distance))
+        assert got == pytest.approx(expected, rel=1e-8), factor
+
+
+# --------------------------------------------------------------------------- degenerate targets
+
+
+def _rdms_from_vector(vector):
+    return rsatoolbox.rdm.RDMs(np.asarray(vector, dtype=float)[None],
+                               pattern_descriptors={"stimulus": ["a", "b", "c"]})
+
+
+def test_brain_targets_without_geometry_are_refused():
+    with pytest.raises(ValueError, match="no finite dissimilarity"):
+        BrainTeacher(_rdms_from_vector([np.nan] * 3))
+    with pytest.raises(ValueError, match=r"^rdms: target 'brain': the target RDM is constant "
+                                         r"\(every dissimilarity 2\)"):
+        BrainTeacher(_rdms_from_vector([2.0, 2.0, 2.0]))
+
+
+@pytest.mark.parametrize(("vector", "refused"), [
+    ([0.0, 1e-12, 1e-12], True),  # spread 1e-12: at the absolute tolerance (values below 1)
+    ([0.0, 1.5e-12, 1.5e-12], False),
+    ([1e6, 1e6 + 1e-7, 1e6], True),  # spread 1e-7 <= 1e-12 * 1e6: relative for large values
+    ([1e6, 1e6 + 1e-5, 1e6], False),
+])
+def test_constant_target_tolerance_is_1e_12_of_max_one_and_the_largest_value(vector, refused):
+    if refused:
+        with pytest.raises(ValueError, match="is constant"):
+            BrainTeacher(_rdms_from_vector(vector))
+    else:
+        assert BrainTeacher(_rdms_from_vector(vector)).names == ["brain"]
+
+
+def test_network_teacher_checks_the_first_batch_with_three_items():
+    dead = nn.Sequential(nn.Linear(4, 3), nn.ReLU())
+    with torch.no_grad():
+        dead[0].bias.fill_(-100.0)  # every unit off: a constant (all-zero) RDM
+    teacher = NetworkTeacher(dead, ["1"])
+    teacher.targets(torch.randn(2, 4))  # one pair: nothing to judge yet
+    with pytest.raises(ValueError, match="NetworkTeacher layer '1': the target RDM is constant"):
+        teacher.targets(torch.randn(3, 4))
+
+
+# --------------------------------------------------------------------------- rdl_loss inputs
+
+
+def test_rdl_argument_errors_show_what_was_given():
+    x = _f64(4, 3, 61)
+    with pytest.raises(ValueError, match=r"^student must have a batch dimension"):
+        BF.rdl_loss(torch.tensor(1.0), torch.zeros(1, 1))
+    with pytest.raises(ValueError, match=re.escape("matching the 4 student items; got (3, 3)")):
+        BF.rdl_loss(x, torch.zeros(3, 3))
+    with pytest.raises(ValueError, match=re.escape("matching the 4 student items; got abc")):
+        BF.rdl_loss(x, "abc")
+    with pytest.raises(ValueError, match=re.escape("pair_mask must be a bool tensor of shape "
+                                                   "(4, 4); got (3, 3)")):
+        BF.rdl_loss(x, torch.zeros(4, 4), pair_mask=torch.ones(3, 3, dtype=torch.bool))
+    with pytest.raises(ValueError, match=re.escape("(4, 4); got abc")):
+        BF.rdl_loss(x, torch.zeros(4, 4), pair_mask="abc")
+
+
+@pytest.mark.parametrize("comparison", ["paper", "mse", "pearson", "cosine", "corr_cov"])
+def test_rdl_casts_the_target_to_the_students_dtype(comparison):
+    x, y = _f64(6, 4, 62), _f64(6, 3, 63)
+    t32 = (torch.cdist(y, y) ** 2).float()
+    got = BF.rdl_loss(x, t32, comparison=comparison)
+    assert got.dtype == torch.float64
+    assert float(got) == pytest.approx(float(BF.rdl_loss(x, t32.double(), comparison=comparison)),
+                                       rel=1e-13, abs=1e-15)
+
+
+def test_rdl_integer_pair_masks_read_as_bool():
+    x, y = _f64(5, 4, 64), _f64(5, 3, 65)
+    target = torch.cdist(y, y)
+    mask = torch.ones(5, 5, dtype=torch.bool)
+    mask[0, 3] = mask[3, 0] = False
+    for comparison in ("paper", "pearson"):
+        expected = BF.rdl_loss(x, target, comparison=comparison, pair_mask=mask)
+        got = BF.rdl_loss(x, target, comparison=comparison, pair_mask=mask.long())
+        assert float(got) == pytest.approx(float(expected), rel=1e-12)
+
+
+@pytest.mark.parametrize("b", [2, 3, 4])
+def test_rdl_per_pair_output_has_one_entry_per_pair(b):
+    """reduction='none' (paper, mse): the upper-triangle vector (B(B-1)/2,), from B = 2 on."""
+    x, y = _f64(b, 3, 66), _f64(b, 3, 67)
+    for comparison in ("paper", "mse"):
+        got = BF.rdl_loss(x, torch.cdist(y, y), comparison=comparison, reduction="none")
+        assert got.shape == (b * (b - 1) // 2,), comparison
+
+
+def test_rdl_reads_only_the_kept_upper_pairs_of_the_target():
+    """Documented: only pairs i < j that pair_mask keeps enter; entries elsewhere may be NaN
+    (lower triangle) or anything at all (masked pairs), and a NaN there is not an error."""
+    x, y = _f64(5, 4, 68), _f64(5, 3, 69)
+    target = torch.cdist(y, y)
+    mask = torch.ones(5, 5, dtype=torch.bool)
+    mask[1, 3] = mask[3, 1] = False
+    messy = target.clone()
+    lower = torch.tril(torch.ones(5, 5, dtype=torch.bool), diagonal=-1)
+    messy[lower] = float("nan")
+    messy[1, 3] = 7.0  # masked pair: its (finite, asymmetric) value must not matter
+    for comparison in ("paper", "pearson", "corr_cov"):
+        expected = BF.rdl_loss(x, target, comparison=comparison, pair_mask=mask)
+        got = BF.rdl_loss(x, messy, comparison=comparison, pair_mask=mask)
+        assert float(got) == pytest.approx(float(expected), rel=1e-12), comparison
+    asym = target.clone()
+    asym[1, 3] = 7.0
+    assert float(BF.rdl_loss(x, asym, pair_mask=mask)) == pytest.approx(
+        float(BF.rdl_loss(x, target, pair_mask=mask)), rel=1e-12)
+
+
+@pytest.mark.parametrize("comparison", ["pearson", "corr_cov"])
+def test_small_asymmetries_are_refused_relative_to_the_targets_scale(comparison):
+    """The symmetry tolerance is 1e-5 of the largest kept entry: a 1e-3 relative asymmetry of a
+    target at scale 1e-3 is refused, whatever NaN sits at a masked pair."""
+    from brainrdl.errors import DegenerateDataError
+
+    x, y = _f64(5, 4, 70), _f64(5, 3, 71)
+    target = torch.cdist(y, y) * 1e-3
+    target[0, 1] *= 1.001
+    target[2, 4] = target[4, 2] = float("nan")
+    mask = torch.ones(5, 5, dtype=torch.bool)
+    mask[2, 4] = mask[4, 2] = False
+    with pytest.raises(DegenerateDataError, match="layer 'fc': target_rdm is not symmetric"):
+        BF.rdl_loss(x, target, comparison=comparison, pair_mask=mask, name="fc")
+
+
+def test_corr_cov_checks_the_target_before_computing():
+    from brainrdl.errors import DegenerateDataError
+
+    x, y = _f64(5, 4, 72), _f64(5, 3, 73)
+    target = torch.cdist(y, y)
+    nan = target.clone()
+    nan[0, 2] = nan[2, 0] = float("nan")
+    with pytest.raises(ValueError, match="layer 'fc': target_rdm has NaN or infinite entries"):
+        BF.rdl_loss(x, nan, comparison="corr_cov", name="fc")
+    asym = target.clone()
+    asym[0, 2] += 1.0
+    with pytest.raises(DegenerateDataError, match="layer 'fc': target_rdm is not symmetric"):
+        BF.rdl_loss(x, asym, comparison="corr_cov", name="fc")
+
+
+@pytest.mark.parametrize("comparison", ["pearson", "cosine", "mse", "corr_cov"])
+def test_euclidean_scale_free_losses_ignore_the_students_scale_over_forty_decades(comparison):
+    """The flat-RDM floor scales with max|x|² like the euclidean entries themselves, so it stays
+    negligible at any scale of the features (float64 spans 1e±20 without overflow)."""
+    x, y = _f64(6, 4, 74), _f64(6, 3, 75)
+    target = torch.cdist(y, y) ** 2
+    ref = float(BF.rdl_loss(x, target, comparison=comparison, distance="euclidean"))
+    for scale in (1e-20, 1e20):
+        got = BF.rdl_loss(x * scale, target, comparison=comparison, distance="euclidean")
+        assert float(got) == pytest.approx(ref, rel=1e-9, abs=1e-12), scale
+    # and the target's own scale, with a NaN at a masked pair, in float32
+    masked = target.clone()
+    masked[0, 5] = masked[5, 0] = float("nan")
+    mask = torch.isfinite(masked)
+    ref_m = float(BF.rdl_loss(x, masked, comparison=comparison, pair_mask=mask))
+    got = BF.rdl_loss(x.float(), (masked * 1e-20).float(), comparison=comparison, pair_mask=mask)
+    assert float(got) == pytest.approx(ref_m, rel=1e-4, abs=1e-5)
+
+
+def test_a_1d_batch_is_b_items_of_one_feature():
+    x, y = torch.tensor([0.0, 1.0, 3.0], dtype=torch.float64), _f64(3, 2, 76)
+    assert float(BF.knowledge_projection_loss(torch.ones(3), torch.zeros(3))) == 1.0
+    got = BF.rdl_loss(x, torch.cdist(y, y), distance="euclidean", comparison="pearson")
+    assert float(got) == pytest.approx(float(BF.rdl_loss(x[:, None], torch.cdist(y, y),
+                                                         distance="euclidean")), rel=1e-12)
+
+
+def test_rdl_default_distance_is_correlation_except_for_the_paper_form():
+    x, y = _f64(6, 4, 77), _f64(6, 3, 78)
+    target = torch.cdist(y, y)
+    assert float(BF.rdl_loss(x, target)) == float(BF.rdl_loss(x, target, distance="correlation"))
+    assert float(BF.rdl_loss(x, target)) != float(BF.rdl_loss(x, target, distance="euclidean"))
+    assert float(BF.rdl_loss(x, target, comparison="paper")) == float(
+        BF.rdl_loss(x, target, comparison="paper", distance="euclidean"))
+
+
+def test_projection_loss_is_computed_in_the_students_dtype():
+    """A float64 projection against a float32 student: cast to float32, as every other loss."""
+    s, p = _f64(4, 3, 79).float(), _f64(4, 3, 80)
+    for mask in (None, torch.tensor([True, False, True, True])):
+        got = BF.knowledge_projection_loss(s, p, item_mask=mask)
+        assert got.dtype == torch.float32
+        expected = BF.knowledge_projection_loss(s, p.float(), item_mask=mask)
+        assert float(got) == float(expected)
+
+
+def test_a_single_nonfinite_item_is_named_with_the_layer():
+    x = torch.full((1, 3), float("nan"), dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"layer 'fc': student features contain NaN .* \[0\]"):
+        BF.rdl_loss(x, torch.zeros(1, 1), name="fc")
+
+
+def test_rdl_comparisons_are_defined_from_their_minimum_number_of_pairs():
+    """paper and cosine need 2 valid pairs, mse and pearson 3: at exactly that many the value is
+    the closed form on those pairs (not the zero given below it)."""
+    x = torch.tensor([[0.0, 1.0], [2.0, 0.5], [1.0, 3.0]], dtype=torch.float64)
+    target = torch.tensor([[0.0, 2.0, 5.0], [2.0, 0.0, 3.0], [5.0, 3.0, 0.0]],
+                          dtype=torch.float64)
+    s_all = (torch.cdist(x, x) ** 2 / 2)[[0, 0, 1], [1, 2, 2]].numpy()  # rsatoolbox euclidean
+    t_all = np.array([2.0, 5.0, 3.0])
+    two = torch.ones(3, 3, dtype=torch.bool)
+    two[1, 2] = two[2, 1] = False  # pairs (0, 1) and (0, 2) only
+    s2, t2 = s_all[:2], t_all[:2]
+    kw = {"distance": "euclidean"}
+    paper = float(BF.rdl_loss(x, target, comparison="paper", pair_mask=two, **kw))
+    assert paper == pytest.approx(np.mean((s2 - t2 * s2.max() / t2.max()) ** 2), rel=1e-12)
+    cosine = float(BF.rdl_loss(x, target, comparison="cosine", pair_mask=two, **kw))
+    assert cosine == pytest.approx(1 - s2 @ t2 / np.linalg.norm(s2) / np.linalg.norm(t2),
+                                   rel=1e-12)
+    r = np.corrcoef(s_all, t_all)[0, 1]
+    pearson = float(BF.rdl_loss(x, target, comparison="pearson", **kw))
+    assert pearson == pytest.approx(1 - r, rel=1e-12)
+    assert float(BF.rdl_loss(x, target, comparison="mse", **kw)) == pytest.approx(2 * (1 - r),
+                                                                                 rel=1e-12)

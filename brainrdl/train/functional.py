@@ -82,7 +82,7 @@ def _raise_if_nonfinite(
     value: torch.Tensor,
     target_ok: torch.Tensor | None = None,
     proxy: torch.Tensor | None = None,
-    target: torch.Tensor | None = None,
+    kept_finite: torch.Tensor | None = None,
 ) -> None:
     """One device sync: check the student features, the loss value (and the kept targets).
 
@@ -97,7 +97,9 @@ def _raise_if_nonfinite(
     if bool(ok):
         return
     if target_ok is not None and not bool(target_ok):
-        if bool(torch.isfinite(target).all()) if target is not None else False:
+        # the kept target entries are finite, so it failed the symmetry check; NaN at masked
+        # pairs does not matter here
+        if kept_finite is not None and bool(kept_finite):
             raise DegenerateDataError(
                 f"layer {name!r}: target_rdm is not symmetric; a target RDM must be (make it "
                 "symmetric, e.g. (D + D.T) / 2, before passing it)"
@@ -317,7 +319,8 @@ def rdl_loss(
     # a non-symmetric target would be silently read from one triangle: refuse it (same sync)
     tolerance = 1e-5 * torch.where(finite_pair, t_raw.abs(), 0.0).amax().detach() + 1e-12
     symmetric = torch.where(valid & finite_pair, (t_raw - t_low).abs() <= tolerance, True).all()
-    target_ok = torch.where(valid, torch.isfinite(t_raw), True).all() & symmetric
+    kept_finite = torch.where(valid, torch.isfinite(t_raw), True).all()
+    target_ok = kept_finite & symmetric
     t = torch.where(valid, t_raw, 0.0)
     scale_free = comparison != "paper"
     if scale_free:
@@ -341,7 +344,7 @@ def rdl_loss(
     if comparison == "corr_cov":
         if check_finite:  # corr_cov selects items on the host: check the targets first
             _raise_if_nonfinite(name, x, x.new_zeros(()), target_ok, proxy=x.new_zeros(()),
-                                target=target)
+                                kept_finite=kept_finite)
         value = _corr_cov_loss(x, target, valid, rows, cols, distance, name, floor_abs)
         return _checked(name, x, value, check_finite)
 
@@ -373,7 +376,7 @@ def rdl_loss(
         value = 1.0 - _cos(s, t, floor * n_safe.sqrt())
     value = torch.where(enough, value, torch.zeros_like(value))
     if check_finite:
-        _raise_if_nonfinite(name, x, value, target_ok, proxy=rdm_s, target=target)
+        _raise_if_nonfinite(name, x, value, target_ok, proxy=rdm_s, kept_finite=kept_finite)
     return value
 
 
@@ -446,11 +449,11 @@ def _zscore(v: torch.Tensor, valid: torch.Tensor, n: torch.Tensor,
     return c / torch.maximum(sd, torch.as_tensor(floor, dtype=sd.dtype, device=sd.device))
 
 
-def _cos(a: torch.Tensor, b: torch.Tensor, floor_a: torch.Tensor | float = 0.0) -> torch.Tensor:
+def _cos(a: torch.Tensor, b: torch.Tensor, floor_a: torch.Tensor) -> torch.Tensor:
     # A zero vector has cosine 0 with anything (rsatoolbox's convention), hence the floors;
     # ``floor_a`` bounds ‖a‖ from below so a flat student RDM gives a finite, small gradient.
     na = torch.sqrt(torch.clamp_min((a * a).sum(), _TINY))
-    na = torch.maximum(na, torch.as_tensor(floor_a, dtype=na.dtype, device=na.device))
+    na = torch.maximum(na, floor_a)
     nb = torch.sqrt(torch.clamp_min((b * b).sum(), _TINY))
     return (a * b).sum() / (na * nb)
 
@@ -470,7 +473,7 @@ def _corr_cov_loss(
     cols: torch.Tensor,
     distance: str,
     name: str,
-    floor: torch.Tensor | float = 0.0,
+    floor: torch.Tensor | float,
 ) -> torch.Tensor:
     """1 − rsatoolbox corr_cov. Masked pairs: the items that carry a valid pair are kept.
 
@@ -478,9 +481,7 @@ def _corr_cov_loss(
     not rounding noise.
     """
     b = x.shape[0]
-    if bool(valid.all()):
-        items = None
-    else:  # selecting items needs their count on the host: one sync, corr_cov only
+    if not bool(valid.all()):  # selecting items needs their count on the host: one sync
         pair_sq = torch.zeros(b, b, dtype=torch.bool, device=x.device)
         pair_sq[rows, cols] = valid
         pair_sq = pair_sq | pair_sq.T
@@ -501,7 +502,7 @@ def _corr_cov_loss(
                                                                          device=x.device))
     s_vec = s_vec / s_scale
     floor = floor / s_scale
-    t_vec = torch.where(valid, target[rows, cols], 0.0)
+    t_vec = target[rows, cols]  # entries of invalid pairs are dropped by t_vec[valid] below
     n = x.shape[0]
     if bool(valid.all()):
         ws = _cov_weighting_full(s_vec, n)

@@ -451,8 +451,7 @@ def _refuse_degenerate(rdm: np.ndarray, where: str) -> None:
     ...
     ValueError: rdms: the target RDM is constant (every dissimilarity 1); ...
     """
-    n = rdm.shape[-1]
-    off = rdm[~np.eye(n, dtype=bool)]
+    off = rdm[~np.eye(len(rdm), dtype=bool)]
     finite = off[np.isfinite(off)]
     if finite.size == 0:
         raise ValueError(
