@@ -41,7 +41,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     "compare": (
         ["brainrdl/rsa/comparison.py", "brainrdl/rsa/ranks.py"],
         ["tests/test_comparison.py", "tests/test_ranks_threads.py",
-         "tests/test_properties_rsa.py"],
+         "tests/test_properties_rsa.py", "tests/test_properties_compare.py"],
     ),
     "stats": (
         ["brainrdl/stats/bootstrap.py", "brainrdl/stats/ceilings.py"],
