@@ -20,7 +20,7 @@ from scipy.stats import rankdata
 from brainrdl.errors import DegenerateDataError
 from brainrdl.rsa import comparison
 from brainrdl.rsa.comparison import compare, compare_vectors
-from brainrdl.rsa.ranks import sort_rows
+from brainrdl.rsa.ranks import rank_transform, sort_rows, tau_a_gemm
 
 
 def _rng(seed: int = 0) -> np.random.Generator:
@@ -149,3 +149,115 @@ def test_sort_rows_of_integers_is_a_stable_argsort_with_a_bool_tie_mask():
     want = np.ones(x.shape, dtype=bool)
     want[:, 1:] = srt[:, 1:] != srt[:, :-1]
     np.testing.assert_array_equal(starts, want)
+
+
+# --------------------------------------------------------------------------- full sigma_k
+
+
+def _full_sigma(n: int, seed: int) -> np.ndarray:
+    x = _rng(seed).standard_normal((n, 3 * n))
+    return x @ x.T / (3 * n) + 0.1 * np.eye(n)
+
+
+def _whitened_cosine(v1: np.ndarray, v2: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """The closed form v1ᵀV⁻¹v2 / (‖v1‖_V ‖v2‖_V), V = ξ∘ξ, ξ = CΣCᵀ, by a literal loop over the
+    pairs of the contrasts (NaN for a zero vector, as rsatoolbox's 0/0)."""
+    n = sigma.shape[0]
+    pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
+    contrasts = np.zeros((len(pairs), n))
+    for p, (i, j) in enumerate(pairs):
+        contrasts[p, i], contrasts[p, j] = 1.0, -1.0
+    xi = contrasts @ sigma @ contrasts.T
+    v_inv = np.linalg.inv(xi * xi)
+    out = np.empty((len(v1), len(v2)))
+    for i, a in enumerate(v1):
+        for j, b in enumerate(v2):
+            with np.errstate(invalid="ignore"):
+                out[i, j] = a @ v_inv @ b / np.sqrt(a @ v_inv @ a) / np.sqrt(b @ v_inv @ b)
+    return out
+
+
+def test_full_sigma_k_batches_like_a_loop_and_zero_vectors_give_nan_in_their_row_only():
+    """Batched compare_vectors with a full sigma_k: each batch entry is the closed form; a zero
+    vector gives NaN in its own row (column) only, the other cells keep their values."""
+    rng = _rng(7)
+    n, k = 5, 10
+    sigma = _full_sigma(n, 8)
+    a = rng.random((3, 4, k))   # 3 resamples x 4 RDMs
+    b = rng.random((3, 2, k))   # another count of RDMs on the other side
+    a[1, 2] = 0.0
+    b[2, 0] = 0.0
+    got = compare_vectors(torch.as_tensor(a), torch.as_tensor(b), "cosine_cov",
+                          sigma_k=torch.as_tensor(sigma)).numpy()
+    assert got.shape == (3, 4, 2)
+    for t in range(3):
+        np.testing.assert_allclose(got[t], _whitened_cosine(a[t], b[t], sigma), rtol=1e-9)
+    nan = np.isnan(got)
+    assert nan[1, 2].all() and nan[2, :, 0].all()
+    assert nan.sum() == 2 + 4 - 0  # row (1, 2, :) and column (2, :, 0), no overlap
+    assert np.isfinite(got[0]).all()
+
+
+def test_full_sigma_k_zero_vector_on_the_left_is_nan_like_rsatoolbox():
+    rng = _rng(9)
+    v1, v2 = rng.random((3, 10)), rng.random((2, 10))
+    v1[1] = 0.0
+    sigma = _full_sigma(5, 10)
+    got = compare(v1, v2, "cosine_cov", sigma_k=sigma)
+    want = _whitened_cosine(v1, v2, sigma)
+    assert np.isnan(got[1]).all() and np.isnan(want[1]).all()
+    np.testing.assert_allclose(got[[0, 2]], want[[0, 2]], rtol=1e-9)
+    np.testing.assert_allclose(got[[0, 2]], _rsatoolbox(v1, v2, "cosine_cov", sigma)[[0, 2]],
+                               rtol=1e-3)
+
+
+def test_singular_full_sigma_k_is_refused_by_name():
+    """A sigma_k whose contrast covariance is singular (here: every pattern equally correlated,
+    so every contrast has variance 0 and V = 0) is refused."""
+    v = _rng(11).random((1, 10))
+    with pytest.raises(DegenerateDataError, match="sigma_k gives a singular"):
+        compare(v, v, "cosine_cov", sigma_k=np.ones((5, 5)))
+
+
+# --------------------------------------------------------------------------- ranks, tau-a
+
+
+def test_ranks_of_an_empty_integer_vector_are_float64():
+    out = rank_transform(torch.empty(3, 0, dtype=torch.int64))
+    assert out.shape == (3, 0) and out.dtype == torch.float64
+
+
+@pytest.mark.parametrize("method", ["tau-a", "spearman", "rho-a"])
+def test_two_entries_one_pair(method):
+    """With k = 2 there is one pair: the rank correlations are +1 (same order) or -1."""
+    a = torch.tensor([[1.0, 2.0]], dtype=torch.float64)
+    b = torch.tensor([[3.0, 5.0], [5.0, 3.0]], dtype=torch.float64)
+    np.testing.assert_allclose(compare(a, b, method).numpy(), [[1.0, -1.0]], rtol=0, atol=1e-12)
+
+
+def test_tau_a_gemm_keeps_the_floating_dtype_and_batches_on_either_side():
+    rng = _rng(12)
+    a = rng.integers(0, 4, size=(3, 9)).astype(np.float64)
+    b = rng.integers(0, 4, size=(2, 2, 9)).astype(np.float64)
+    want = np.stack([_tau_table(a, b[t]) for t in range(2)])
+    got = tau_a_gemm(torch.as_tensor(a), torch.as_tensor(b))
+    assert got.shape == (2, 3, 2) and got.dtype == torch.float64
+    np.testing.assert_allclose(got.numpy(), want, atol=1e-12)
+    got_t = tau_a_gemm(torch.as_tensor(b), torch.as_tensor(a))
+    np.testing.assert_allclose(got_t.numpy(), want.transpose(0, 2, 1), atol=1e-12)
+    f32 = tau_a_gemm(torch.as_tensor(a, dtype=torch.float32), torch.as_tensor(b[0],
+                                                                             dtype=torch.float32))
+    assert f32.dtype == torch.float32
+    ints = tau_a_gemm(torch.as_tensor(a).long(), torch.as_tensor(b[0]).long())
+    assert ints.dtype == torch.float64
+
+
+def _tau_table(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(concordant - discordant) / (k (k - 1) / 2) by the literal double loop over pairs."""
+    k = a.shape[-1]
+    out = np.empty((len(a), len(b)))
+    for i, x in enumerate(a):
+        for j, y in enumerate(b):
+            out[i, j] = sum(np.sign(x[p] - x[q]) * np.sign(y[p] - y[q])
+                            for p in range(k) for q in range(p + 1, k)) / (k * (k - 1) / 2)
+    return out
