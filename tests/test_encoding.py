@@ -149,3 +149,153 @@ def test_encoding_on_cuda_matches_cpu():
                          alphas=ALPHAS)
     np.testing.assert_allclose(gpu.predictions.cpu().numpy(), cpu.predictions.numpy(),
                                rtol=1e-6, atol=1e-6 * y.std())
+
+
+def _exact_loo_errors(x, y, alphas):
+    """LOO mean squared errors (A, v) in float64 from the hat matrix, by definition."""
+    n = x.shape[0]
+    xc, yc = x - x.mean(0), y - y.mean(0)
+    out = []
+    for a in alphas:
+        h = xc @ np.linalg.solve(xc.T @ xc + a * np.eye(x.shape[1]), xc.T) + 1.0 / n
+        r = yc - h @ yc
+        out.append(((r / (1.0 - np.diag(h))[:, None]) ** 2).mean(0))
+    return np.array(out)
+
+
+def test_near_tied_penalties_equal_sklearn():
+    # penalties far below the feature spectrum give LOO errors within ~1e-8..1e-6 relative of
+    # each other: the float32 screen cannot separate them, the float64 errors decide
+    x, y = _data(50, 120, 30, seed=13)
+    alphas = np.concatenate([np.logspace(-5, -3, 5), [1e2, 1e4]])
+    ref = RidgeCV(alphas=alphas, alpha_per_target=True).fit(x[10:], y[10:])
+    pred, best = ridge_cv_fit_predict(torch.tensor(x[10:]), torch.tensor(y[10:]),
+                                      torch.tensor(x[:10]), alphas)
+    assert len(np.unique(ref.alpha_)) > 1
+    np.testing.assert_allclose(best.numpy(), ref.alpha_)
+    np.testing.assert_allclose(pred.numpy(), ref.predict(x[:10]), rtol=1e-5, atol=1e-5 * y.std())
+
+
+def _hat(x, a):
+    xc = x - x.mean(0)
+    return xc @ np.linalg.solve(xc.T @ xc + a * np.eye(x.shape[1]), xc.T) + 1.0 / x.shape[0]
+
+
+def _loo(h, y):
+    r = y - h @ y
+    return ((r / (1.0 - np.diag(h))[:, None]) ** 2).mean(0)
+
+
+def test_engineered_near_ties_follow_float64():
+    # voxels y = signal + t * noise with t tuned (bisection) so that the LOO errors of two
+    # distant penalties differ by ±3e-8 relative: different residuals, so float32 rounding
+    # (~1e-7 here) would order them at random; the screen must defer to float64
+    rng = np.random.default_rng(23)
+    n, p = 40, 100
+    x = rng.standard_normal((n, p))
+    alphas = np.array([1e-1, 1e4])
+    h1, h2 = _hat(x, alphas[0]), _hat(x, alphas[1])
+    cols = []
+    while len(cols) < 16:
+        signal = x @ rng.standard_normal(p)
+        noise = rng.standard_normal(n) * signal.std()
+        target = 3e-8 if len(cols) % 2 else -3e-8
+
+        def gap(t, signal=signal, noise=noise, target=target):
+            y = (signal + t * noise)[:, None]
+            e1, e2 = _loo(h1, y)[0], _loo(h2, y)[0]
+            return (e1 - e2) / e2 - target
+
+        lo, hi = 0.0, 100.0
+        if not gap(lo) < 0 < gap(hi):  # this draw has no crossing: draw again
+            continue
+        for _ in range(200):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if gap(mid) < 0 else (lo, mid)
+        cols.append(signal + hi * noise)
+    y = np.stack(cols, 1)
+    ref = RidgeCV(alphas=alphas, alpha_per_target=True).fit(x, y)
+    assert len(np.unique(ref.alpha_)) == 2
+    _, best = ridge_cv_fit_predict(torch.tensor(x), torch.tensor(y), torch.tensor(x[:3]), alphas)
+    np.testing.assert_array_equal(best.numpy(), ref.alpha_)
+
+
+def test_float32_screen_keeps_the_best_and_prunes():
+    from brainrdl.stats import encoding as enc
+
+    n, p, v = 60, 150, 40
+    x, y = _data(n, p, v, seed=17)
+    alphas = np.logspace(-2, 6, 9)
+    exact = _exact_loo_errors(x, y, alphas)
+    xc, yc = x - x.mean(0), torch.tensor(y - y.mean(0))
+    s2, u = np.linalg.eigh(xc @ xc.T)
+    s2, u = torch.tensor(s2[1:]), torch.tensor(u[:, 1:])  # drop the null direction of centring
+    a = torch.tensor(alphas)
+    shrinks = a[:, None] / (s2[None, :] + a[:, None])
+    denoms = shrinks @ (u * u).T
+    z = u.T @ yc
+    ss = (shrinks * shrinks) @ (z * z)
+    hi = torch.full_like(ss, float("inf"))
+    todo = torch.ones_like(ss, dtype=torch.bool)
+    lo = torch.zeros_like(ss)
+    kept = enc._screen_float32(ss, z, shrinks, denoms, enc._LooFactors(u, denoms), todo, lo, hi,
+                               n)
+    best = exact.argmin(0)
+    assert kept[best, np.arange(v)].all()  # the exact best penalty is never screened out
+    srt = np.sort(exact, 0)
+    separated = (srt[1] - srt[0]) / srt[0] > 1e-2
+    assert separated.any()
+    # well-separated voxels keep their best penalty only
+    assert (kept.sum(0).numpy()[separated] == 1).all()
+    # a penalty is dropped only if its error exceeds the best one's by more than the bound
+    dropped = ~kept.numpy()
+    assert (exact[dropped] > np.broadcast_to(srt[0], exact.shape)[dropped]).all()
+
+
+def test_shared_gram_path_with_offset_features_equals_sklearn():
+    # dual form in every fold: one Gram of all stimuli, re-centred per fold; a large common
+    # offset of the features must not cost digits
+    n, p, v = 45, 80, 12
+    x, y = _data(n, p, v, seed=29)
+    x = x + 1e3
+    folds = kfold_indices(n, 3, seed=2)
+    res = ridge_encoding(torch.tensor(x), torch.tensor(y), alphas=ALPHAS, folds=folds)
+    for f, test in enumerate(folds):
+        train = np.setdiff1d(np.arange(n), test)
+        model = RidgeCV(alphas=ALPHAS, alpha_per_target=True).fit(x[train], y[train])
+        np.testing.assert_allclose(res.alphas[f].numpy(), model.alpha_)
+        np.testing.assert_allclose(res.predictions[test].numpy(), model.predict(x[test]),
+                                   rtol=1e-5, atol=1e-5 * y.std())
+    direct = ridge_cv_fit_predict(torch.tensor(x[train]), torch.tensor(y[train]),
+                                  torch.tensor(x[test]), ALPHAS)[0]
+    np.testing.assert_allclose(res.predictions[test].numpy(), direct.numpy(), rtol=1e-9,
+                               atol=1e-9 * y.std())
+
+
+def test_nearby_penalty_intervals_hold_the_exact_errors():
+    from brainrdl.stats import encoding as enc
+
+    n, p, v = 60, 150, 6
+    x, y = _data(n, p, v, seed=19)
+    alphas = np.logspace(-3, 6, 10)
+    exact = _exact_loo_errors(x, y, alphas)
+    xc, yc = x - x.mean(0), torch.tensor(y - y.mean(0))
+    s2, u = np.linalg.eigh(xc @ xc.T)
+    s2, u = torch.tensor(s2[1:]), torch.tensor(u[:, 1:])  # drop the null direction of centring
+    a = torch.tensor(alphas)
+    shrinks = a[:, None] / (s2[None, :] + a[:, None])
+    denoms = shrinks @ (u * u).T
+    cross = torch.einsum("ak,bk,kv->abv", shrinks, shrinks, (u.T @ yc) ** 2)
+    for i in range(len(alphas)):
+        for j in (i - 1, i + 1):
+            if not 0 <= j < len(alphas):
+                continue
+            e_j = torch.tensor(exact[j])
+            lo, hi = enc._nearby_interval(i, j, e_j, e_j, cross, shrinks, denoms, 1e-13, n)
+            assert (lo.numpy() <= exact[i]).all() and (exact[i] <= hi.numpy()).all()
+            if alphas[max(i, j)] < 1e-3 * float(s2.min()):  # far below the spectrum: tight
+                assert (hi.numpy() / lo.numpy() < 1.01).all()
+            # wider from a wider interval of the reference
+            lo2, hi2 = enc._nearby_interval(i, j, 0.9 * e_j, 1.1 * e_j, cross, shrinks, denoms,
+                                            1e-13, n)
+            assert (lo2 <= lo).all() and (hi2 >= hi).all()

@@ -36,3 +36,11 @@ def test_threaded_tau_prep_equals_unthreaded(two_threads):
     threaded = tau_a_fenwick(a, b, n_threads=2)
     single = tau_a_fenwick(a, b, n_threads=1)
     np.testing.assert_array_equal(threaded.numpy(), single.numpy())
+
+
+def test_threaded_ranks_of_short_rdm_vectors_equal_scipy(two_threads):
+    rng = np.random.default_rng(2)
+    x = rng.random((70, 92 * 91 // 2))  # 70 RDMs of 92 conditions: 2 threads
+    x[5, :100] = 0.25
+    np.testing.assert_array_equal(rank_transform(torch.tensor(x)).numpy(),
+                                  rankdata(x, axis=-1))

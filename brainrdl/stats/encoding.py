@@ -165,24 +165,35 @@ def ridge_cv_fit_predict(
     """
     check_choice("cv", cv, CV_KINDS)
     check_choice("form", form, FORMS)
-    a_np = _check_alphas(alphas)
-    n, p = x_train.shape
+    x_train, y_train, x_test = x_train.detach(), y_train.detach(), x_test.detach()
+    return _ridge_cv(x_train, y_train, x_test, _check_alphas(alphas), cv, form, voxel_block)
+
+
+def _ridge_cv(x_train, y_train, x_test, a_np, cv, form, voxel_block, grams=None):
+    """:func:`ridge_cv_fit_predict` on checked arguments; ``grams``: the centred train Gram
+    (n, n) and test-train Gram (m, n) when the caller has them (dual form only; the features
+    are then not needed: pass None)."""
+    n = y_train.shape[0]
     if n < 3:
         raise ValueError(f"ridge LOO needs at least 3 training stimuli; got {n}")
-    x_train, y_train, x_test = x_train.detach(), y_train.detach(), x_test.detach()
-    dtype, device = x_train.dtype, x_train.device
+    ref = y_train if x_train is None else x_train  # y has x's dtype in ridge_encoding
+    dtype, device = ref.dtype, ref.device
     a = torch.as_tensor(a_np, dtype=dtype, device=device)
-    x_mean = x_train.mean(0)
-    xc = x_train - x_mean
-    xt = x_test - x_mean
-    dual = form == "dual" or (form == "auto" and p > n)
+    p = None if x_train is None else x_train.shape[1]
+    dual = grams is not None or form == "dual" or (form == "auto" and p > n)
     eps = torch.finfo(dtype).eps
     if dual:
-        s2, u = _eigh(_mm(xc, xc.T))  # NumPy spots x @ x.T: a symmetric rank-k update
+        if grams is None:
+            x_mean = x_train.mean(0)
+            xc, xt = x_train - x_mean, x_test - x_mean
+            grams = _mm(xc, xc.T), _mm(xt, xc.T)  # NumPy spots x @ x.T: a rank-k update
+        s2, u = _eigh(grams[0])
         keep = s2 > s2.max().clamp(min=0) * n * eps * 10
         s2, u = s2[keep], u[:, keep]
-        proj = _mm(_mm(xt, xc.T), u) / s2.sqrt()  # test features in the singular basis
+        proj = _mm(grams[1], u) / s2.sqrt()  # test features in the singular basis
     else:
+        x_mean = x_train.mean(0)
+        xc, xt = x_train - x_mean, x_test - x_mean
         u, s, vh = torch.linalg.svd(xc, full_matrices=False)
         keep = s > s.max() * max(n, p) * eps * 10
         u, s, vh = u[:, keep], s[keep], vh[keep]
@@ -195,7 +206,7 @@ def ridge_cv_fit_predict(
     y_mean = y_train.mean(0)
     v = y_train.shape[1]
     block = int(voxel_block) if voxel_block else min(v, 4096) or 1
-    preds = torch.empty(x_test.shape[0], v, dtype=dtype, device=device)
+    preds = torch.empty(proj.shape[0], v, dtype=dtype, device=device)
     best_alpha = torch.empty(v, dtype=dtype, device=device)
     shrinks = a[:, None] / (s2[None, :] + a[:, None])  # (A, r) residual factor per direction
     denoms = shrinks @ u2.T  # (A, n): 1 - H_ii = lev0_i + α Σ_j U_ij² / (s_j² + α)
@@ -204,7 +215,7 @@ def ridge_cv_fit_predict(
     # CPU, full rank (dual): LOO errors as quadratic forms ‖Lᵀ(shrink∘z)‖² with M = L Lᵀ
     factors = _LooFactors(u, denoms) if cv == "loo" and full and device.type == "cpu" else None
     # LOO error bounds: Σ_i r_i² / d_i² lies between Σ r² / max d² and Σ r² / min d²
-    margin = 1e4 * eps
+    margin = max(1e4 * eps, 1e-8)  # also covers the float64 path's rounding of L Lᵀ
     w_lo = denoms.max(1).values.pow(-2) * (1.0 - margin)
     w_hi = denoms.min(1).values.pow(-2) * (1.0 + margin)
     for v0 in range(0, v, block):
@@ -233,28 +244,146 @@ def _loo_errors(ss, w_lo, w_hi, z, r0, u, shrinks, denoms, factors, n) -> torch.
 
     The bounds ``w_lo · ss ≤ err ≤ w_hi · ss`` (cheap: O(A · r · vb)) rule out every penalty
     whose lower bound exceeds the smallest upper bound of the voxel; a voxel with a single
-    penalty left needs no exact error, the others get exact errors for the penalties left only.
-    The choice equals the exhaustive one (the bounds carry a relative margin for rounding).
+    penalty left needs no exact error. On the float64 CPU path the penalties left are then
+    screened in float32 (:func:`_screen_float32`: half the cost, with a rigorous error bound);
+    exact float64 errors are computed only for the voxels and penalties the screen leaves
+    undecided. The choice equals the exhaustive float64 one (all bounds carry margins for the
+    rounding of both computations).
     """
     lo, hi = w_lo[:, None] * ss, w_hi[:, None] * ss
     cand = lo <= hi.min(0).values  # (A, vb)
     single = cand.sum(0) == 1
     err = torch.full_like(ss, float("inf"))
     err[cand & single] = 0.0  # the only penalty left
+    todo = cand & ~single
+    if factors is not None and ss.dtype == torch.float64 and bool(todo.any()):
+        # the cheap bounds are of Σ_i (LOO residual)², the errors their mean
+        todo = _screen_float32(ss, z, shrinks, denoms, factors, todo, lo / n, hi / n, n)
+        decided = todo.sum(0) == 1
+        err[todo & decided] = 0.0
+        todo = todo & ~decided
     for i in range(ss.shape[0]):
-        idx = torch.nonzero(cand[i] & ~single).flatten()
+        idx = torch.nonzero(todo[i]).flatten()
         if idx.numel() == 0:
             continue
-        w = shrinks[i][:, None] * z[:, idx]
         lower = factors[i] if factors is not None else None
         if lower is not None:
-            err[i, idx] = _quadratic_err(lower, w) / n
+            err[i, idx] = _quadratic_err(lower, _scaled_columns(z, shrinks[i], idx)) / n
         else:
+            w = shrinks[i][:, None] * z[:, idx]
             resid = _mm(u, w)
             if r0 is not None:
                 resid = resid + r0[:, idx]
             err[i, idx] = (resid / denoms[i][:, None]).square_().mean(0)
     return err
+
+
+#: unit roundoffs of float32 and float64
+_U32, _U64 = 2.0**-24, 2.0**-53
+
+
+def _screen_float32(ss, z, shrinks, denoms, factors, todo, lo, hi, n) -> torch.Tensor:
+    """Narrow ``todo`` (A, vb) by float32 LOO errors with rigorous error intervals.
+
+    ``lo``, ``hi`` (A, vb): valid bounds on the float64 errors (the cheap ones). First each
+    voxel's likeliest best penalty, then all others from strong to weak; for each penalty, the
+    voxels still in play get an interval
+
+    - from the penalty last screened for that voxel (:func:`_nearby_interval`): penalties far
+      below (or above) the feature spectrum have nearly equal errors, so such a penalty is
+      often ruled out without computing anything;
+    - else by computing it in float32: err = ‖Lᵀw‖² / n with w = shrink_i ∘ z_v. With L and w
+      rounded, y = fl(Lᵀw) obeys |y − Lᵀw| ≤ γ' |L|ᵀ|w| componentwise, with
+      γ' = γ_r (1 + u)² + 2u + u² (γ_r = r u / (1 − r u), any summation order), so
+      ‖y − Lᵀw‖ ≤ γ' √λ ‖w‖ where λ ≥ λ_max(|L| |L|ᵀ) (its largest row sum) and ‖w‖² = ss.
+      The float64 computation it stands in for obeys the same bound with u = 2⁻⁵³; both are
+      added, so the interval holds the float64 value.
+
+    A penalty stays only where its lower end is at most the voxel's smallest upper end.
+    """
+    r = z.shape[0]
+
+    def gamma(m: int, unit: float) -> float:
+        return m * unit / (1.0 - m * unit)
+
+    g32 = gamma(r, _U32) * (1 + _U32) ** 2 + 2 * _U32 + _U32**2
+    g64 = gamma(r, _U64) * (1 + _U64) ** 2 + 2 * _U64 + _U64**2
+    gsum = gamma(r + 1, _U32)  # the float32 sum of squares
+    slack = 1e-12  # the float64 path's own final sum and division by n
+    lo_s, hi_s = lo.clone(), hi.clone()
+    # Σ_k shrink_ak shrink_bk z_k² for all penalty pairs: one (A², r) × (r, vb) product
+    a_n = shrinks.shape[0]
+    cross = _mm((shrinks[:, None, :] * shrinks[None, :, :]).reshape(a_n * a_n, -1), z * z)
+    cross = cross.reshape(a_n, a_n, -1)
+    ref = torch.full((ss.shape[1],), -1, dtype=torch.long)  # last penalty screened per voxel
+    done = torch.zeros_like(todo)
+    order = torch.argsort(shrinks.mean(1)).tolist()  # weak to strong penalties
+    # first each voxel's likeliest best (smallest cheap midpoint): its tight upper end then
+    # rules out more of the others; then all the others, strong to weak
+    guess = torch.where(todo, lo + hi, torch.inf).argmin(0)
+    passes = [(i, todo[i] & (guess == i)) for i in order] + [(i, todo[i]) for i in order[::-1]]
+    for i, mask in passes:
+        idx = torch.nonzero(mask & ~done[i]).flatten()
+        if idx.numel() == 0:
+            continue
+        for j in ref[idx].unique().tolist():
+            if j < 0:
+                continue
+            sel = idx[ref[idx] == j]
+            p_lo, p_hi = _nearby_interval(i, j, lo_s[j, sel], hi_s[j, sel], cross[:, :, sel],
+                                          shrinks, denoms, g64, n)
+            lo_s[i, sel] = torch.maximum(lo_s[i, sel], p_lo)
+            hi_s[i, sel] = torch.minimum(hi_s[i, sel], p_hi)
+        idx = idx[lo_s[i, idx] <= hi_s[:, idx].min(0).values]  # not yet ruled out
+        screen = factors.float32(i) if idx.numel() else None
+        if screen is None:
+            continue
+        lower32, lam = screen
+        q = _quadratic_err(lower32, _scaled_columns(z, shrinks[i], idx, np.float32))
+        q = q.to(torch.float64)
+        y_lo = (q / (1.0 + gsum)).sqrt()
+        y_hi = (q / (1.0 - gsum)).sqrt()
+        delta = (g32 + g64) * np.sqrt(lam) * ss[i, idx].sqrt() * (1.0 + 1e-12)
+        f_lo = (y_lo - delta).clamp(min=0.0).square() / n * (1.0 - slack)
+        f_hi = (y_hi + delta).square() / n * (1.0 + slack)
+        lo_s[i, idx] = torch.maximum(lo_s[i, idx], f_lo)
+        hi_s[i, idx] = torch.minimum(hi_s[i, idx], f_hi)
+        ref[idx] = i
+        done[i, idx] = True
+    return todo & (lo_s <= hi_s.min(0).values)
+
+
+def _nearby_interval(i, j, lo_j, hi_j, cross, shrinks, denoms, g64, n):
+    """Bounds on the float64 LOO errors of penalty i from an interval [lo_j, hi_j] of those of
+    penalty j, for voxels with ``cross`` (A, A, nv) = Σ_k shrink_ak shrink_bk z_k² (full-rank
+    dual form).
+
+    With t_k = shrink_ik / shrink_jk and any centre t̄ (here per voxel the mean of t weighted
+    by shrink_jk² z_k², which makes ε smallest), the residual is
+    r_i = t̄ r_j + U((t − t̄) ∘ shrink_j ∘ z), the second term of norm
+    e = ‖(t − t̄) ∘ shrink_j ∘ z‖ (U has orthonormal columns). 1 − H_mm(i) = θ_m (1 − H_mm(j))
+    with θ_m the ratio of the two penalties' denominators, so the norm of the LOO residuals,
+    √(n err_i) = ‖D_i⁻¹ r_i‖, lies within [t̄ √(n lo_j) / θ_max − ε, t̄ √(n hi_j) / θ_min + ε],
+    ε = e / min_m(1 − H_mm(i)). e² = Σ t²c²z² − (Σ t c² z²)² / Σ c² z² (sums of positive
+    terms, rounding ≲ r u of the first: a margin 1e-11 of it is added). The float64 value
+    differs from the exact one by at most g64 √(Σ d⁻²) max d relative (the Frobenius bound of
+    :func:`_screen_float32`'s λ), added with a margin for the rounding of its factor and U's
+    orthonormality.
+    """
+    t = shrinks[i] / shrinks[j]
+    # Σ c² z², Σ t c² z², Σ t² c² z² with c = shrink_j, t c = shrink_i
+    w_c, w_b, w_a = cross[j, j], cross[i, j], cross[i, i]
+    t_bar = torch.where(w_c > 0, w_b / w_c.clamp(min=torch.finfo(w_c.dtype).tiny), t.mean())
+    e2 = (w_a - w_b * t_bar).clamp(min=0.0) + 1e-11 * w_a
+    d = denoms[i]
+    eps = e2.sqrt() / float(d.min())
+    theta = d / denoms[j]
+    th_min, th_max = float(theta.min()), float(theta.max())
+    # + 1e-8: L Lᵀ of the float64 path differs from Uᵀ D⁻² U by its rounding (≲ n r u κ)
+    rel = g64 * float(d.pow(-2).sum().sqrt() * d.max()) * (1.0 + 1e-6) + 1e-8
+    s_lo = (t_bar / th_max * (n * lo_j).sqrt() - eps).clamp(min=0.0) * (1.0 - rel)
+    s_hi = (t_bar / th_min * (n * hi_j).sqrt() + eps) * (1.0 + rel)
+    return s_lo.square() / n, s_hi.square() / n
 
 
 def _mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -274,7 +403,7 @@ class _LooFactors:
     """
 
     def __init__(self, u: torch.Tensor, denoms: torch.Tensor) -> None:
-        self.u, self.denoms, self.cache = u.numpy(), denoms.numpy(), {}
+        self.u, self.denoms, self.cache, self.cache32 = u.numpy(), denoms.numpy(), {}, {}
 
     def __getitem__(self, i: int) -> np.ndarray | None:
         if i not in self.cache:
@@ -285,12 +414,36 @@ class _LooFactors:
                 self.cache[i] = None
         return self.cache[i]
 
+    def float32(self, i: int) -> tuple[np.ndarray, float] | None:
+        """L in float32 and an upper bound on λ_max(|L| |L|ᵀ) (largest row sum, rounded up)."""
+        if i not in self.cache32:
+            lower = self[i]
+            if lower is None:
+                self.cache32[i] = None
+            else:
+                a = np.abs(lower)
+                lam = float((a @ (a.T @ np.ones(a.shape[0]))).max()) * (1.0 + 1e-10)
+                self.cache32[i] = (lower.astype(np.float32, order="F"), lam)
+        return self.cache32[i]
 
-def _quadratic_err(lower: np.ndarray, w: torch.Tensor) -> torch.Tensor:
-    """‖Lᵀ w‖² per column of w (r, vb), by BLAS trmm on the transposed (Fortran) view of w."""
+
+def _scaled_columns(z: torch.Tensor, scale: torch.Tensor, idx: torch.Tensor, dtype=None):
+    """``scale[:, None] * z[:, idx]`` as a fresh C-ordered array (in ``dtype``), in one
+    NumPy pass where possible (torch's gather, product and cast are three, ~3x slower)."""
+    z_np, idx_np = z.numpy(), idx.numpy()
+    dtype = dtype or z_np.dtype
+    out = np.empty((z_np.shape[0], len(idx_np)), dtype=dtype)
+    cols = z_np if len(idx_np) == z_np.shape[1] else np.take(z_np, idx_np, axis=1)
+    np.multiply(cols, scale.numpy()[:, None], out=out, casting="same_kind")
+    return out
+
+
+def _quadratic_err(lower: np.ndarray, w: np.ndarray) -> torch.Tensor:
+    """‖Lᵀ w‖² per column of a fresh C-ordered w (r, vb), by BLAS trmm on its transposed
+    (Fortran-ordered) view, which it overwrites."""
     from scipy.linalg import blas
 
-    wt = np.array(w.numpy().T, order="F")  # (vb, r): trmm overwrites it
+    wt = np.asfortranarray(w.T)  # (vb, r): no copy for a C-ordered w
     trmm = blas.dtrmm if wt.dtype == np.float64 else blas.strmm
     out = trmm(1.0, lower, wt, side=1, lower=1, overwrite_b=1)  # wᵀ L = (Lᵀ w)ᵀ
     return torch.from_numpy(np.einsum("ij,ij->i", out, out))
@@ -444,17 +597,43 @@ def ridge_encoding(
                 "folds must hold test indices of at least 2 folds covering every stimulus "
                 f"(0..{n - 1}) exactly once"
             )
+    check_choice("cv", cv, CV_KINDS)
+    check_choice("form", form, FORMS)
+    a_np = _check_alphas(alphas)
     preds = torch.empty_like(y)
     chosen = torch.empty(len(folds), y.shape[1], dtype=x.dtype, device=x.device)
+    trains = [np.setdiff1d(np.arange(n), test) for test in folds]
+    # dual form in every fold: one Gram of all stimuli, sliced and re-centred per fold
+    # (saves the per-fold train and test Grams); centred first on the mean of all stimuli so
+    # that the re-centring does not cancel digits
+    shared = form == "dual" or (form == "auto" and all(x.shape[1] > len(t) for t in trains))
+    if shared:
+        xg = x - x.mean(0)
+        gram = _mm(xg, xg.T)
+        del xg
     for f, test in enumerate(folds):
-        train = np.setdiff1d(np.arange(n), test)
-        tr = torch.as_tensor(train, device=x.device)
+        tr = torch.as_tensor(trains[f], device=x.device)
         te = torch.as_tensor(test, device=x.device)
-        preds[te], chosen[f] = ridge_cv_fit_predict(
-            x[tr], y[tr], x[te], alphas, cv=cv, form=form, voxel_block=voxel_block
-        )
+        if shared:
+            preds[te], chosen[f] = _ridge_cv(
+                None, y[tr], None, a_np, cv, form, voxel_block, _fold_grams(gram, tr, te)
+            )
+        else:
+            preds[te], chosen[f] = _ridge_cv(x[tr], y[tr], x[te], a_np, cv, form, voxel_block)
     scores = score_predictions(preds, y, scoring)
     return EncodingResult(preds, scores, chosen, list(folds), scoring)
+
+
+def _fold_grams(gram: torch.Tensor, tr: torch.Tensor, te: torch.Tensor):
+    """Train Gram and test-train Gram of features centred on the training mean, from the Gram
+    G of all stimuli: (x_i − m)·(x_j − m) = G_ij − c_i − c_j + μ with c_j = m·x_j, μ = m·m."""
+    g_tt = gram[tr][:, tr]
+    g_st = gram[te][:, tr]
+    c = g_tt.mean(0)
+    mu = c.mean()
+    kc = g_tt - c[None, :] - c[:, None] + mu
+    kt = g_st - c[None, :] - g_st.mean(1, keepdim=True) + mu
+    return kc, kt
 
 
 def split_half_ceiling(
