@@ -76,6 +76,10 @@ def _mutmut_config(groups: list[str], timeout_multiplier: float = 20.0) -> str:
         + 'pytest_add_cli_args = ["-p", "no:xdist", "-p", "no:cacheprovider", "-q", "-x", '
         '"-m", "not slow and not notebook and not gpu"]\n'
         f"timeout_multiplier = {timeout_multiplier}\n"
+        # workers fork from a server that has imported but run nothing: forked straight from the
+        # process that ran the tests, torch's OpenMP pool (started by the tests that set two
+        # threads) hangs in the child, and every mutant reaching such a test "times out"
+        'process_isolation = "forkserver"\n'
         "mutate_only_covered_lines = true\n"
         # the text of error messages and warnings: their key words are asserted by the fuzz and
         # property tests; mutating every word of every message only adds noise to the score
@@ -90,8 +94,13 @@ def _with_config(groups: list[str], timeout_multiplier: float = 20.0) -> str:
     return text + "\n" + _mutmut_config(groups, timeout_multiplier)
 
 
-def run(groups: list[str], max_children: int = 2, timeout_multiplier: float = 20.0) -> int:
-    """Run mutmut on the groups' modules, restricted to their fast tests (resumable)."""
+def run(groups: list[str], max_children: int = 2, timeout_multiplier: float = 20.0,
+        mutants: list[str] | None = None) -> int:
+    """Run mutmut on the groups' modules, restricted to their fast tests (resumable).
+
+    ``mutants``: re-test only these (mutmut keeps a survivor's verdict until its function
+    changes, so survivors that a new test kills are re-run by name to record the kill).
+    """
     pyproject = ROOT / "pyproject.toml"
     original = pyproject.read_text(encoding="utf-8")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -106,7 +115,8 @@ def run(groups: list[str], max_children: int = 2, timeout_multiplier: float = 20
         (ROOT / "mutants").mkdir(exist_ok=True)
         stamp.write_text(config, encoding="utf-8")
         with open(ROOT / "mutants" / "run.log", "w") as log:  # mutmut's spinner: not for a terminal
-            code = subprocess.call(["mutmut", "run", "--max-children", str(max_children)],
+            code = subprocess.call(["mutmut", "run", "--max-children", str(max_children),
+                                    *(mutants or [])],
                                    cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     finally:
         pyproject.write_text(original, encoding="utf-8")
@@ -201,13 +211,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-children", type=int, default=2, help="mutmut worker processes")
     parser.add_argument("--timeout-multiplier", type=float, default=20.0,
                         help="a mutant times out after this many times its tests' duration")
+    parser.add_argument("--mutants", type=Path, default=None,
+                        help="file of mutant names (one a line) to re-test, e.g. survivors "
+                             "after new tests were added")
     args = parser.parse_args(argv)
     groups = args.groups or sorted(GROUPS)
     unknown = sorted(set(groups) - set(GROUPS))
     if unknown:
         parser.error(f"unknown groups {unknown}; known: {sorted(GROUPS)}")
     if args.command == "run":
-        code = run(groups, args.max_children, args.timeout_multiplier)
+        names = args.mutants.read_text(encoding="utf-8").split() if args.mutants else None
+        code = run(groups, args.max_children, args.timeout_multiplier, names)
         return code or report()
     return report()
 
