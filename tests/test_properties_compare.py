@@ -15,12 +15,12 @@ import pytest
 import torch
 from rsatoolbox.rdm import RDMs
 from rsatoolbox.rdm import compare as rsa_compare
-from scipy.stats import rankdata
+from scipy.stats import kendalltau, rankdata
 
 from brainrdl.errors import DegenerateDataError
 from brainrdl.rsa import comparison
 from brainrdl.rsa.comparison import compare, compare_vectors
-from brainrdl.rsa.ranks import rank_transform, sort_rows, tau_a_gemm
+from brainrdl.rsa.ranks import rank_transform, sort_rows, tau_a, tau_a_fenwick, tau_a_gemm
 
 
 def _rng(seed: int = 0) -> np.random.Generator:
@@ -261,3 +261,27 @@ def _tau_table(a: np.ndarray, b: np.ndarray) -> np.ndarray:
             out[i, j] = sum(np.sign(x[p] - x[q]) * np.sign(y[p] - y[q])
                             for p in range(k) for q in range(p + 1, k)) / (k * (k - 1) / 2)
     return out
+
+
+def test_tau_a_without_pairs_is_nan_on_either_path():
+    """One entry: no pairs, tau-a = 0/0 (NaN, as scipy.stats.kendalltau), from the GEMM path and
+    the Fenwick path alike (the GEMM path gave 0 before)."""
+    a, b = torch.ones(2, 1, dtype=torch.float64), torch.ones(3, 1, dtype=torch.float64)
+    for fn in (tau_a, tau_a_gemm, tau_a_fenwick):
+        out = fn(a, b)
+        assert out.shape == (2, 3) and torch.isnan(out).all(), fn.__name__
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert np.isnan(kendalltau([1.0], [2.0]).statistic)
+
+
+def test_tau_a_of_reversed_and_identical_orders_is_exactly_minus_one_and_one():
+    """The extreme values are reached exactly (no clamp is needed: the pair counts are exact),
+    on the GEMM path (k <= 300) and the Fenwick path (k > 300), for float64 and float32."""
+    for k in (40, 301):
+        x = torch.arange(k, dtype=torch.float64)[None]
+        both = torch.cat([x, -x])
+        for dtype in (torch.float64, torch.float32):
+            for fn in (tau_a_gemm, tau_a_fenwick, tau_a):
+                out = fn(x.to(dtype), both.to(dtype))
+                assert out.tolist() == [[1.0, -1.0]], (fn.__name__, k, dtype)
