@@ -285,3 +285,139 @@ def test_tau_a_of_reversed_and_identical_orders_is_exactly_minus_one_and_one():
             for fn in (tau_a_gemm, tau_a_fenwick, tau_a):
                 out = fn(x.to(dtype), both.to(dtype))
                 assert out.tolist() == [[1.0, -1.0]], (fn.__name__, k, dtype)
+
+
+# --------------------------------------------------------------------------- input checks
+
+
+@pytest.mark.parametrize("bad", [np.inf, -np.inf])
+def test_infinite_dissimilarities_are_refused_naming_the_argument_and_positions(bad):
+    rng = _rng(13)
+    v1, v2 = rng.random((2, 10)), rng.random((3, 10))
+    w1 = v1.copy()
+    w1[1, [3, 8]] = bad
+    w1[0, 3] = np.nan  # NaN elsewhere does not hide the infinities
+    with pytest.raises(DegenerateDataError,
+                       match=r"^rdm1 contains 2 infinite dissimilarities \(at vector positions "
+                             r"\[3, 8\]\)"):
+        compare(w1, v2)
+    w2 = v2.copy()
+    w2[2, 5] = bad
+    with pytest.raises(DegenerateDataError, match=r"^rdm2 contains 1 infinite .*\[5\]\)"):
+        compare(torch.as_tensor(v1), torch.as_tensor(w2))
+    # compare_vectors names its own arguments
+    with pytest.raises(DegenerateDataError, match=r"^a contains 2 infinite"):
+        compare_vectors(torch.as_tensor(w1), torch.as_tensor(v2))
+    with pytest.raises(DegenerateDataError, match=r"^b contains 1 infinite"):
+        compare_vectors(torch.as_tensor(v1), torch.as_tensor(w2))
+
+
+def test_nan_in_rdm2_only_is_refused_like_nan_in_rdm1_only():
+    rng = _rng(14)
+    v1, v2 = rng.random((2, 10)), rng.random((2, 10))
+    v2[1, 4] = np.nan
+    with pytest.raises(ValueError, match=r"NaN at different dissimilarities \(positions \[4\]"):
+        compare(v1, v2)
+    with pytest.raises(ValueError, match=r"NaN at different dissimilarities \(positions \[4\]"):
+        compare_vectors(torch.as_tensor(v1), torch.as_tensor(v2))
+
+
+def test_sigma_k_variances_must_be_positive_and_finite():
+    v = _rng(15).random((2, 10))
+    sigma = np.ones(5)
+    sigma[2] = 0.0  # the boundary: a zero variance is not positive
+    with pytest.raises(ValueError, match="sigma_k as variances"):
+        compare(v, v, "cosine_cov", sigma_k=sigma)
+    sigma[2] = np.nan
+    with pytest.raises(DegenerateDataError, match="sigma_k must be finite"):
+        compare(v, v, "cosine_cov", sigma_k=sigma)
+    # a list is read as an array; other methods ignore sigma_k, as rsatoolbox does
+    np.testing.assert_allclose(compare(v, v, "cosine_cov", sigma_k=[1.0, 2.0, 1.0, 3.0, 1.0]),
+                               _rsatoolbox(v, v, "cosine_cov", np.array([1.0, 2, 1, 3, 1])),
+                               rtol=1e-9)
+    np.testing.assert_array_equal(compare(v, v, "corr", sigma_k=np.ones(3)), compare(v, v, "corr"))
+
+
+def test_valid_mask_must_be_one_dimensional_with_k_true_entries():
+    a = torch.rand(2, 9, dtype=torch.float64)
+    two_d = torch.zeros(2, 10, dtype=torch.bool)
+    two_d[0, :9] = True  # 9 True entries, but not a 1-d mask
+    with pytest.raises(ValueError, match=r"valid must be a 1-d boolean mask with k=9"):
+        compare_vectors(a, a, valid=two_d)
+    too_many = torch.ones(10, dtype=torch.bool)
+    with pytest.raises(ValueError, match=r"with 10 True"):
+        compare_vectors(a, a, valid=too_many)
+
+
+# --------------------------------------------------------------------------- tensor inputs
+
+
+def test_integer_tensors_are_compared_as_float64():
+    rng = _rng(16)
+    x = rng.integers(0, 9, size=(2, 10))
+    y = rng.integers(0, 9, size=(3, 10))
+    for method in ("corr", "spearman", "cosine_cov"):
+        got = compare(torch.as_tensor(x), torch.as_tensor(y), method)
+        assert got.dtype == torch.float64
+        np.testing.assert_allclose(got.numpy(), _rsatoolbox(x.astype(float), y.astype(float),
+                                                            method), rtol=1e-9)
+    # one integer vector (k,) is one RDM
+    one = compare(torch.as_tensor(x[0]), torch.as_tensor(y), "corr")
+    assert one.shape == (1, 3) and one.dtype == torch.float64
+
+
+def test_two_condition_square_is_one_dissimilarity():
+    """A 2x2 zero-diagonal symmetric tensor is one square RDM of a single dissimilarity: too
+    few to compare (it is not read as two vectors of length 2)."""
+    sq = torch.tensor([[0.0, 3.0], [3.0, 0.0]], dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"at least 2 non-NaN dissimilarities; got 1"):
+        compare(sq, sq)
+    with pytest.raises(ValueError, match=r"at least 2 non-NaN dissimilarities; got 1"):
+        compare(sq[None], sq[None])  # the 3-d stack of squares alike
+
+
+def test_all_zero_square_and_nan_diagonal_square_are_one_rdm_each():
+    rng = _rng(17)
+    others = torch.as_tensor(rng.random((2, 10)))
+    zero = torch.zeros(5, 5, dtype=torch.float64)
+    got = compare(zero, others, "cosine")
+    assert got.shape == (1, 2) and (got == 0).all()  # zero length: 0, as rsatoolbox
+    v = rng.random((1, 10))
+    sq = torch.as_tensor(_square(v))
+    torch.diagonal(sq).fill_(float("nan"))
+    got = compare(sq, others, "corr")
+    assert got.shape == (1, 2)
+    np.testing.assert_allclose(got.numpy(), _rsatoolbox(v, others.numpy(), "corr"), rtol=1e-12)
+
+
+def test_square_true_checks_shape_and_symmetry():
+    rng = _rng(18)
+    with pytest.raises(ValueError, match=r"rdm1 with square=True must be \(n_cond, n_cond\)"):
+        compare(torch.rand(3, 10), torch.rand(5, 5), square=True)
+    sq = torch.as_tensor(_square(rng.random((1, 10))))
+    sq[3, 1] += 1.0  # not symmetric; square=True still refuses it
+    with pytest.raises(DegenerateDataError, match=r"rdm1 is a square \(5, 5\) tensor"):
+        compare(sq, sq.T.contiguous(), square=True)
+    out = compare(sq, sq, square=False)  # rows as vectors: allowed when asked for
+    assert out.shape == (5, 5)
+
+
+@pytest.mark.parametrize("scale", [1e-200, 1e200])
+def test_cosine_and_correlation_do_not_depend_on_a_common_scale(scale):
+    """Rows far below or above 1 (whose squared norms under- or overflow) give the cosines of
+    the unscaled rows."""
+    rng = _rng(19)
+    v1, v2 = rng.random((2, 15)), rng.random((3, 15))
+    for method in ("cosine", "corr"):
+        want = compare(torch.as_tensor(v1), torch.as_tensor(v2), method)
+        got = compare(torch.as_tensor(v1 * scale), torch.as_tensor(v2), method)
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-14)
+
+
+def test_rank_method_warning_points_at_the_caller():
+    a = torch.rand(2, 10, dtype=torch.float64, requires_grad=True)
+    b = torch.rand(3, 10, dtype=torch.float64)
+    for fn in (compare, compare_vectors):
+        with pytest.warns(UserWarning, match="not differentiable") as record:
+            fn(b, a, "tau-a")  # the gradient on the second argument alone
+        assert record[0].filename == __file__
