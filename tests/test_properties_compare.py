@@ -395,8 +395,10 @@ def test_square_true_checks_shape_and_symmetry():
     with pytest.raises(ValueError, match=r"rdm1 with square=True must be \(n_cond, n_cond\)"):
         compare(torch.rand(3, 10), torch.rand(5, 5), square=True)
     sq = torch.as_tensor(_square(rng.random((1, 10))))
-    sq[3, 1] += 1.0  # not symmetric; square=True still refuses it
-    with pytest.raises(DegenerateDataError, match=r"rdm1 is a square \(5, 5\) tensor"):
+    sq[3, 1] += 1.0  # not symmetric; square=True still refuses it, naming the first such pair
+    want = (rf"rdm1 is a square \(5, 5\) tensor .* \(rdm1\[1, 3\] = {float(sq[1, 3]):.6g} vs "
+            rf"rdm1\[3, 1\] = {float(sq[3, 1]):.6g}\)")
+    with pytest.raises(DegenerateDataError, match=want):
         compare(sq, sq.T.contiguous(), square=True)
     out = compare(sq, sq, square=False)  # rows as vectors: allowed when asked for
     assert out.shape == (5, 5)
