@@ -137,6 +137,14 @@ def test_encoding_errors():
         ridge_encoding(torch.randn(10, 2), torch.randn(10, 2), folds=[[0, 1], [2, 3]])
     with pytest.raises(ValueError, match="NaN"):
         ridge_encoding(torch.full((10, 2), float("nan")), torch.randn(10, 2))
+    y = torch.randn(10, 2, dtype=torch.float64)
+    y[3, 1] = float("inf")
+    with pytest.raises(ValueError, match="y holds NaN or infinite"):
+        ridge_encoding(torch.randn(10, 2, dtype=torch.float64), y)
+    # huge finite values whose sum overflows are accepted
+    x = torch.randn(10, 2, dtype=torch.float64)
+    x[:, 0] = 1e308
+    assert ridge_encoding(x, torch.randn(10, 2, dtype=torch.float64)).predictions.shape == (10, 2)
 
 
 @pytest.mark.gpu

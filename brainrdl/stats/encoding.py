@@ -666,6 +666,8 @@ def _as_matrix(name: str, a, device) -> torch.Tensor:
         t = t.to(torch.float64)
     if t.ndim != 2:
         raise ValueError(f"{name} must be a 2-d (stimuli, features) matrix; got {tuple(t.shape)}")
-    if not bool(torch.isfinite(t).all()):
+    # a finite sum has no NaN or inf terms (one reduction, no mask); else check entries
+    # (the sum may also overflow)
+    if not bool(torch.isfinite(t.sum())) and not bool(torch.isfinite(t).all()):
         raise ValueError(f"{name} holds NaN or infinite values")
     return t
