@@ -44,7 +44,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     "compare": (
         ["brainrdl/rsa/comparison.py", "brainrdl/rsa/ranks.py"],
         ["tests/test_comparison.py", "tests/test_ranks_threads.py",
-         "tests/test_properties_rsa.py"],
+         "tests/test_properties_rsa.py", "tests/test_properties_compare.py"],
     ),
     "stats": (
         ["brainrdl/stats/bootstrap.py", "brainrdl/stats/ceilings.py"],
@@ -79,6 +79,10 @@ def _mutmut_config(groups: list[str], timeout_multiplier: float = 20.0) -> str:
         + 'pytest_add_cli_args = ["-p", "no:xdist", "-p", "no:cacheprovider", "-q", "-x", '
         '"-m", "not slow and not notebook and not gpu"]\n'
         f"timeout_multiplier = {timeout_multiplier}\n"
+        # workers fork from a server that has imported but run nothing: forked straight from the
+        # process that ran the tests, torch's OpenMP pool (started by the tests that set two
+        # threads) hangs in the child, and every mutant reaching such a test "times out"
+        'process_isolation = "forkserver"\n'
         "mutate_only_covered_lines = true\n"
         # the text of error messages and warnings: their key words are asserted by the fuzz and
         # property tests; mutating every word of every message only adds noise to the score
@@ -94,11 +98,13 @@ def _with_config(groups: list[str], timeout_multiplier: float = 20.0) -> str:
 
 
 def run(groups: list[str], max_children: int = 2, timeout_multiplier: float = 20.0,
-        retest_survivors: bool = False) -> int:
+        retest_survivors: bool = False, mutants: list[str] | None = None) -> int:
     """Run mutmut on the groups' modules, restricted to their fast tests (resumable).
 
     mutmut re-tests only the mutants of functions that changed; ``retest_survivors`` then also
-    re-tests every recorded survivor of these groups (new tests may kill it).
+    re-tests every recorded survivor of these groups (new tests may kill it). ``mutants``:
+    re-test only these (mutmut keeps a survivor's verdict until its function changes, so
+    survivors that a new test kills are re-run by name to record the kill).
     """
     pyproject = ROOT / "pyproject.toml"
     original = pyproject.read_text(encoding="utf-8")
@@ -115,7 +121,8 @@ def run(groups: list[str], max_children: int = 2, timeout_multiplier: float = 20
         _forget_changed_modules(groups)
         stamp.write_text(config, encoding="utf-8")
         with open(ROOT / "mutants" / "run.log", "w") as log:  # mutmut's spinner: not for a terminal
-            code = subprocess.call(["mutmut", "run", "--max-children", str(max_children)],
+            code = subprocess.call(["mutmut", "run", "--max-children", str(max_children),
+                                    *(mutants or [])],
                                    cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         survivors = [name for name, status in _results().items() if status == "survived"
                      and _group_of(_module_of(name)) in groups] if retest_survivors else []
@@ -239,13 +246,18 @@ def main(argv: list[str] | None = None) -> int:
                         help="a mutant times out after this many times its tests' duration")
     parser.add_argument("--retest-survivors", action="store_true",
                         help="also re-test the recorded survivors (after adding tests)")
+    parser.add_argument("--mutants", type=Path, default=None,
+                        help="file of mutant names (one a line) to re-test, e.g. survivors "
+                             "after new tests were added")
     args = parser.parse_args(argv)
     groups = args.groups or sorted(GROUPS)
     unknown = sorted(set(groups) - set(GROUPS))
     if unknown:
         parser.error(f"unknown groups {unknown}; known: {sorted(GROUPS)}")
     if args.command == "run":
-        code = run(groups, args.max_children, args.timeout_multiplier, args.retest_survivors)
+        names = args.mutants.read_text(encoding="utf-8").split() if args.mutants else None
+        code = run(groups, args.max_children, args.timeout_multiplier, args.retest_survivors,
+                   names)
         return code or report()
     return report()
 

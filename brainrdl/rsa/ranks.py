@@ -298,7 +298,8 @@ def tau_a_gemm(a: torch.Tensor, b: torch.Tensor, block: int = _BLOCK) -> torch.T
     For entry blocks I ≤ J the signs sign(x_i − x_j), i ∈ I, j ∈ J, of all n1 + n2 vectors are
     formed once (±1/0 in float32, so each product is an exact integer sum) and one GEMM adds
     their inner products to the (n1, n2) numerator, kept in float64. Memory is
-    O((n1 + n2)·block²); time O(n1·n2·k²/2).
+    O((n1 + n2)·block²); time O(n1·n2·k²/2). Vectors of fewer than 2 entries have no pairs:
+    NaN, as in :func:`tau_a_fenwick`.
 
     Examples
     --------
@@ -323,7 +324,9 @@ def tau_a_gemm(a: torch.Tensor, b: torch.Tensor, block: int = _BLOCK) -> torch.T
             part = (sa @ sb.transpose(-1, -2)).to(torch.float64)
             # A diagonal block holds each unordered pair twice (signs are antisymmetric).
             num += part * 0.5 if j0 == i0 else part
-    out = (num / max(_pair_count(k), 1)).clamp(-1.0, 1.0)
+    # exact integer counts with |num| <= pairs: no clamp needed; no pairs (k < 2) give 0/0 = NaN,
+    # as in tau_a_fenwick and scipy.stats.kendalltau
+    out = num / _pair_count(k)
     return out.reshape(*batch, a.shape[1], b.shape[1]).to(_float_dtype(a, b))
 
 
@@ -431,7 +434,7 @@ def tau_a_fenwick(a: torch.Tensor, b: torch.Tensor, n_threads: int | None = None
     else:
         with ThreadPoolExecutor(workers) as pool:
             list(pool.map(lambda job: run(*job), jobs))
-    res = torch.from_numpy(out).clamp(-1.0, 1.0)
+    res = torch.from_numpy(out)  # exact counts, |num| <= tot: within [-1, 1] as computed
     if swap:
         res = res.transpose(-1, -2)
     res = res.reshape(*batch, n1, n2)
