@@ -125,6 +125,7 @@ def test_mask_errors_name_the_mask_and_resample_reaches_masks(tmp_path):
     assert out["V1"][1, 0, 0] and out["V1"].sum() == 1
 
 
+import re  # noqa: E402
 import warnings  # noqa: E402
 
 from scipy.stats import zscore as _scipy_zscore  # noqa: E402
@@ -274,7 +275,10 @@ def test_progress_bar_appears_by_default_only_above_twenty_windows(capsys):
         dss = ephys.datasets_from_spikes(spikes, trials, windows, recording=(0.0, 30.0),
                                          empty_units="keep")
         ephys.rdms_from_datasets(dss, method="euclidean")
-        assert ("euclidean RDMs" in capsys.readouterr().err) is shown
+        err = capsys.readouterr().err
+        assert ("euclidean RDMs" in err) is shown
+        # the bar counts windows: its rate reads "<n>window/s" (or "<n>s/window" when slow)
+        assert bool(re.search(r"\dwindow/s|s/window\]", err)) is shown
 
 
 def test_each_region_rdm_is_labelled_with_its_region_per_window():
@@ -441,3 +445,38 @@ def test_resampling_is_nearest_neighbour_so_a_mask_stays_a_mask():
         out = roi_masks((3, 3, 3), np.eye(4), masks={"V1": nib.Nifti1Image(data, shifted)},
                         resample=True)
     assert out["V1"][1, 1, 1] and out["V1"].sum() == 1
+
+
+def test_resampled_masks_keep_every_non_zero_voxel_however_small():
+    """"Non-zero = inside" also after resampling: on a grid shifted by whole voxels the mask is
+    the source shifted, tiny values included. (nilearn's shortcut for whole-voxel shifts,
+    taken without ``force_resample``, crops the image to values above 1e-8 of its largest
+    first, and would lose a voxel of 1e-12 at the edge of the bounding box.)"""
+    shifted = np.eye(4)
+    shifted[0, 3] = 1.0  # source voxel (i, j, k) is data voxel (i + 1, j, k)
+    data = np.zeros((4, 4, 4))
+    data[0, 0, 0] = data[1, 2, 2] = 1.0
+    data[3, 3, 3] = 1e-12
+    with pytest.warns(UserWarning, match="resampling"):
+        out = roi_masks((5, 4, 4), np.eye(4), masks={"V1": nib.Nifti1Image(data, shifted)},
+                        resample=True)
+    assert np.argwhere(out["V1"]).tolist() == [[1, 0, 0], [2, 2, 2], [4, 3, 3]]
+
+
+def test_only_the_cross_validated_methods_read_the_cv_descriptor():
+    """A Dataset without the default cv_descriptor ("repeat") still gives the non-cross-validated
+    RDMs, equal to the engine's own; only poisson_cv and crossnobis ask for the folds."""
+    from rsatoolbox.data import Dataset
+
+    from brainrdl.rsa.rdm import calc_rdm
+
+    rng = np.random.default_rng(10)
+    ds = Dataset(rng.poisson(5.0, size=(8, 3)).astype(float),
+                 obs_descriptors={"stimulus": list("abcdabcd")})
+    for method in ("poisson", "correlation", "euclidean"):
+        got = ephys.rdms_from_datasets(ds, method=method)
+        ref = calc_rdm(ds, method=method, descriptor="stimulus")
+        np.testing.assert_allclose(got.get_vectors(), ref.get_vectors(), rtol=1e-12)
+    for method in ("poisson_cv", "crossnobis"):
+        with pytest.raises(ValueError, match=r"cv_descriptor='repeat' is not an obs descriptor"):
+            ephys.rdms_from_datasets(ds, method=method)
