@@ -480,3 +480,28 @@ def test_only_the_cross_validated_methods_read_the_cv_descriptor():
     for method in ("poisson_cv", "crossnobis"):
         with pytest.raises(ValueError, match=r"cv_descriptor='repeat' is not an obs descriptor"):
             ephys.rdms_from_datasets(ds, method=method)
+
+
+def test_rdms_from_datasets_names_its_method_argument():
+    from rsatoolbox.data import Dataset
+
+    ds = Dataset(np.ones((4, 2)), obs_descriptors={"stimulus": list("abab")})
+    with pytest.raises(ValueError, match=r"^method='manhattan' is not supported; expected one "
+                                         r"of .*'poisson'"):
+        ephys.rdms_from_datasets(ds, method="manhattan")
+
+
+def test_region_split_without_noise_is_each_regions_crossnobis_with_the_identity():
+    from brainrdl.rsa.rdm import calc_rdm
+
+    rng = np.random.default_rng(18)
+    spikes = [np.sort(rng.uniform(0, 8, 80)) for _ in range(4)]
+    trials = {"onset": np.arange(8.0), "stimulus": list("abcdabcd")}
+    dss = ephys.datasets_from_spikes(spikes, trials, (0.0, 0.5), unit_regions=["V4", "IT"] * 2,
+                                     recording=(0.0, 8.0))
+    split = ephys.rdms_from_datasets(dss, method="crossnobis")
+    for name, cols in (("V4", [0, 2]), ("IT", [1, 3])):
+        sub = dss[0].subset_channel("unit", np.asarray(dss[0].channel_descriptors["unit"])[cols])
+        ref = calc_rdm(sub, method="crossnobis", descriptor="stimulus", cv_descriptor="repeat")
+        np.testing.assert_allclose(split[name].get_vectors(), ref.get_vectors(), rtol=1e-10)
+        np.testing.assert_array_equal(split[name].descriptors["noise"], np.eye(2))
