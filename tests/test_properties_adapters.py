@@ -505,3 +505,21 @@ def test_region_split_without_noise_is_each_regions_crossnobis_with_the_identity
         ref = calc_rdm(sub, method="crossnobis", descriptor="stimulus", cv_descriptor="repeat")
         np.testing.assert_allclose(split[name].get_vectors(), ref.get_vectors(), rtol=1e-10)
         np.testing.assert_array_equal(split[name].descriptors["noise"], np.eye(2))
+
+
+def test_windows_are_aligned_by_the_descriptor_not_by_another_pattern_descriptor():
+    """Each window's RDM is that window's own RDM over the ``descriptor`` conditions, even when
+    another per-condition descriptor (listed first, unique per condition) orders them otherwise
+    in a later window."""
+    from brainrdl.rsa.rdm import calc_rdm
+    from rsatoolbox.data import Dataset
+
+    rng = np.random.default_rng(19)
+    dss = [Dataset(rng.normal(size=(6, 4)),
+                   obs_descriptors={"label": labels * 2, "stimulus": list("abcabc")})
+           for labels in ([1, 2, 3], [3, 1, 2])]
+    got = ephys.rdms_from_datasets(dss, method="euclidean")
+    for i, ds in enumerate(dss):
+        ref = calc_rdm(ds, method="euclidean", descriptor="stimulus")
+        np.testing.assert_allclose(got.get_vectors()[i], ref.get_vectors()[0], rtol=1e-12)
+    assert list(got.pattern_descriptors["stimulus"]) == ["a", "b", "c"]
