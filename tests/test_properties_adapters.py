@@ -511,8 +511,9 @@ def test_windows_are_aligned_by_the_descriptor_not_by_another_pattern_descriptor
     """Each window's RDM is that window's own RDM over the ``descriptor`` conditions, even when
     another per-condition descriptor (listed first, unique per condition) orders them otherwise
     in a later window."""
-    from brainrdl.rsa.rdm import calc_rdm
     from rsatoolbox.data import Dataset
+
+    from brainrdl.rsa.rdm import calc_rdm
 
     rng = np.random.default_rng(19)
     dss = [Dataset(rng.normal(size=(6, 4)),
