@@ -524,3 +524,75 @@ def test_windows_are_aligned_by_the_descriptor_not_by_another_pattern_descriptor
         ref = calc_rdm(ds, method="euclidean", descriptor="stimulus")
         np.testing.assert_allclose(got.get_vectors()[i], ref.get_vectors()[0], rtol=1e-12)
     assert list(got.pattern_descriptors["stimulus"]) == ["a", "b", "c"]
+
+
+def test_datasets_from_spikes_reads_the_named_trial_columns():
+    """onset_column, stimulus_column and repeat_column reach the trial table (decoy columns with
+    the default names hold other values), and a 'repeat' column is used as given by default."""
+    spikes = [np.array([0.1, 1.2, 2.3, 3.4])]
+    trials = {"t": [0.0, 1.0, 2.0, 3.0], "onset": [9.0] * 4,
+              "image": list("abab"), "stimulus": list("zzzz"),
+              "rep": [5, 5, 6, 6], "repeat": [1, 1, 0, 0]}
+    ds = ephys.dataset_from_spikes(spikes, trials, (0.0, 0.5), measure="count",
+                                   recording=(0.0, 4.0), onset_column="t",
+                                   stimulus_column="image", repeat_column="rep")
+    assert ds.measurements.ravel().tolist() == [1.0, 1.0, 1.0, 1.0]
+    assert list(ds.obs_descriptors["stimulus"]) == list("abab")
+    assert list(ds.obs_descriptors["repeat"]) == [5, 5, 6, 6]
+    default = ephys.dataset_from_spikes(spikes, {**trials, "onset": trials["t"]}, (0.0, 0.5),
+                                        recording=(0.0, 4.0))
+    assert list(default.obs_descriptors["repeat"]) == [1, 1, 0, 0]  # given, not derived
+
+
+def test_region_split_keeps_the_folds_and_the_progress_bar(capsys):
+    """With regions, cross-validation uses the given cv_descriptor (not the occurrence index)
+    and progress=True shows the bar, as without regions."""
+    from brainrdl.rsa.rdm import calc_rdm
+
+    rng = np.random.default_rng(20)
+    spikes = [np.sort(rng.uniform(0, 8, 160)) for _ in range(4)]
+    trials = {"onset": np.arange(8.0), "stimulus": list("abcdabcd"),
+              "run": [1, 0, 1, 0, 0, 1, 0, 1]}
+    dss = ephys.datasets_from_spikes(spikes, trials, (0.0, 0.5), unit_regions=["V4", "IT"] * 2,
+                                     recording=(0.0, 8.0))
+    split = ephys.rdms_from_datasets(dss, method="poisson_cv", cv_descriptor="run",
+                                     progress=True)
+    assert "poisson_cv RDMs" in capsys.readouterr().err
+    for name, cols in (("V4", [0, 2]), ("IT", [1, 3])):
+        sub = dss[0].subset_channel("unit", np.asarray(dss[0].channel_descriptors["unit"])[cols])
+        ref = calc_rdm(sub, method="poisson_cv", descriptor="stimulus", cv_descriptor="run")
+        np.testing.assert_allclose(split[name].get_vectors(), ref.get_vectors(), rtol=1e-10)
+
+
+def test_fold_errors_list_the_stimuli_in_sorted_order():
+    from rsatoolbox.data import Dataset
+
+    ds = Dataset(np.ones((5, 2)), obs_descriptors={"stimulus": list("dcbab"),
+                                                   "repeat": [0, 0, 0, 1, 1]})
+    with pytest.raises(ValueError, match=r"these have fewer: \['a', 'c', 'd'\]$"):
+        ephys.rdms_from_datasets(ds, method="poisson_cv")
+
+
+def test_recording_must_be_one_ordered_pair_and_the_warning_says_where_the_span_came_from():
+    spikes = [np.array([0.1, 1.1, 2.1])]
+    trials = {"onset": [0.0, 1.0, 5.0], "stimulus": ["a", "b", "a"]}
+    for bad in [(1.0, 1.0), (0.0, 5.0, 9.0), (2.0, 1.0)]:
+        with pytest.raises(ValueError, match=r"^recording must be \(t_start, t_stop\) with "
+                                             r"t_start < t_stop; got "):
+            ephys.datasets_from_spikes(spikes, trials, (0.0, 0.5), recording=bad)
+    with pytest.warns(UserWarning, match=r"^1 of 3 trials have a window outside the recording "
+                                         r"\[0, 3\] s \(given by recording=\); excluded$"):
+        ephys.datasets_from_spikes(spikes, trials, (0.0, 0.5), recording=(0.0, 3.0))
+    with pytest.warns(UserWarning, match=r"^1 of 3 trials have a window outside the recording "
+                                         r"\[0, 2.1\] s \(inferred: 0 \(or the first spike\) to "
+                                         r"the last spike; pass recording=\(t_start, t_stop\)\); "
+                                         r"excluded$"):
+        ephys.datasets_from_spikes(spikes, trials, (0.0, 0.5))
+
+
+def test_unit_regions_are_stored_as_given_not_coerced_to_a_common_type():
+    spikes = [np.array([0.1, 1.1])] * 3
+    trials = {"onset": [0.0, 1.0], "stimulus": ["a", "b"]}
+    ds = ephys.dataset_from_spikes(spikes, trials, (0.0, 0.5), recording=(0.0, 2.0),
+                                   unit_regions=[1, "V1", b"IT"])
+    assert ds.channel_descriptors["region"].tolist() == [1, "V1", "IT"]  # bytes decoded
