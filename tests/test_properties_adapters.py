@@ -596,3 +596,37 @@ def test_unit_regions_are_stored_as_given_not_coerced_to_a_common_type():
     ds = ephys.dataset_from_spikes(spikes, trials, (0.0, 0.5), recording=(0.0, 2.0),
                                    unit_regions=[1, "V1", b"IT"])
     assert ds.channel_descriptors["region"].tolist() == [1, "V1", "IT"]  # bytes decoded
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_repeat_index_is_the_occurrence_count_by_onset_then_row(seed):
+    """The derived repeat is the literal count: trials ordered by onset, ties by row (a stable
+    order; numpy's default argsort reorders ties)."""
+    rng = np.random.default_rng(seed)
+    onsets = rng.integers(0, 3, 40).astype(float)
+    stimuli = rng.choice(list("ab"), 40).tolist()
+    seen: dict[str, int] = {}
+    expected = [0] * 40
+    for row in sorted(range(40), key=lambda r: (onsets[r], r)):
+        expected[row] = seen.get(stimuli[row], 0)
+        seen[stimuli[row]] = expected[row] + 1
+    table = ephys.as_trial_table({"onset": onsets, "stimulus": stimuli})
+    assert table["repeat"].tolist() == expected
+
+
+def test_spike_trains_and_their_errors_whatever_the_container():
+    """Per-unit trains are float64 seconds for dicts and lists too; what is not a container
+    of spike times, or flat arrays of different lengths, is refused by name."""
+    trains, ids = ephys.as_spike_trains({"u": [3, 1], "v": [2]})
+    assert [t.dtype for t in trains] == [np.float64] * 2 and ids.tolist() == ["u", "v"]
+    assert [t.tolist() for t in trains] == [[1.0, 3.0], [2.0]]
+    trains, _ = ephys.as_spike_trains([[3, 1], np.array([2], dtype=np.int32)])
+    assert [t.dtype for t in trains] == [np.float64] * 2
+    for bad in (5, "abc", b"abc"):
+        with pytest.raises(TypeError, match=r"^spike_times must be a dict \{unit: times\}, a "
+                                            r"list of per-unit time arrays or a flat array"):
+            ephys.as_spike_trains(bad)
+    for times, units in (([0.1, 0.2], [0]), (np.zeros((2, 2)), np.zeros((2, 2)))):
+        with pytest.raises(ValueError, match=r"^spike_times and spike_units must be 1-d arrays "
+                                             r"of the same length"):
+            ephys.as_spike_trains(times, spike_units=units)
