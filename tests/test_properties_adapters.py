@@ -33,7 +33,7 @@ def test_an_atlas_off_the_data_grid_says_where_to_look(tmp_path):
     with pytest.raises(ValueError, match=r"no atlas voxel overlaps the data grid: after resampling "
                        r"the atlas onto the data grid \(nearest neighbour\) every voxel is "
                        r"background \(0\); check that the atlas and the data are in the same "
-                       r"space \(their affines\)"):
+                       r"space \(their affines\)"), pytest.warns(UserWarning, match="resampling"):
         roi_masks((4, 4, 4), np.eye(4), atlas=path, resample=True)
     # the same empty result without resampling is an empty atlas on the grid, not a space problem
     nib.save(nib.Nifti1Image(np.zeros_like(atlas), np.eye(4)), tmp_path / "empty.nii.gz")
@@ -49,7 +49,8 @@ def test_resampled_labels_land_on_the_right_voxels(tmp_path):
     shifted[:3, 3] = 1.0  # atlas voxel (i, j, k) sits at data voxel (i+1, j+1, k+1)
     path = tmp_path / "atlas.nii.gz"
     nib.save(nib.Nifti1Image(atlas, shifted), path)
-    masks = roi_masks((5, 5, 5), np.eye(4), atlas=path, resample=True)
+    with pytest.warns(UserWarning, match="resampling"):
+        masks = roi_masks((5, 5, 5), np.eye(4), atlas=path, resample=True)
     assert list(masks) == ["3"]
     assert np.argwhere(masks["3"]).tolist() == [[2, 2, 2]]
 
