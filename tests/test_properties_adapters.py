@@ -33,7 +33,7 @@ def test_an_atlas_off_the_data_grid_says_where_to_look(tmp_path):
     with pytest.raises(ValueError, match=r"no atlas voxel overlaps the data grid: after resampling "
                        r"the atlas onto the data grid \(nearest neighbour\) every voxel is "
                        r"background \(0\); check that the atlas and the data are in the same "
-                       r"space \(their affines\)"):
+                       r"space \(their affines\)"), pytest.warns(UserWarning, match="resampling"):
         roi_masks((4, 4, 4), np.eye(4), atlas=path, resample=True)
     # the same empty result without resampling is an empty atlas on the grid, not a space problem
     nib.save(nib.Nifti1Image(np.zeros_like(atlas), np.eye(4)), tmp_path / "empty.nii.gz")
@@ -49,7 +49,8 @@ def test_resampled_labels_land_on_the_right_voxels(tmp_path):
     shifted[:3, 3] = 1.0  # atlas voxel (i, j, k) sits at data voxel (i+1, j+1, k+1)
     path = tmp_path / "atlas.nii.gz"
     nib.save(nib.Nifti1Image(atlas, shifted), path)
-    masks = roi_masks((5, 5, 5), np.eye(4), atlas=path, resample=True)
+    with pytest.warns(UserWarning, match="resampling"):
+        masks = roi_masks((5, 5, 5), np.eye(4), atlas=path, resample=True)
     assert list(masks) == ["3"]
     assert np.argwhere(masks["3"]).tolist() == [[2, 2, 2]]
 
@@ -125,6 +126,7 @@ def test_mask_errors_name_the_mask_and_resample_reaches_masks(tmp_path):
     assert out["V1"][1, 0, 0] and out["V1"].sum() == 1
 
 
+import re  # noqa: E402
 import warnings  # noqa: E402
 
 from scipy.stats import zscore as _scipy_zscore  # noqa: E402
@@ -274,7 +276,10 @@ def test_progress_bar_appears_by_default_only_above_twenty_windows(capsys):
         dss = ephys.datasets_from_spikes(spikes, trials, windows, recording=(0.0, 30.0),
                                          empty_units="keep")
         ephys.rdms_from_datasets(dss, method="euclidean")
-        assert ("euclidean RDMs" in capsys.readouterr().err) is shown
+        err = capsys.readouterr().err
+        assert ("euclidean RDMs" in err) is shown
+        # the bar counts windows: its rate reads "<n>window/s" (or "<n>s/window" when slow)
+        assert bool(re.search(r"\dwindow/s|s/window\]", err)) is shown
 
 
 def test_each_region_rdm_is_labelled_with_its_region_per_window():
@@ -441,3 +446,188 @@ def test_resampling_is_nearest_neighbour_so_a_mask_stays_a_mask():
         out = roi_masks((3, 3, 3), np.eye(4), masks={"V1": nib.Nifti1Image(data, shifted)},
                         resample=True)
     assert out["V1"][1, 1, 1] and out["V1"].sum() == 1
+
+
+def test_resampled_masks_keep_every_non_zero_voxel_however_small():
+    """"Non-zero = inside" also after resampling: on a grid shifted by whole voxels the mask is
+    the source shifted, tiny values included. (nilearn's shortcut for whole-voxel shifts,
+    taken without ``force_resample``, crops the image to values above 1e-8 of its largest
+    first, and would lose a voxel of 1e-12 at the edge of the bounding box.)"""
+    shifted = np.eye(4)
+    shifted[0, 3] = 1.0  # source voxel (i, j, k) is data voxel (i + 1, j, k)
+    data = np.zeros((4, 4, 4))
+    data[0, 0, 0] = data[1, 2, 2] = 1.0
+    data[3, 3, 3] = 1e-12
+    with pytest.warns(UserWarning, match="resampling"):
+        out = roi_masks((5, 4, 4), np.eye(4), masks={"V1": nib.Nifti1Image(data, shifted)},
+                        resample=True)
+    assert np.argwhere(out["V1"]).tolist() == [[1, 0, 0], [2, 2, 2], [4, 3, 3]]
+
+
+def test_only_the_cross_validated_methods_read_the_cv_descriptor():
+    """A Dataset without the default cv_descriptor ("repeat") still gives the non-cross-validated
+    RDMs, equal to the engine's own; only poisson_cv and crossnobis ask for the folds."""
+    from rsatoolbox.data import Dataset
+
+    from brainrdl.rsa.rdm import calc_rdm
+
+    rng = np.random.default_rng(10)
+    ds = Dataset(rng.poisson(5.0, size=(8, 3)).astype(float),
+                 obs_descriptors={"stimulus": list("abcdabcd")})
+    for method in ("poisson", "correlation", "euclidean"):
+        got = ephys.rdms_from_datasets(ds, method=method)
+        ref = calc_rdm(ds, method=method, descriptor="stimulus")
+        np.testing.assert_allclose(got.get_vectors(), ref.get_vectors(), rtol=1e-12)
+    for method in ("poisson_cv", "crossnobis"):
+        with pytest.raises(ValueError, match=r"cv_descriptor='repeat' is not an obs descriptor"):
+            ephys.rdms_from_datasets(ds, method=method)
+
+
+def test_rdms_from_datasets_names_its_method_argument():
+    from rsatoolbox.data import Dataset
+
+    ds = Dataset(np.ones((4, 2)), obs_descriptors={"stimulus": list("abab")})
+    with pytest.raises(ValueError, match=r"^method='manhattan' is not supported; expected one "
+                                         r"of .*'poisson'"):
+        ephys.rdms_from_datasets(ds, method="manhattan")
+
+
+def test_region_split_without_noise_is_each_regions_crossnobis_with_the_identity():
+    from brainrdl.rsa.rdm import calc_rdm
+
+    rng = np.random.default_rng(18)
+    spikes = [np.sort(rng.uniform(0, 8, 80)) for _ in range(4)]
+    trials = {"onset": np.arange(8.0), "stimulus": list("abcdabcd")}
+    dss = ephys.datasets_from_spikes(spikes, trials, (0.0, 0.5), unit_regions=["V4", "IT"] * 2,
+                                     recording=(0.0, 8.0))
+    split = ephys.rdms_from_datasets(dss, method="crossnobis")
+    for name, cols in (("V4", [0, 2]), ("IT", [1, 3])):
+        sub = dss[0].subset_channel("unit", np.asarray(dss[0].channel_descriptors["unit"])[cols])
+        ref = calc_rdm(sub, method="crossnobis", descriptor="stimulus", cv_descriptor="repeat")
+        np.testing.assert_allclose(split[name].get_vectors(), ref.get_vectors(), rtol=1e-10)
+        np.testing.assert_array_equal(split[name].descriptors["noise"], np.eye(2))
+
+
+def test_windows_are_aligned_by_the_descriptor_not_by_another_pattern_descriptor():
+    """Each window's RDM is that window's own RDM over the ``descriptor`` conditions, even when
+    another per-condition descriptor (listed first, unique per condition) orders them otherwise
+    in a later window."""
+    from rsatoolbox.data import Dataset
+
+    from brainrdl.rsa.rdm import calc_rdm
+
+    rng = np.random.default_rng(19)
+    dss = [Dataset(rng.normal(size=(6, 4)),
+                   obs_descriptors={"label": labels * 2, "stimulus": list("abcabc")})
+           for labels in ([1, 2, 3], [3, 1, 2])]
+    got = ephys.rdms_from_datasets(dss, method="euclidean")
+    for i, ds in enumerate(dss):
+        ref = calc_rdm(ds, method="euclidean", descriptor="stimulus")
+        np.testing.assert_allclose(got.get_vectors()[i], ref.get_vectors()[0], rtol=1e-12)
+    assert list(got.pattern_descriptors["stimulus"]) == ["a", "b", "c"]
+
+
+def test_datasets_from_spikes_reads_the_named_trial_columns():
+    """onset_column, stimulus_column and repeat_column reach the trial table (decoy columns with
+    the default names hold other values), and a 'repeat' column is used as given by default."""
+    spikes = [np.array([0.1, 1.2, 2.3, 3.4])]
+    trials = {"t": [0.0, 1.0, 2.0, 3.0], "onset": [9.0] * 4,
+              "image": list("abab"), "stimulus": list("zzzz"),
+              "rep": [5, 5, 6, 6], "repeat": [1, 1, 0, 0]}
+    ds = ephys.dataset_from_spikes(spikes, trials, (0.0, 0.5), measure="count",
+                                   recording=(0.0, 4.0), onset_column="t",
+                                   stimulus_column="image", repeat_column="rep")
+    assert ds.measurements.ravel().tolist() == [1.0, 1.0, 1.0, 1.0]
+    assert list(ds.obs_descriptors["stimulus"]) == list("abab")
+    assert list(ds.obs_descriptors["repeat"]) == [5, 5, 6, 6]
+    default = ephys.dataset_from_spikes(spikes, {**trials, "onset": trials["t"]}, (0.0, 0.5),
+                                        recording=(0.0, 4.0))
+    assert list(default.obs_descriptors["repeat"]) == [1, 1, 0, 0]  # given, not derived
+
+
+def test_region_split_keeps_the_folds_and_the_progress_bar(capsys):
+    """With regions, cross-validation uses the given cv_descriptor (not the occurrence index)
+    and progress=True shows the bar, as without regions."""
+    from brainrdl.rsa.rdm import calc_rdm
+
+    rng = np.random.default_rng(20)
+    spikes = [np.sort(rng.uniform(0, 8, 160)) for _ in range(4)]
+    trials = {"onset": np.arange(8.0), "stimulus": list("abcdabcd"),
+              "run": [1, 0, 1, 0, 0, 1, 0, 1]}
+    dss = ephys.datasets_from_spikes(spikes, trials, (0.0, 0.5), unit_regions=["V4", "IT"] * 2,
+                                     recording=(0.0, 8.0))
+    split = ephys.rdms_from_datasets(dss, method="poisson_cv", cv_descriptor="run",
+                                     progress=True)
+    assert "poisson_cv RDMs" in capsys.readouterr().err
+    for name, cols in (("V4", [0, 2]), ("IT", [1, 3])):
+        sub = dss[0].subset_channel("unit", np.asarray(dss[0].channel_descriptors["unit"])[cols])
+        ref = calc_rdm(sub, method="poisson_cv", descriptor="stimulus", cv_descriptor="run")
+        np.testing.assert_allclose(split[name].get_vectors(), ref.get_vectors(), rtol=1e-10)
+
+
+def test_fold_errors_list_the_stimuli_in_sorted_order():
+    from rsatoolbox.data import Dataset
+
+    ds = Dataset(np.ones((5, 2)), obs_descriptors={"stimulus": list("dcbab"),
+                                                   "repeat": [0, 0, 0, 1, 1]})
+    with pytest.raises(ValueError, match=r"these have fewer: \['a', 'c', 'd'\]$"):
+        ephys.rdms_from_datasets(ds, method="poisson_cv")
+
+
+def test_recording_must_be_one_ordered_pair_and_the_warning_says_where_the_span_came_from():
+    spikes = [np.array([0.1, 1.1, 2.1])]
+    trials = {"onset": [0.0, 1.0, 5.0], "stimulus": ["a", "b", "a"]}
+    for bad in [(1.0, 1.0), (0.0, 5.0, 9.0), (2.0, 1.0)]:
+        with pytest.raises(ValueError, match=r"^recording must be \(t_start, t_stop\) with "
+                                             r"t_start < t_stop; got "):
+            ephys.datasets_from_spikes(spikes, trials, (0.0, 0.5), recording=bad)
+    with pytest.warns(UserWarning, match=r"^1 of 3 trials have a window outside the recording "
+                                         r"\[0, 3\] s \(given by recording=\); excluded$"):
+        ephys.datasets_from_spikes(spikes, trials, (0.0, 0.5), recording=(0.0, 3.0))
+    with pytest.warns(UserWarning, match=r"^1 of 3 trials have a window outside the recording "
+                                         r"\[0, 2.1\] s \(inferred: 0 \(or the first spike\) to "
+                                         r"the last spike; pass recording=\(t_start, t_stop\)\); "
+                                         r"excluded$"):
+        ephys.datasets_from_spikes(spikes, trials, (0.0, 0.5))
+
+
+def test_unit_regions_are_stored_as_given_not_coerced_to_a_common_type():
+    spikes = [np.array([0.1, 1.1])] * 3
+    trials = {"onset": [0.0, 1.0], "stimulus": ["a", "b"]}
+    ds = ephys.dataset_from_spikes(spikes, trials, (0.0, 0.5), recording=(0.0, 2.0),
+                                   unit_regions=[1, "V1", b"IT"])
+    assert ds.channel_descriptors["region"].tolist() == [1, "V1", "IT"]  # bytes decoded
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_repeat_index_is_the_occurrence_count_by_onset_then_row(seed):
+    """The derived repeat is the literal count: trials ordered by onset, ties by row (a stable
+    order; numpy's default argsort reorders ties)."""
+    rng = np.random.default_rng(seed)
+    onsets = rng.integers(0, 3, 40).astype(float)
+    stimuli = rng.choice(list("ab"), 40).tolist()
+    seen: dict[str, int] = {}
+    expected = [0] * 40
+    for row in sorted(range(40), key=lambda r: (onsets[r], r)):
+        expected[row] = seen.get(stimuli[row], 0)
+        seen[stimuli[row]] = expected[row] + 1
+    table = ephys.as_trial_table({"onset": onsets, "stimulus": stimuli})
+    assert table["repeat"].tolist() == expected
+
+
+def test_spike_trains_and_their_errors_whatever_the_container():
+    """Per-unit trains are float64 seconds for dicts and lists too; what is not a container
+    of spike times, or flat arrays of different lengths, is refused by name."""
+    trains, ids = ephys.as_spike_trains({"u": [3, 1], "v": [2]})
+    assert [t.dtype for t in trains] == [np.float64] * 2 and ids.tolist() == ["u", "v"]
+    assert [t.tolist() for t in trains] == [[1.0, 3.0], [2.0]]
+    trains, _ = ephys.as_spike_trains([[3, 1], np.array([2], dtype=np.int32)])
+    assert [t.dtype for t in trains] == [np.float64] * 2
+    for bad in (5, "abc", b"abc"):
+        with pytest.raises(TypeError, match=r"^spike_times must be a dict \{unit: times\}, a "
+                                            r"list of per-unit time arrays or a flat array"):
+            ephys.as_spike_trains(bad)
+    for times, units in (([0.1, 0.2], [0]), (np.zeros((2, 2)), np.zeros((2, 2)))):
+        with pytest.raises(ValueError, match=r"^spike_times and spike_units must be 1-d arrays "
+                                             r"of the same length"):
+            ephys.as_spike_trains(times, spike_units=units)
