@@ -660,3 +660,74 @@ def test_ridge_encoding_shared_gram_with_large_per_feature_offsets_equals_sklear
         np.testing.assert_array_equal(res.alphas[f].numpy(), ref.alpha_)
         np.testing.assert_allclose(res.predictions[test].numpy(), ref.predict(x[test]),
                                    rtol=1e-6, atol=1e-8)
+
+
+# --------------------------------------------------------------------------- CKA / Procrustes (2nd)
+
+
+def test_partial_whitening_and_procrustes_batched_equal_item_by_item():
+    rng = np.random.default_rng(15)
+    x, y = rng.standard_normal((3, 8, 4)) + 2.0, rng.standard_normal((3, 8, 5)) - 1.0
+    assert torch.equal(partial_whiten(torch.tensor(x[0])),
+                       partial_whiten(torch.tensor(x[0]), 1.0))  # default: no whitening
+    got = partial_whiten(torch.tensor(x), 0.3)
+    sims = procrustes_similarity(torch.tensor(x), torch.tensor(y), alpha=0.3)
+    assert got.shape == x.shape and sims.shape == (3,)
+    for i in range(3):
+        np.testing.assert_allclose(got[i].numpy(), _whiten_reference(x[i], 0.3), rtol=1e-9,
+                                   atol=1e-12)
+        assert float(sims[i]) == pytest.approx(_procrustes_reference(x[i], y[i], 0.3),
+                                               abs=1e-10)
+
+
+@pytest.mark.parametrize("debiased", [False, True])
+def test_hsic_terms_and_cka_from_grams_defaults_and_two_batch_dims(debiased):
+    rng = np.random.default_rng(16)
+    x, y = rng.standard_normal((2, 3, 6, 4)), rng.standard_normal((2, 3, 6, 5))
+    k = torch.tensor(x @ np.swapaxes(x, -1, -2))
+    lg = torch.tensor(y @ np.swapaxes(y, -1, -2))
+    assert torch.equal(hsic_terms(k, lg), hsic_terms(k, lg, False))  # default: biased
+    assert torch.equal(cka_from_grams(k, lg), cka_from_grams(k, lg, False))
+    terms = hsic_terms(k, lg, debiased)
+    ckas = cka_from_grams(k, lg, debiased)
+    for i in range(2):
+        for j in range(3):
+            torch.testing.assert_close(terms[i, j], hsic_terms(k[i, j], lg[i, j], debiased))
+            assert float(ckas[i, j]) == pytest.approx(_cka_reference(x[i, j], y[i, j],
+                                                                     debiased), abs=1e-10)
+
+
+@pytest.mark.parametrize("debiased", [False, True])
+def test_cka_float32_with_large_offsets_and_batched_gradients(debiased):
+    rng = np.random.default_rng(17)
+    # float32 with offsets of 1e3: the patterns are centred before any product
+    x, y = _patterns(12, 30, 40, seed=18)
+    x32, y32 = torch.tensor(x + 1e3, dtype=torch.float32), torch.tensor(y - 1e3,
+                                                                       dtype=torch.float32)
+    assert float(cka(x32, y32, debiased)) == pytest.approx(_cka_reference(x, y, debiased),
+                                                           abs=2e-3)
+    xb = rng.standard_normal((3, 5, 7, 30)) + 1.0  # wide, float32, 2 batch dims, n ≠ batch
+    yb = rng.standard_normal((3, 5, 7, 2))
+    got = cka(torch.tensor(xb, dtype=torch.float32), torch.tensor(yb, dtype=torch.float32),
+              debiased)
+    # batched patterns that require grad (the autograd Gram path)
+    xg = torch.tensor(xb, requires_grad=True)
+    gg = cka(xg, torch.tensor(yb), debiased)
+    gg.sum().backward()
+    assert xg.grad is not None and xg.grad.shape == xb.shape
+    for i in range(3):
+        for j in range(5):
+            ref = _cka_reference(xb[i, j], yb[i, j], debiased)
+            assert float(got[i, j]) == pytest.approx(ref, abs=1e-4)
+            assert float(gg[i, j].detach()) == pytest.approx(ref, abs=1e-10)
+
+
+def test_partial_whitening_just_below_the_identity_threshold_still_whitens():
+    # alpha = 1 - eig_tol is still whitened (only alpha above it is the identity): a
+    # direction of variance 1e-6 is then scaled by ~1 + 1e-4, as netrep's formula
+    rng = np.random.default_rng(19)
+    x = rng.standard_normal((10, 3)) * [1.0, 1.0, 1e-3]
+    alpha = 1.0 - 1e-7
+    np.testing.assert_allclose(partial_whiten(torch.tensor(x), alpha).numpy(),
+                               _whiten_reference(x, alpha), rtol=1e-9, atol=1e-13)
+    assert not np.allclose(_whiten_reference(x, alpha), x, rtol=1e-6, atol=0)
