@@ -731,3 +731,14 @@ def test_partial_whitening_just_below_the_identity_threshold_still_whitens():
     np.testing.assert_allclose(partial_whiten(torch.tensor(x), alpha).numpy(),
                                _whiten_reference(x, alpha), rtol=1e-9, atol=1e-13)
     assert not np.allclose(_whiten_reference(x, alpha), x, rtol=1e-6, atol=0)
+
+
+def test_split_half_ceiling_of_affinely_related_halves_is_one_never_above():
+    # r = 1 up to rounding (here a few ulps above 1 for some voxels): the ceiling is clipped
+    rng = np.random.default_rng(0)
+    h1 = torch.tensor(rng.standard_normal((40, 50)))
+    h2 = h1 * 3.7 + 55.0
+    for scoring in ("corr", "r2"):
+        got = split_half_ceiling(h1, h2, scoring)
+        assert float(got.max()) <= 1.0
+        np.testing.assert_allclose(got.numpy(), 1.0, rtol=1e-12)
