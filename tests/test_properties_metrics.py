@@ -491,3 +491,254 @@ def test_ridge_encoding_refuses_non_finite_values_by_name():
         y2[0, 0] = bad
         with pytest.raises(ValueError, match=r"^y holds NaN or infinite"):
             ridge_encoding(x, y2)
+
+
+# --------------------------------------------------------------------------- encoding (2nd run)
+
+
+@pytest.mark.parametrize(
+    ("call", "pattern"),
+    [(lambda x, y: ridge_cv_fit_predict(x, y, x, cv="kfold"), r"^cv='kfold'"),
+     (lambda x, y: ridge_cv_fit_predict(x, y, x, form="gram"), r"^form='gram'"),
+     (lambda x, y: score_predictions(y, y, "mse"), r"^scoring='mse'"),
+     (lambda x, y: split_half_ceiling(y, y, "mse"), r"^scoring='mse'")],
+)
+def test_encoding_helpers_name_the_argument(call, pattern):
+    x, y = _encoding_data(10, 3, 2, seed=6)
+    with pytest.raises(ValueError, match=pattern):
+        call(torch.tensor(x), torch.tensor(y))
+
+
+def test_kfold_indices_defaults_shuffle_and_stratified_round_robin():
+    # default: 5 folds; a seed shuffles as numpy's default_rng(seed).permutation
+    assert len(kfold_indices(12)) == 5
+    for seed in (0, 3):
+        order = np.random.default_rng(seed).permutation(12)
+        assert [f.tolist() for f in kfold_indices(12, 4, seed=seed)] == [
+            sorted(f.tolist()) for f in np.array_split(order, 4)]
+    # stratified, seed=None: each label's stimuli in order, dealt round-robin over the folds,
+    # continuing where the previous label stopped (a literal loop)
+    labels = np.array(["b", "a", "c", "a", "b", "a", "c", "b", "a", "c"])
+    fold_of, k = {}, 3
+    for label in sorted(set(labels)):
+        for i in np.flatnonzero(labels == label):
+            fold_of[int(i)] = len(fold_of) % k
+    expect = [[i for i in range(10) if fold_of[i] == f] for f in range(k)]
+    assert [f.tolist() for f in kfold_indices(10, k, seed=None, stratify=labels)] == expect
+    # sizes as np.array_split (first folds larger), also with one stimulus per label
+    for lab in (labels, np.arange(7), np.array([0, 0, 1, 2, 2, 2, 3])):
+        n = len(lab)
+        for seed in (None, 1):
+            sizes = [len(f) for f in kfold_indices(n, 3, seed=seed, stratify=lab)]
+            assert sizes == [len(f) for f in np.array_split(np.arange(n), 3)]
+
+
+def _gcv_data():
+    x, y = _encoding_data(24, 40, 8, seed=0)
+    x[0] *= 4  # one high-leverage stimulus: GCV and LOO choose differently
+    return x, y
+
+
+def test_ridge_cv_fit_predict_gcv_differs_from_loo_and_equals_its_reference():
+    x, y = _gcv_data()
+    n = 20
+    ref_pred, ref_alpha = _gcv_reference(x[:n], y[:n], x[n:], _ALPHAS)
+    loo = RidgeCV(alphas=_ALPHAS, alpha_per_target=True).fit(x[:n], y[:n]).alpha_
+    assert np.any(ref_alpha != loo)  # the data tell the two criteria apart
+    pred, best = ridge_cv_fit_predict(torch.tensor(x[:n]), torch.tensor(y[:n]),
+                                      torch.tensor(x[n:]), _ALPHAS, cv="gcv")
+    np.testing.assert_array_equal(best.numpy(), ref_alpha)
+    np.testing.assert_allclose(pred.numpy(), ref_pred, rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("form", ["auto", "primal"])
+def test_ridge_encoding_passes_cv_to_every_fold(form):
+    # auto with p > n uses the shared Gram; primal the per-fold features
+    x, y = _gcv_data()
+    folds = kfold_indices(24, 3, seed=1)
+    res = ridge_encoding(x, y, alphas=_ALPHAS, folds=folds, cv="gcv", form=form)
+    for f, test in enumerate(folds):
+        train = np.setdiff1d(np.arange(24), test)
+        ref_pred, ref_alpha = _gcv_reference(x[train], y[train], x[test], _ALPHAS)
+        np.testing.assert_array_equal(res.alphas[f].numpy(), ref_alpha)
+        np.testing.assert_allclose(res.predictions[test].numpy(), ref_pred, rtol=1e-7,
+                                   atol=1e-9)
+
+
+def test_ridge_encoding_passes_the_fold_arguments_and_keeps_the_scoring():
+    x, y = _encoding_data(30, 5, 3, seed=8)
+    labels = np.repeat([0, 1, 2], 10)
+    res = ridge_encoding(x, y, alphas=_ALPHAS, n_folds=3, seed=5, stratify=labels,
+                         scoring="r2")
+    assert [f.tolist() for f in res.folds] == [
+        f.tolist() for f in kfold_indices(30, 3, seed=5, stratify=labels)]
+    assert res.scoring == "r2"
+    # exactly two explicit folds are accepted (the documented minimum); nested lists as arrays
+    two = ridge_encoding(x, y, alphas=_ALPHAS, folds=[np.arange(15)[:, None], range(15, 30)])
+    assert [f.tolist() for f in two.folds] == [list(range(15)), list(range(15, 30))]
+    assert two.scoring == "corr"
+
+
+def test_ridge_encoding_dtypes_and_inputs_that_require_grad():
+    x, y = _encoding_data(20, 4, 3, seed=9)
+    # float64 features: penalties and predictions in float64 even with float32 responses
+    res = ridge_encoding(torch.tensor(x), torch.tensor(y, dtype=torch.float32), alphas=_ALPHAS)
+    assert res.alphas.dtype == res.predictions.dtype == torch.float64
+    assert set(res.alphas.flatten().tolist()) <= set(_ALPHAS.tolist())
+    # float32 stays float32; integers become float64
+    res32 = ridge_encoding(torch.tensor(x, dtype=torch.float32),
+                           torch.tensor(y, dtype=torch.float32), alphas=_ALPHAS)
+    assert res32.predictions.dtype == res32.alphas.dtype == torch.float32
+    resi = ridge_encoding(np.round(x * 10).astype(int), np.round(y * 10).astype(int),
+                          alphas=_ALPHAS)
+    assert resi.predictions.dtype == torch.float64
+    # tensors that require grad are read as data (no graph, no error)
+    xg = torch.tensor(x, requires_grad=True)
+    resg = ridge_encoding(xg, torch.tensor(y), alphas=_ALPHAS)
+    ref = ridge_encoding(x, y, alphas=_ALPHAS)
+    assert not resg.predictions.requires_grad
+    torch.testing.assert_close(resg.predictions, ref.predictions, rtol=0, atol=0)
+
+
+def test_ridge_loo_with_a_dense_penalty_grid_equals_sklearn_exactly():
+    # neighbouring penalties with nearly equal LOO errors: every screen (cheap bounds, nearby
+    # intervals, float32 errors) must keep the exhaustive float64 choice (scikit-learn's)
+    x, y = _encoding_data(45, 60, 300, seed=1)
+    alphas = np.logspace(1, 3, 60)
+    ref = RidgeCV(alphas=alphas, alpha_per_target=True).fit(x[:40], y[:40])
+    pred, best = ridge_cv_fit_predict(torch.tensor(x[:40]), torch.tensor(y[:40]),
+                                      torch.tensor(x[40:]), alphas)
+    np.testing.assert_array_equal(best.numpy(), ref.alpha_)
+    np.testing.assert_allclose(pred.numpy(), ref.predict(x[40:]), rtol=1e-7, atol=1e-9)
+
+
+def test_ridge_loo_at_exactly_three_training_stimuli_equals_sklearn():
+    x, y = _encoding_data(5, 4, 3, seed=10)
+    for form in ("primal", "dual"):
+        ref = RidgeCV(alphas=_ALPHAS, alpha_per_target=True).fit(x[:3], y[:3])
+        pred, best = ridge_cv_fit_predict(torch.tensor(x[:3]), torch.tensor(y[:3]),
+                                          torch.tensor(x[3:]), _ALPHAS, form=form)
+        np.testing.assert_array_equal(best.numpy(), ref.alpha_)
+        np.testing.assert_allclose(pred.numpy(), ref.predict(x[3:]), rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize(("cx", "cy"), [(1e-8, 1.0), (1.0, 1e-4), (1e3, 1e5)])
+def test_ridge_loo_is_equivariant_to_the_scale_of_features_and_responses(cx, cy):
+    # features × c with penalties × c², responses × d: the same choice, predictions × d
+    x, y = _encoding_data(25, 40, 40, seed=1)
+    alphas = np.logspace(0, 3, 20)
+    ref = RidgeCV(alphas=alphas, alpha_per_target=True).fit(x[:20], y[:20])
+    pred, best = ridge_cv_fit_predict(torch.tensor(x[:20] * cx), torch.tensor(y[:20] * cy),
+                                      torch.tensor(x[20:] * cx), alphas * cx**2)
+    np.testing.assert_array_equal(np.searchsorted(alphas * cx**2, best.numpy()),
+                                  np.searchsorted(alphas, ref.alpha_))
+    np.testing.assert_allclose(pred.numpy(), ref.predict(x[20:]) * cy, rtol=1e-6,
+                               atol=1e-9 * cy)
+
+
+def test_ridge_encoding_fold_index_types_and_no_folds():
+    x, y = _encoding_data(12, 3, 2, seed=12)
+    folds = kfold_indices(12, 3, seed=0)
+    ref = ridge_encoding(x, y, alphas=_ALPHAS, folds=folds)
+    # unsigned small-integer indices are indices, not masks
+    res = ridge_encoding(x, y, alphas=_ALPHAS, folds=[f.astype(np.uint8) for f in folds])
+    torch.testing.assert_close(res.predictions, ref.predictions, rtol=0, atol=0)
+    with pytest.raises(ValueError, match=r"^folds must hold"):
+        ridge_encoding(x, y, alphas=_ALPHAS, folds=[])
+
+
+def test_ridge_encoding_shared_gram_with_large_per_feature_offsets_equals_sklearn():
+    # features offset by ±1e5 per column (p > n: one Gram shared by all folds): the Gram is
+    # built from per-feature centred data, else the re-centring per fold cancels the digits
+    x, y = _encoding_data(24, 40, 4, seed=13)
+    x = x + np.where(np.arange(40) % 2, 1e5, -1e5)
+    folds = kfold_indices(24, 3, seed=0)
+    res = ridge_encoding(x, y, alphas=_ALPHAS, folds=folds)
+    for f, test in enumerate(folds):
+        train = np.setdiff1d(np.arange(24), test)
+        ref = RidgeCV(alphas=_ALPHAS, alpha_per_target=True).fit(x[train], y[train])
+        np.testing.assert_array_equal(res.alphas[f].numpy(), ref.alpha_)
+        np.testing.assert_allclose(res.predictions[test].numpy(), ref.predict(x[test]),
+                                   rtol=1e-6, atol=1e-8)
+
+
+# --------------------------------------------------------------------------- CKA / Procrustes (2nd)
+
+
+def test_partial_whitening_and_procrustes_batched_equal_item_by_item():
+    rng = np.random.default_rng(15)
+    x, y = rng.standard_normal((3, 8, 4)) + 2.0, rng.standard_normal((3, 8, 5)) - 1.0
+    assert torch.equal(partial_whiten(torch.tensor(x[0])),
+                       partial_whiten(torch.tensor(x[0]), 1.0))  # default: no whitening
+    got = partial_whiten(torch.tensor(x), 0.3)
+    sims = procrustes_similarity(torch.tensor(x), torch.tensor(y), alpha=0.3)
+    assert got.shape == x.shape and sims.shape == (3,)
+    for i in range(3):
+        np.testing.assert_allclose(got[i].numpy(), _whiten_reference(x[i], 0.3), rtol=1e-9,
+                                   atol=1e-12)
+        assert float(sims[i]) == pytest.approx(_procrustes_reference(x[i], y[i], 0.3),
+                                               abs=1e-10)
+
+
+@pytest.mark.parametrize("debiased", [False, True])
+def test_hsic_terms_and_cka_from_grams_defaults_and_two_batch_dims(debiased):
+    rng = np.random.default_rng(16)
+    x, y = rng.standard_normal((2, 3, 6, 4)), rng.standard_normal((2, 3, 6, 5))
+    k = torch.tensor(x @ np.swapaxes(x, -1, -2))
+    lg = torch.tensor(y @ np.swapaxes(y, -1, -2))
+    assert torch.equal(hsic_terms(k, lg), hsic_terms(k, lg, False))  # default: biased
+    assert torch.equal(cka_from_grams(k, lg), cka_from_grams(k, lg, False))
+    terms = hsic_terms(k, lg, debiased)
+    ckas = cka_from_grams(k, lg, debiased)
+    for i in range(2):
+        for j in range(3):
+            torch.testing.assert_close(terms[i, j], hsic_terms(k[i, j], lg[i, j], debiased))
+            assert float(ckas[i, j]) == pytest.approx(_cka_reference(x[i, j], y[i, j],
+                                                                     debiased), abs=1e-10)
+
+
+@pytest.mark.parametrize("debiased", [False, True])
+def test_cka_float32_with_large_offsets_and_batched_gradients(debiased):
+    rng = np.random.default_rng(17)
+    # float32 with offsets of 1e3: the patterns are centred before any product
+    x, y = _patterns(12, 30, 40, seed=18)
+    x32, y32 = torch.tensor(x + 1e3, dtype=torch.float32), torch.tensor(y - 1e3,
+                                                                       dtype=torch.float32)
+    assert float(cka(x32, y32, debiased)) == pytest.approx(_cka_reference(x, y, debiased),
+                                                           abs=2e-3)
+    xb = rng.standard_normal((3, 5, 7, 30)) + 1.0  # wide, float32, 2 batch dims, n ≠ batch
+    yb = rng.standard_normal((3, 5, 7, 2))
+    got = cka(torch.tensor(xb, dtype=torch.float32), torch.tensor(yb, dtype=torch.float32),
+              debiased)
+    # batched patterns that require grad (the autograd Gram path)
+    xg = torch.tensor(xb, requires_grad=True)
+    gg = cka(xg, torch.tensor(yb), debiased)
+    gg.sum().backward()
+    assert xg.grad is not None and xg.grad.shape == xb.shape
+    for i in range(3):
+        for j in range(5):
+            ref = _cka_reference(xb[i, j], yb[i, j], debiased)
+            assert float(got[i, j]) == pytest.approx(ref, abs=1e-4)
+            assert float(gg[i, j].detach()) == pytest.approx(ref, abs=1e-10)
+
+
+def test_partial_whitening_just_below_the_identity_threshold_still_whitens():
+    # alpha = 1 - eig_tol is still whitened (only alpha above it is the identity): a
+    # direction of variance 1e-6 is then scaled by ~1 + 1e-4, as netrep's formula
+    rng = np.random.default_rng(19)
+    x = rng.standard_normal((10, 3)) * [1.0, 1.0, 1e-3]
+    alpha = 1.0 - 1e-7
+    np.testing.assert_allclose(partial_whiten(torch.tensor(x), alpha).numpy(),
+                               _whiten_reference(x, alpha), rtol=1e-9, atol=1e-13)
+    assert not np.allclose(_whiten_reference(x, alpha), x, rtol=1e-6, atol=0)
+
+
+def test_split_half_ceiling_of_affinely_related_halves_is_one_never_above():
+    # r = 1 up to rounding (here a few ulps above 1 for some voxels): the ceiling is clipped
+    rng = np.random.default_rng(0)
+    h1 = torch.tensor(rng.standard_normal((40, 50)))
+    h2 = h1 * 3.7 + 55.0
+    for scoring in ("corr", "r2"):
+        got = split_half_ceiling(h1, h2, scoring)
+        assert float(got.max()) <= 1.0
+        np.testing.assert_allclose(got.numpy(), 1.0, rtol=1e-12)
