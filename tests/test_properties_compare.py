@@ -414,3 +414,68 @@ def test_cosine_and_correlation_do_not_depend_on_a_common_scale(scale):
         want = compare(torch.as_tensor(v1), torch.as_tensor(v2), method)
         got = compare(torch.as_tensor(v1 * scale), torch.as_tensor(v2), method)
         torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-14)
+
+
+# --------------------------------------------------------------------------- sigma_k's dtype
+
+
+def test_sigma_k_list_is_read_as_float64_like_its_array():
+    """A list sigma_k is the float64 array of its numbers: the same result as that array and as
+    rsatoolbox, not the float32 rounding torch.as_tensor gives a list of Python floats."""
+    v1, v2 = _rng(40).random((2, 10)), _rng(41).random((3, 10))
+    diag = [1.1, 2.3, 0.7, 3.3, 1.9]  # none of them a float32 number
+    x = _rng(42).standard_normal((5, 15))
+    full = (x @ x.T / 15 + 0.1 * np.eye(5)).tolist()
+    for sigma in (diag, full):
+        as_array = np.asarray(sigma, dtype=np.float64)
+        assert not np.array_equal(as_array, as_array.astype(np.float32))
+        got = compare(v1, v2, "cosine_cov", sigma_k=sigma)
+        np.testing.assert_array_equal(got, compare(v1, v2, "cosine_cov", sigma_k=as_array))
+        got_t = compare(torch.as_tensor(v1), torch.as_tensor(v2), "corr_cov", sigma_k=sigma)
+        np.testing.assert_array_equal(
+            got_t.numpy(), compare(torch.as_tensor(v1), torch.as_tensor(v2), "corr_cov",
+                                   sigma_k=torch.as_tensor(as_array)).numpy())
+    np.testing.assert_allclose(compare(v1, v2, "cosine_cov", sigma_k=diag),
+                               _rsatoolbox(v1, v2, "cosine_cov", np.asarray(diag)), rtol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["diag", "full"])
+def test_sigma_k_takes_the_rdms_dtype(kind):
+    """sigma_k is used in the RDMs' dtype, whatever its own: float32 RDMs give a float32 result
+    with a float64 sigma_k, and float64 RDMs with a float32 sigma_k give the float64 result of
+    the same (float32-exact) numbers."""
+    v1, v2 = _rng(43).random((2, 10)), _rng(44).random((3, 10))
+    if kind == "diag":
+        sigma = np.array([1.5, 0.5, 2.0, 1.25, 3.0])
+    else:
+        x = _rng(45).standard_normal((5, 15))
+        sigma = (x @ x.T / 15 + 0.1 * np.eye(5)).astype(np.float32).astype(np.float64)
+    want = compare(v1, v2, "cosine_cov", sigma_k=sigma)
+    for method in ("cosine_cov", "corr_cov"):
+        ref = compare(v1, v2, method, sigma_k=sigma)
+        f32 = compare(torch.as_tensor(v1, dtype=torch.float32),
+                      torch.as_tensor(v2, dtype=torch.float32), method, sigma_k=sigma)
+        assert f32.dtype == torch.float32
+        np.testing.assert_allclose(f32.numpy(), ref, rtol=1e-4)
+        f64 = compare_vectors(torch.as_tensor(v1), torch.as_tensor(v2), method,
+                              sigma_k=torch.as_tensor(sigma, dtype=torch.float32))
+        assert f64.dtype == torch.float64
+        np.testing.assert_allclose(f64.numpy(), ref, rtol=1e-12)
+    np.testing.assert_allclose(want, _rsatoolbox(v1, v2, "cosine_cov", sigma), rtol=1e-3)
+
+
+def test_compare_is_differentiable_in_a_sigma_k_tensor():
+    """A sigma_k tensor that requires grad is used as a tensor (not through NumPy): the
+    comparison is differentiable in it, and its gradient matches finite differences."""
+    v1 = torch.as_tensor(_rng(46).random((2, 10)))
+    v2 = torch.as_tensor(_rng(47).random((3, 10)))
+    diag = torch.tensor([1.5, 0.5, 2.0, 1.25, 3.0], dtype=torch.float64, requires_grad=True)
+    x = torch.as_tensor(_rng(48).standard_normal((5, 6))).requires_grad_(True)
+    eye = torch.eye(5, dtype=torch.float64)
+    # a full sigma_k is symmetric: differentiate through a symmetric parametrisation of it
+    for make, param in ((lambda d: d, diag), (lambda y: y @ y.T / 6 + 0.1 * eye, x)):
+        for method in ("cosine_cov", "corr_cov"):
+            assert torch.autograd.gradcheck(
+                lambda p, m=method, f=make: compare(v1, v2, m, sigma_k=f(p)), (param,))
+            assert torch.autograd.gradcheck(
+                lambda p, m=method, f=make: compare_vectors(v1, v2, m, sigma_k=f(p)), (param,))
