@@ -479,3 +479,34 @@ def test_compare_is_differentiable_in_a_sigma_k_tensor():
                 lambda p, m=method, f=make: compare(v1, v2, m, sigma_k=f(p)), (param,))
             assert torch.autograd.gradcheck(
                 lambda p, m=method, f=make: compare_vectors(v1, v2, m, sigma_k=f(p)), (param,))
+
+
+# --------------------------------------------------------------------------- batched *_cov
+
+
+@pytest.mark.parametrize("method", ["cosine_cov", "corr_cov"])
+@pytest.mark.parametrize("sigma", [None, "diag"])
+@pytest.mark.parametrize("nan", [False, True])
+def test_cov_methods_batch_like_rsatoolbox_on_each_entry(method, sigma, nan):
+    """compare_vectors on a batch (B, n1, k) against (B, n2, k): each batch entry is rsatoolbox's
+    comparison of that entry's RDMs, with the identity or a diagonal sigma_k, with or without
+    NaN positions (n1, n2, B and n all differ so that no axis can stand in for another)."""
+    n, batch, n1, n2 = 6, 2, 3, 4
+    rng = _rng(50)
+    a, b = rng.random((batch, n1, 15)), rng.random((batch, n2, 15))
+    if nan:
+        a[..., [1, 9]] = np.nan
+        b[..., [1, 9]] = np.nan
+    sig = None if sigma is None else rng.random(n) * 3 + 0.2
+    got = compare_vectors(torch.as_tensor(a), torch.as_tensor(b), method,
+                          sigma_k=None if sig is None else torch.as_tensor(sig)).numpy()
+    assert got.shape == (batch, n1, n2)
+    for t in range(batch):
+        np.testing.assert_allclose(got[t], _rsatoolbox(a[t], b[t], method, sig), rtol=1e-9,
+                                   atol=1e-12)
+    # a batch of one on the right broadcasts against the whole left batch
+    one = compare_vectors(torch.as_tensor(a), torch.as_tensor(b[:1]), method,
+                          sigma_k=None if sig is None else torch.as_tensor(sig)).numpy()
+    for t in range(batch):
+        np.testing.assert_allclose(one[t], _rsatoolbox(a[t], b[0], method, sig), rtol=1e-9,
+                                   atol=1e-12)
