@@ -510,3 +510,64 @@ def test_cov_methods_batch_like_rsatoolbox_on_each_entry(method, sigma, nan):
     for t in range(batch):
         np.testing.assert_allclose(one[t], _rsatoolbox(a[t], b[0], method, sig), rtol=1e-9,
                                    atol=1e-12)
+
+
+# --------------------------------------------------------------------------- input dtypes, zeros
+
+
+def test_centred_ranks_are_scipy_ranks_minus_their_mean_in_the_floating_dtype():
+    """centred_ranks = rankdata − (k + 1)/2 along the last axis: a 1-d vector, float32 kept,
+    integers (with ties: half ranks) in float64, an empty last axis left empty."""
+    from brainrdl.rsa.ranks import centred_ranks
+
+    x = np.array([10.0, 30.0, 20.0, 20.0, 5.0, 30.0, 30.0])
+    got = centred_ranks(torch.as_tensor(x, dtype=torch.float32))
+    assert got.dtype == torch.float32 and got.shape == (7,)
+    np.testing.assert_array_equal(got.numpy(), rankdata(x) - 4.0)
+    ints = _rng(51).integers(0, 4, size=(3, 9))
+    got = centred_ranks(torch.as_tensor(ints))
+    assert got.dtype == torch.float64
+    np.testing.assert_array_equal(got.numpy(), rankdata(ints, axis=-1) - 5.0)
+    empty = centred_ranks(torch.zeros(3, 0, dtype=torch.float64))
+    assert empty.shape == (3, 0) and empty.dtype == torch.float64
+    # and the rank correlations keep a float32 input's dtype
+    v = torch.as_tensor(_rng(52).random((2, 10)), dtype=torch.float32)
+    for method in ("spearman", "rho-a"):
+        assert compare(v, v, method).dtype == torch.float32
+
+
+@pytest.mark.parametrize("method", ["cosine_cov", "corr_cov"])
+def test_zero_rdm_on_either_side_compares_as_zero_like_rsatoolbox(method):
+    """An all-zero RDM whitens to the zero vector: its comparisons are 0 (rsatoolbox's _cosine),
+    on the left and on the right, and the other cells keep their values."""
+    v = _rng(53).random((2, 10))
+    zero = np.zeros((1, 10))
+    z = np.vstack([zero, v[0]])
+    assert (_rsatoolbox(zero, v, method) == 0).all() and (_rsatoolbox(v, zero, method) == 0).all()
+    want = _rsatoolbox(v, v[:1], method)
+    right, left = compare(v, z, method), compare(z, v, method)
+    np.testing.assert_array_equal(right[:, 0], [0.0, 0.0])
+    np.testing.assert_array_equal(left[0], [0.0, 0.0])
+    np.testing.assert_allclose(right[:, 1:], want, rtol=1e-9)
+    np.testing.assert_allclose(left[1:], want.T, rtol=1e-9)
+
+
+def test_numpy_and_rsatoolbox_inputs_are_compared_in_float64():
+    """rsatoolbox RDMs and NumPy arrays give float64 results whatever their own dtype: float32
+    inputs give the float64 result of the same numbers; an integer array is read as float64;
+    a 1-d array (k,) is one RDM vector."""
+    v1, v2 = _rng(54).random((2, 10)), _rng(55).random((3, 10))
+    v1_32, v2_32 = v1.astype(np.float32), v2.astype(np.float32)
+    for method in ("cosine", "corr_cov"):
+        want = compare(v1_32.astype(np.float64), v2_32.astype(np.float64), method)
+        for got in (compare(v1_32, v2_32, method),
+                    compare(RDMs(v1_32), RDMs(v2_32), method)):
+            assert got.dtype == np.float64
+            np.testing.assert_allclose(got, want, rtol=1e-13)
+        ints = _rng(56).integers(0, 9, size=(2, 10))
+        got = compare(ints, v2, method)
+        assert got.dtype == np.float64
+        np.testing.assert_allclose(got, _rsatoolbox(ints.astype(float), v2, method), rtol=1e-9)
+        one = compare(v1[0], v2, method)
+        assert one.shape == (1, 3)
+        np.testing.assert_array_equal(one, compare(v1[:1], v2, method))
