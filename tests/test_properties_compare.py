@@ -571,3 +571,49 @@ def test_numpy_and_rsatoolbox_inputs_are_compared_in_float64():
         one = compare(v1[0], v2, method)
         assert one.shape == (1, 3)
         np.testing.assert_array_equal(one, compare(v1[:1], v2, method))
+
+
+def test_sort_rows_of_floats_is_a_stable_argsort_with_its_tie_mask():
+    """sort_rows on float rows = np.argsort(kind='stable') (ties in index order) with the mask
+    of value changes: negative ties, ±0.0, values closer than the packed key's resolution
+    (1 + 2**-45), huge and tiny magnitudes, float32 rows."""
+    rows = np.array([
+        [-1.0, -1.0, -1.0, 2.0, -3.0, -3.0, 0.0, -0.0],
+        [1.0, 1.0 + 2.0**-45, 1.0, 1.0 + 2.0**-44, 1e-300, 2e-300, 1e300, 1e-300],
+        [0.5, -0.5, 0.5, -0.5, 1e-20, 3e-20, 2e-20, 0.5],
+    ])
+    for flat in (rows, rows[2:].astype(np.float32), np.abs(rows[1:2])):
+        order, starts = sort_rows(flat)
+        want = np.argsort(flat, axis=-1, kind="stable")
+        np.testing.assert_array_equal(order, want)
+        srt = np.take_along_axis(flat, want, axis=-1)
+        mask = np.ones(flat.shape, dtype=bool)
+        mask[:, 1:] = srt[:, 1:] != srt[:, :-1]
+        assert starts is not None
+        np.testing.assert_array_equal(starts, mask)
+    # rows without ties: no mask (None), as documented, short rows and long ones alike
+    for k in (5, 70):
+        flat = _rng(58).random((3, k))
+        order, starts = sort_rows(flat)
+        np.testing.assert_array_equal(order, np.argsort(flat, axis=-1, kind="stable"))
+        assert starts is None
+    # no entries: empty order; integers beyond float64's exact range keep their order and ties
+    order, _ = sort_rows(np.zeros((2, 0)))
+    assert order.shape == (2, 0)
+    big = np.array([[2**60 + 1, 2**60, 2**60 + 1, 2**60 + 3]], dtype=np.int64)
+    order, starts = sort_rows(big)
+    np.testing.assert_array_equal(order, [[1, 0, 2, 3]])
+    np.testing.assert_array_equal(starts, [[True, True, False, True]])
+
+
+def test_centred_ranks_with_nan_are_the_nan_aware_ranks_minus_their_mean():
+    """With NaN (ranked as rank_transform does), centred_ranks is rank_transform − (k + 1)/2."""
+    from brainrdl.rsa.ranks import centred_ranks
+
+    x = torch.as_tensor(_rng(57).random((3, 8)))
+    x[0, 2] = x[2, 5] = float("nan")
+    x[1, 3] = x[1, 6]
+    want = rank_transform(x) - 4.5
+    np.testing.assert_array_equal(centred_ranks(x).numpy(), want.numpy())
+    assert not torch.isnan(want[1]).any()  # the NaN-free row is ranked as usual
+    np.testing.assert_array_equal(want[1].numpy(), rankdata(x[1].numpy()) - 4.5)
