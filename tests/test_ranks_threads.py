@@ -44,3 +44,15 @@ def test_threaded_ranks_of_short_rdm_vectors_equal_scipy(two_threads):
     x[5, :100] = 0.25
     np.testing.assert_array_equal(rank_transform(torch.tensor(x)).numpy(),
                                   rankdata(x, axis=-1))
+
+
+@pytest.mark.parametrize("shape", [(20, 5000), (20, 3750), (1, 200_000), (100_000, 2)])
+def test_threaded_ranks_of_tie_free_rows_in_any_block_layout_equal_scipy(two_threads, shape):
+    """Rows without ties, split over two threads however the work falls: 100,000 entries in
+    20 rows (two blocks), 75,000 (1.5 threads' worth: one block), one long row (one block:
+    a row is never split), many short rows (two blocks). Each equals scipy's ranks."""
+    x = np.random.default_rng(3).random(shape)
+    got = rank_transform(torch.tensor(x)).numpy()
+    np.testing.assert_array_equal(got, rankdata(x, axis=-1))
+    np.testing.assert_array_equal(centred_ranks(torch.tensor(x)).numpy(),
+                                  rankdata(x, axis=-1) - (shape[1] + 1) / 2)
