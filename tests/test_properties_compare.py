@@ -597,6 +597,11 @@ def test_sort_rows_of_floats_is_a_stable_argsort_with_its_tie_mask():
         order, starts = sort_rows(flat)
         np.testing.assert_array_equal(order, np.argsort(flat, axis=-1, kind="stable"))
         assert starts is None
+    # distinct values closer than the key's resolution (truncated bits) and no true ties
+    merged = np.array([[1.0 + 2.0**-51, 1.0, 0.3, 0.7], [0.2, 0.1, 0.5 + 2.0**-52, 0.5]])
+    order, starts = sort_rows(merged)
+    np.testing.assert_array_equal(order, np.argsort(merged, axis=-1, kind="stable"))
+    np.testing.assert_array_equal(starts, np.ones((2, 4), dtype=bool))
     # no entries: empty order; integers beyond float64's exact range keep their order and ties
     order, _ = sort_rows(np.zeros((2, 0)))
     assert order.shape == (2, 0)

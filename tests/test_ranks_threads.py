@@ -56,3 +56,15 @@ def test_threaded_ranks_of_tie_free_rows_in_any_block_layout_equal_scipy(two_thr
     np.testing.assert_array_equal(got, rankdata(x, axis=-1))
     np.testing.assert_array_equal(centred_ranks(torch.tensor(x)).numpy(),
                                   rankdata(x, axis=-1) - (shape[1] + 1) / 2)
+
+
+def test_threaded_ranks_of_many_short_rows_on_three_threads_equal_scipy():
+    """200,000 rows of 2 entries on three threads (four threads' worth of work: capped at 3)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        x = np.random.default_rng(4).random((200_000, 2))
+        np.testing.assert_array_equal(rank_transform(torch.tensor(x)).numpy(),
+                                      rankdata(x, axis=-1))
+    finally:
+        torch.set_num_threads(before)
