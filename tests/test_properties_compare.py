@@ -622,3 +622,57 @@ def test_centred_ranks_with_nan_are_the_nan_aware_ranks_minus_their_mean():
     np.testing.assert_array_equal(centred_ranks(x).numpy(), want.numpy())
     assert not torch.isnan(want[1]).any()  # the NaN-free row is ranked as usual
     np.testing.assert_array_equal(want[1].numpy(), rankdata(x[1].numpy()) - 4.5)
+
+
+def test_cosine_gradient_at_a_one_hot_rdm_matches_finite_differences():
+    """A one-hot RDM vector has norm exactly 1 after scaling by its largest entry: the cosine's
+    gradient there (either side) still matches finite differences (the norm is differentiated,
+    not taken as a constant)."""
+    b = torch.as_tensor(_rng(59).random((2, 10)))
+    onehot = torch.zeros(1, 10, dtype=torch.float64)
+    onehot[0, 3] = 1.0
+    onehot.requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda a: compare(a, b, "cosine"), (onehot,))
+    assert torch.autograd.gradcheck(lambda a: compare(b, a, "cosine"), (onehot,))
+
+
+def test_all_nan_square_is_refused_as_having_no_dissimilarities():
+    """A square tensor with no finite entry is a square RDM with every dissimilarity missing:
+    refused for having fewer than 2 (read as square or told so), not a crash on its scale."""
+    nan = torch.full((4, 4), float("nan"), dtype=torch.float64)
+    for square in (None, True):
+        with pytest.raises(ValueError, match="at least 2 non-NaN"):
+            compare(nan, nan.clone(), "corr", square=square)
+
+
+def test_errors_about_the_second_rdm_name_rdm2():
+    """An asymmetric square or an unreadable object given as rdm2 is reported as rdm2."""
+    good = torch.as_tensor(_rng(61).random((2, 6)))
+    asym = torch.as_tensor(_square(_rng(62).random((1, 6))))
+    asym[0, 1] += 1.0
+    with pytest.raises(DegenerateDataError, match="rdm2"):
+        compare(good, asym)
+    with pytest.raises(TypeError, match="rdm2"):
+        compare(good, [0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
+
+
+def test_integer_tensors_are_read_as_float64_before_promotion():
+    """An integer tensor is read as float64 first, so against a float32 tensor the result is
+    float64 (the float32 tensor's numbers compared exactly), as for two integer tensors."""
+    ints = torch.as_tensor(_rng(63).integers(0, 9, size=(2, 10)))
+    f32 = torch.as_tensor(_rng(64).random((3, 10)), dtype=torch.float32)
+    got = compare(ints, f32, "corr")
+    assert got.dtype == torch.float64
+    np.testing.assert_allclose(got.numpy(), _rsatoolbox(ints.numpy().astype(float),
+                                                        f32.numpy().astype(float), "corr"),
+                               rtol=1e-12)
+
+
+def test_cosine_scales_each_rdm_on_its_own():
+    """RDMs at 1e-200 and 1e200 in one stack: each is scaled by its own largest entry, so both
+    give the cosine of the unscaled RDM (a common scale would underflow the small one to 0)."""
+    v, b = _rng(65).random((1, 10)), _rng(66).random((2, 10))
+    stack = torch.as_tensor(np.vstack([v * 1e-200, v * 1e200]))
+    got = compare(stack, torch.as_tensor(b), "cosine").numpy()
+    want = _rsatoolbox(v, b, "cosine")
+    np.testing.assert_allclose(got, np.vstack([want, want]), rtol=1e-12)
