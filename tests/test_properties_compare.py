@@ -654,6 +654,13 @@ def test_errors_about_the_second_rdm_name_rdm2():
         compare(good, asym)
     with pytest.raises(TypeError, match="rdm2"):
         compare(good, [0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
+    with pytest.raises(ValueError, match="rdm2 as a NumPy array"):
+        compare(good.numpy(), np.zeros((2, 3, 6)))
+    # a tensor with rsatoolbox RDMs on the right: a tensor on the left tensor's device
+    mixed = compare(good, RDMs(good.numpy()[:1]), "corr")
+    assert isinstance(mixed, torch.Tensor) and mixed.shape == (2, 1)
+    np.testing.assert_allclose(mixed.numpy(), _rsatoolbox(good.numpy(), good.numpy()[:1], "corr"),
+                               rtol=1e-12)
 
 
 def test_integer_tensors_are_read_as_float64_before_promotion():
