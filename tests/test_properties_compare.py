@@ -683,3 +683,19 @@ def test_cosine_scales_each_rdm_on_its_own():
     got = compare(stack, torch.as_tensor(b), "cosine").numpy()
     want = _rsatoolbox(v, b, "cosine")
     np.testing.assert_allclose(got, np.vstack([want, want]), rtol=1e-12)
+
+
+def test_compare_vectors_checks_b_by_name_and_promotes_mixed_dtypes():
+    """compare_vectors names b in its type error, compares float32 against float64 in float64,
+    and lists at most the first 10 positions where the NaN of a and b disagree."""
+    a = torch.as_tensor(_rng(67).random((2, 15)))
+    with pytest.raises(TypeError, match=r"^b must be a torch\.Tensor"):
+        compare_vectors(a, a.numpy())
+    got = compare_vectors(a.to(torch.float32), a, "corr")
+    assert got.dtype == torch.float64
+    np.testing.assert_allclose(got.numpy(), _rsatoolbox(a.numpy().astype(np.float32).astype(
+        float), a.numpy(), "corr"), rtol=1e-12)
+    bad = a.clone()
+    bad[:, :12] = float("nan")  # 12 positions NaN in a only
+    with pytest.raises(ValueError, match=r"\(positions \[0, 1, 2, 3, 4, 5, 6, 7, 8, 9\] of"):
+        compare_vectors(bad, a)
