@@ -695,6 +695,16 @@ def test_compare_vectors_checks_b_by_name_and_promotes_mixed_dtypes():
     assert got.dtype == torch.float64
     np.testing.assert_allclose(got.numpy(), _rsatoolbox(a.numpy().astype(np.float32).astype(
         float), a.numpy(), "corr"), rtol=1e-12)
+    assert compare_vectors(a, a.to(torch.float32), "corr").dtype == torch.float64
+    # a valid mask with batched vectors (B, n, k): each entry compared on the valid positions
+    valid = torch.ones(21, dtype=torch.bool)
+    valid[[3, 10, 17, 19, 20, 0]] = False
+    batched = torch.stack([a, a.flip(-1)])
+    got = compare_vectors(batched, a[:1], "corr", valid=valid)
+    assert got.shape == (2, 2, 1)
+    for t in range(2):
+        np.testing.assert_allclose(got[t].numpy(), compare_vectors(batched[t], a[:1], "corr",
+                                                                   valid=valid).numpy())
     bad = a.clone()
     bad[:, :12] = float("nan")  # 12 positions NaN in a only
     with pytest.raises(ValueError, match=r"\(positions \[0, 1, 2, 3, 4, 5, 6, 7, 8, 9\] of"):
