@@ -414,3 +414,298 @@ def test_cosine_and_correlation_do_not_depend_on_a_common_scale(scale):
         want = compare(torch.as_tensor(v1), torch.as_tensor(v2), method)
         got = compare(torch.as_tensor(v1 * scale), torch.as_tensor(v2), method)
         torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-14)
+
+
+# --------------------------------------------------------------------------- sigma_k's dtype
+
+
+def test_sigma_k_list_is_read_as_float64_like_its_array():
+    """A list sigma_k is the float64 array of its numbers: the same result as that array and as
+    rsatoolbox, not the float32 rounding torch.as_tensor gives a list of Python floats."""
+    v1, v2 = _rng(40).random((2, 10)), _rng(41).random((3, 10))
+    diag = [1.1, 2.3, 0.7, 3.3, 1.9]  # none of them a float32 number
+    x = _rng(42).standard_normal((5, 15))
+    full = (x @ x.T / 15 + 0.1 * np.eye(5)).tolist()
+    for sigma in (diag, full):
+        as_array = np.asarray(sigma, dtype=np.float64)
+        assert not np.array_equal(as_array, as_array.astype(np.float32))
+        got = compare(v1, v2, "cosine_cov", sigma_k=sigma)
+        np.testing.assert_array_equal(got, compare(v1, v2, "cosine_cov", sigma_k=as_array))
+        got_t = compare(torch.as_tensor(v1), torch.as_tensor(v2), "corr_cov", sigma_k=sigma)
+        np.testing.assert_array_equal(
+            got_t.numpy(), compare(torch.as_tensor(v1), torch.as_tensor(v2), "corr_cov",
+                                   sigma_k=torch.as_tensor(as_array)).numpy())
+    np.testing.assert_allclose(compare(v1, v2, "cosine_cov", sigma_k=diag),
+                               _rsatoolbox(v1, v2, "cosine_cov", np.asarray(diag)), rtol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["diag", "full"])
+def test_sigma_k_takes_the_rdms_dtype(kind):
+    """sigma_k is used in the RDMs' dtype, whatever its own: float32 RDMs give a float32 result
+    with a float64 sigma_k, and float64 RDMs with a float32 sigma_k give the float64 result of
+    the same (float32-exact) numbers."""
+    v1, v2 = _rng(43).random((2, 10)), _rng(44).random((3, 10))
+    if kind == "diag":
+        sigma = np.array([1.5, 0.5, 2.0, 1.25, 3.0])
+    else:
+        x = _rng(45).standard_normal((5, 15))
+        sigma = (x @ x.T / 15 + 0.1 * np.eye(5)).astype(np.float32).astype(np.float64)
+    want = compare(v1, v2, "cosine_cov", sigma_k=sigma)
+    for method in ("cosine_cov", "corr_cov"):
+        ref = compare(v1, v2, method, sigma_k=sigma)
+        f32 = compare(torch.as_tensor(v1, dtype=torch.float32),
+                      torch.as_tensor(v2, dtype=torch.float32), method, sigma_k=sigma)
+        assert f32.dtype == torch.float32
+        np.testing.assert_allclose(f32.numpy(), ref, rtol=1e-4)
+        f64 = compare_vectors(torch.as_tensor(v1), torch.as_tensor(v2), method,
+                              sigma_k=torch.as_tensor(sigma, dtype=torch.float32))
+        assert f64.dtype == torch.float64
+        np.testing.assert_allclose(f64.numpy(), ref, rtol=1e-12)
+    np.testing.assert_allclose(want, _rsatoolbox(v1, v2, "cosine_cov", sigma), rtol=1e-3)
+
+
+def test_compare_is_differentiable_in_a_sigma_k_tensor():
+    """A sigma_k tensor that requires grad is used as a tensor (not through NumPy): the
+    comparison is differentiable in it, and its gradient matches finite differences."""
+    v1 = torch.as_tensor(_rng(46).random((2, 10)))
+    v2 = torch.as_tensor(_rng(47).random((3, 10)))
+    diag = torch.tensor([1.5, 0.5, 2.0, 1.25, 3.0], dtype=torch.float64, requires_grad=True)
+    x = torch.as_tensor(_rng(48).standard_normal((5, 6))).requires_grad_(True)
+    eye = torch.eye(5, dtype=torch.float64)
+    # a full sigma_k is symmetric: differentiate through a symmetric parametrisation of it
+    for make, param in ((lambda d: d, diag), (lambda y: y @ y.T / 6 + 0.1 * eye, x)):
+        for method in ("cosine_cov", "corr_cov"):
+            assert torch.autograd.gradcheck(
+                lambda p, m=method, f=make: compare(v1, v2, m, sigma_k=f(p)), (param,))
+            assert torch.autograd.gradcheck(
+                lambda p, m=method, f=make: compare_vectors(v1, v2, m, sigma_k=f(p)), (param,))
+
+
+# --------------------------------------------------------------------------- batched *_cov
+
+
+@pytest.mark.parametrize("method", ["cosine_cov", "corr_cov"])
+@pytest.mark.parametrize("sigma", [None, "diag"])
+@pytest.mark.parametrize("nan", [False, True])
+def test_cov_methods_batch_like_rsatoolbox_on_each_entry(method, sigma, nan):
+    """compare_vectors on a batch (B, n1, k) against (B, n2, k): each batch entry is rsatoolbox's
+    comparison of that entry's RDMs, with the identity or a diagonal sigma_k, with or without
+    NaN positions (n1, n2, B and n all differ so that no axis can stand in for another)."""
+    n, batch, n1, n2 = 6, 2, 3, 4
+    rng = _rng(50)
+    a, b = rng.random((batch, n1, 15)), rng.random((batch, n2, 15))
+    if nan:
+        a[..., [1, 9]] = np.nan
+        b[..., [1, 9]] = np.nan
+    sig = None if sigma is None else rng.random(n) * 3 + 0.2
+    got = compare_vectors(torch.as_tensor(a), torch.as_tensor(b), method,
+                          sigma_k=None if sig is None else torch.as_tensor(sig)).numpy()
+    assert got.shape == (batch, n1, n2)
+    for t in range(batch):
+        np.testing.assert_allclose(got[t], _rsatoolbox(a[t], b[t], method, sig), rtol=1e-9,
+                                   atol=1e-12)
+    # a batch of one on the right broadcasts against the whole left batch
+    one = compare_vectors(torch.as_tensor(a), torch.as_tensor(b[:1]), method,
+                          sigma_k=None if sig is None else torch.as_tensor(sig)).numpy()
+    for t in range(batch):
+        np.testing.assert_allclose(one[t], _rsatoolbox(a[t], b[0], method, sig), rtol=1e-9,
+                                   atol=1e-12)
+
+
+# --------------------------------------------------------------------------- input dtypes, zeros
+
+
+def test_centred_ranks_are_scipy_ranks_minus_their_mean_in_the_floating_dtype():
+    """centred_ranks = rankdata − (k + 1)/2 along the last axis: a 1-d vector, float32 kept,
+    integers (with ties: half ranks) in float64, an empty last axis left empty."""
+    from brainrdl.rsa.ranks import centred_ranks
+
+    x = np.array([10.0, 30.0, 20.0, 20.0, 5.0, 30.0, 30.0])
+    got = centred_ranks(torch.as_tensor(x, dtype=torch.float32))
+    assert got.dtype == torch.float32 and got.shape == (7,)
+    np.testing.assert_array_equal(got.numpy(), rankdata(x) - 4.0)
+    ints = _rng(51).integers(0, 4, size=(3, 9))
+    got = centred_ranks(torch.as_tensor(ints))
+    assert got.dtype == torch.float64
+    np.testing.assert_array_equal(got.numpy(), rankdata(ints, axis=-1) - 5.0)
+    empty = centred_ranks(torch.zeros(3, 0, dtype=torch.float64))
+    assert empty.shape == (3, 0) and empty.dtype == torch.float64
+    # and the rank correlations keep a float32 input's dtype
+    v = torch.as_tensor(_rng(52).random((2, 10)), dtype=torch.float32)
+    for method in ("spearman", "rho-a"):
+        assert compare(v, v, method).dtype == torch.float32
+
+
+@pytest.mark.parametrize("method", ["cosine_cov", "corr_cov"])
+def test_zero_rdm_on_either_side_compares_as_zero_like_rsatoolbox(method):
+    """An all-zero RDM whitens to the zero vector: its comparisons are 0 (rsatoolbox's _cosine),
+    on the left and on the right, and the other cells keep their values."""
+    v = _rng(53).random((2, 10))
+    zero = np.zeros((1, 10))
+    z = np.vstack([zero, v[0]])
+    assert (_rsatoolbox(zero, v, method) == 0).all() and (_rsatoolbox(v, zero, method) == 0).all()
+    want = _rsatoolbox(v, v[:1], method)
+    right, left = compare(v, z, method), compare(z, v, method)
+    np.testing.assert_array_equal(right[:, 0], [0.0, 0.0])
+    np.testing.assert_array_equal(left[0], [0.0, 0.0])
+    np.testing.assert_allclose(right[:, 1:], want, rtol=1e-9)
+    np.testing.assert_allclose(left[1:], want.T, rtol=1e-9)
+
+
+def test_numpy_and_rsatoolbox_inputs_are_compared_in_float64():
+    """rsatoolbox RDMs and NumPy arrays give float64 results whatever their own dtype: float32
+    inputs give the float64 result of the same numbers; an integer array is read as float64;
+    a 1-d array (k,) is one RDM vector."""
+    v1, v2 = _rng(54).random((2, 10)), _rng(55).random((3, 10))
+    v1_32, v2_32 = v1.astype(np.float32), v2.astype(np.float32)
+    for method in ("cosine", "corr_cov"):
+        want = compare(v1_32.astype(np.float64), v2_32.astype(np.float64), method)
+        for got in (compare(v1_32, v2_32, method),
+                    compare(RDMs(v1_32), RDMs(v2_32), method)):
+            assert got.dtype == np.float64
+            np.testing.assert_allclose(got, want, rtol=1e-13)
+        ints = _rng(56).integers(0, 9, size=(2, 10))
+        got = compare(ints, v2, method)
+        assert got.dtype == np.float64
+        np.testing.assert_allclose(got, _rsatoolbox(ints.astype(float), v2, method), rtol=1e-9)
+        one = compare(v1[0], v2, method)
+        assert one.shape == (1, 3)
+        np.testing.assert_array_equal(one, compare(v1[:1], v2, method))
+
+
+def test_sort_rows_of_floats_is_a_stable_argsort_with_its_tie_mask():
+    """sort_rows on float rows = np.argsort(kind='stable') (ties in index order) with the mask
+    of value changes: negative ties, ±0.0, values closer than the packed key's resolution
+    (1 + 2**-45), huge and tiny magnitudes, float32 rows."""
+    rows = np.array([
+        [-1.0, -1.0, -1.0, 2.0, -3.0, -3.0, 0.0, -0.0],
+        [1.0, 1.0 + 2.0**-45, 1.0, 1.0 + 2.0**-44, 1e-300, 2e-300, 1e300, 1e-300],
+        [0.5, -0.5, 0.5, -0.5, 1e-20, 3e-20, 2e-20, 0.5],
+    ])
+    for flat in (rows, rows[2:].astype(np.float32), np.abs(rows[1:2])):
+        order, starts = sort_rows(flat)
+        want = np.argsort(flat, axis=-1, kind="stable")
+        np.testing.assert_array_equal(order, want)
+        srt = np.take_along_axis(flat, want, axis=-1)
+        mask = np.ones(flat.shape, dtype=bool)
+        mask[:, 1:] = srt[:, 1:] != srt[:, :-1]
+        assert starts is not None
+        np.testing.assert_array_equal(starts, mask)
+    # rows without ties: no mask (None), as documented, short rows and long ones alike
+    for k in (5, 70):
+        flat = _rng(58).random((3, k))
+        order, starts = sort_rows(flat)
+        np.testing.assert_array_equal(order, np.argsort(flat, axis=-1, kind="stable"))
+        assert starts is None
+    # distinct values closer than the key's resolution (truncated bits) and no true ties
+    merged = np.array([[1.0 + 2.0**-51, 1.0, 0.3, 0.7], [0.2, 0.1, 0.5 + 2.0**-52, 0.5]])
+    order, starts = sort_rows(merged)
+    np.testing.assert_array_equal(order, np.argsort(merged, axis=-1, kind="stable"))
+    np.testing.assert_array_equal(starts, np.ones((2, 4), dtype=bool))
+    # no entries: empty order; integers beyond float64's exact range keep their order and ties
+    order, _ = sort_rows(np.zeros((2, 0)))
+    assert order.shape == (2, 0)
+    big = np.array([[2**60 + 1, 2**60, 2**60 + 1, 2**60 + 3]], dtype=np.int64)
+    order, starts = sort_rows(big)
+    np.testing.assert_array_equal(order, [[1, 0, 2, 3]])
+    np.testing.assert_array_equal(starts, [[True, True, False, True]])
+
+
+def test_centred_ranks_with_nan_are_the_nan_aware_ranks_minus_their_mean():
+    """With NaN (ranked as rank_transform does), centred_ranks is rank_transform − (k + 1)/2."""
+    from brainrdl.rsa.ranks import centred_ranks
+
+    x = torch.as_tensor(_rng(57).random((3, 8)))
+    x[0, 2] = x[2, 5] = float("nan")
+    x[1, 3] = x[1, 6]
+    want = rank_transform(x) - 4.5
+    np.testing.assert_array_equal(centred_ranks(x).numpy(), want.numpy())
+    assert not torch.isnan(want[1]).any()  # the NaN-free row is ranked as usual
+    np.testing.assert_array_equal(want[1].numpy(), rankdata(x[1].numpy()) - 4.5)
+
+
+def test_cosine_gradient_at_a_one_hot_rdm_matches_finite_differences():
+    """A one-hot RDM vector has norm exactly 1 after scaling by its largest entry: the cosine's
+    gradient there (either side) still matches finite differences (the norm is differentiated,
+    not taken as a constant)."""
+    b = torch.as_tensor(_rng(59).random((2, 10)))
+    onehot = torch.zeros(1, 10, dtype=torch.float64)
+    onehot[0, 3] = 1.0
+    onehot.requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda a: compare(a, b, "cosine"), (onehot,))
+    assert torch.autograd.gradcheck(lambda a: compare(b, a, "cosine"), (onehot,))
+
+
+def test_all_nan_square_is_refused_as_having_no_dissimilarities():
+    """A square tensor with no finite entry is a square RDM with every dissimilarity missing:
+    refused for having fewer than 2 (read as square or told so), not a crash on its scale."""
+    nan = torch.full((4, 4), float("nan"), dtype=torch.float64)
+    for square in (None, True):
+        with pytest.raises(ValueError, match="at least 2 non-NaN"):
+            compare(nan, nan.clone(), "corr", square=square)
+
+
+def test_errors_about_the_second_rdm_name_rdm2():
+    """An asymmetric square or an unreadable object given as rdm2 is reported as rdm2."""
+    good = torch.as_tensor(_rng(61).random((2, 6)))
+    asym = torch.as_tensor(_square(_rng(62).random((1, 6))))
+    asym[0, 1] += 1.0
+    with pytest.raises(DegenerateDataError, match="rdm2"):
+        compare(good, asym)
+    with pytest.raises(TypeError, match="rdm2"):
+        compare(good, [0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
+    with pytest.raises(ValueError, match="rdm2 as a NumPy array"):
+        compare(good.numpy(), np.zeros((2, 3, 6)))
+    # a tensor with rsatoolbox RDMs on the right: a tensor on the left tensor's device
+    mixed = compare(good, RDMs(good.numpy()[:1]), "corr")
+    assert isinstance(mixed, torch.Tensor) and mixed.shape == (2, 1)
+    np.testing.assert_allclose(mixed.numpy(), _rsatoolbox(good.numpy(), good.numpy()[:1], "corr"),
+                               rtol=1e-12)
+
+
+def test_integer_tensors_are_read_as_float64_before_promotion():
+    """An integer tensor is read as float64 first, so against a float32 tensor the result is
+    float64 (the float32 tensor's numbers compared exactly), as for two integer tensors."""
+    ints = torch.as_tensor(_rng(63).integers(0, 9, size=(2, 10)))
+    f32 = torch.as_tensor(_rng(64).random((3, 10)), dtype=torch.float32)
+    got = compare(ints, f32, "corr")
+    assert got.dtype == torch.float64
+    np.testing.assert_allclose(got.numpy(), _rsatoolbox(ints.numpy().astype(float),
+                                                        f32.numpy().astype(float), "corr"),
+                               rtol=1e-12)
+
+
+def test_cosine_scales_each_rdm_on_its_own():
+    """RDMs at 1e-200 and 1e200 in one stack: each is scaled by its own largest entry, so both
+    give the cosine of the unscaled RDM (a common scale would underflow the small one to 0)."""
+    v, b = _rng(65).random((1, 10)), _rng(66).random((2, 10))
+    stack = torch.as_tensor(np.vstack([v * 1e-200, v * 1e200]))
+    got = compare(stack, torch.as_tensor(b), "cosine").numpy()
+    want = _rsatoolbox(v, b, "cosine")
+    np.testing.assert_allclose(got, np.vstack([want, want]), rtol=1e-12)
+
+
+def test_compare_vectors_checks_b_by_name_and_promotes_mixed_dtypes():
+    """compare_vectors names b in its type error, compares float32 against float64 in float64,
+    and lists at most the first 10 positions where the NaN of a and b disagree."""
+    a = torch.as_tensor(_rng(67).random((2, 15)))
+    with pytest.raises(TypeError, match=r"^b must be a torch\.Tensor"):
+        compare_vectors(a, a.numpy())
+    got = compare_vectors(a.to(torch.float32), a, "corr")
+    assert got.dtype == torch.float64
+    np.testing.assert_allclose(got.numpy(), _rsatoolbox(a.numpy().astype(np.float32).astype(
+        float), a.numpy(), "corr"), rtol=1e-12)
+    assert compare_vectors(a, a.to(torch.float32), "corr").dtype == torch.float64
+    # a valid mask with batched vectors (B, n, k): each entry compared on the valid positions
+    valid = torch.ones(21, dtype=torch.bool)
+    valid[[3, 10, 17, 19, 20, 0]] = False
+    batched = torch.stack([a, a.flip(-1)])
+    got = compare_vectors(batched, a[:1], "corr", valid=valid)
+    assert got.shape == (2, 2, 1)
+    for t in range(2):
+        np.testing.assert_allclose(got[t].numpy(), compare_vectors(batched[t], a[:1], "corr",
+                                                                   valid=valid).numpy())
+    bad = a.clone()
+    bad[:, :12] = float("nan")  # 12 positions NaN in a only
+    with pytest.raises(ValueError, match=r"\(positions \[0, 1, 2, 3, 4, 5, 6, 7, 8, 9\] of"):
+        compare_vectors(bad, a)

@@ -44,3 +44,27 @@ def test_threaded_ranks_of_short_rdm_vectors_equal_scipy(two_threads):
     x[5, :100] = 0.25
     np.testing.assert_array_equal(rank_transform(torch.tensor(x)).numpy(),
                                   rankdata(x, axis=-1))
+
+
+@pytest.mark.parametrize("shape", [(20, 5000), (20, 3750), (1, 200_000), (100_000, 2)])
+def test_threaded_ranks_of_tie_free_rows_in_any_block_layout_equal_scipy(two_threads, shape):
+    """Rows without ties, split over two threads however the work falls: 100,000 entries in
+    20 rows (two blocks), 75,000 (1.5 threads' worth: one block), one long row (one block:
+    a row is never split), many short rows (two blocks). Each equals scipy's ranks."""
+    x = np.random.default_rng(3).random(shape)
+    got = rank_transform(torch.tensor(x)).numpy()
+    np.testing.assert_array_equal(got, rankdata(x, axis=-1))
+    np.testing.assert_array_equal(centred_ranks(torch.tensor(x)).numpy(),
+                                  rankdata(x, axis=-1) - (shape[1] + 1) / 2)
+
+
+def test_threaded_ranks_of_many_short_rows_on_three_threads_equal_scipy():
+    """200,000 rows of 2 entries on three threads (four threads' worth of work: capped at 3)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        x = np.random.default_rng(4).random((200_000, 2))
+        np.testing.assert_array_equal(rank_transform(torch.tensor(x)).numpy(),
+                                      rankdata(x, axis=-1))
+    finally:
+        torch.set_num_threads(before)
