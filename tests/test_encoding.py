@@ -228,6 +228,18 @@ def test_engineered_near_ties_follow_float64():
     np.testing.assert_array_equal(best.numpy(), ref.alpha_)
 
 
+def _spectral_terms(x, y, alphas):
+    """Eigenvalues s² and eigenvectors u of the centred Gram (its null direction dropped), the
+    centred responses, the shrink factors α / (s² + α) per penalty and the LOO denominators
+    Σ_k shrink_k u_ik²."""
+    xc, yc = x - x.mean(0), torch.tensor(y - y.mean(0))
+    s2, u = np.linalg.eigh(xc @ xc.T)
+    s2, u = torch.tensor(s2[1:]), torch.tensor(u[:, 1:])  # drop the null direction of centring
+    a = torch.tensor(alphas)
+    shrinks = a[:, None] / (s2[None, :] + a[:, None])
+    return s2, u, yc, shrinks, shrinks @ (u * u).T
+
+
 def test_float32_screen_keeps_the_best_and_prunes():
     from brainrdl.stats import encoding as enc
 
@@ -235,12 +247,7 @@ def test_float32_screen_keeps_the_best_and_prunes():
     x, y = _data(n, p, v, seed=17)
     alphas = np.logspace(-2, 6, 9)
     exact = _exact_loo_errors(x, y, alphas)
-    xc, yc = x - x.mean(0), torch.tensor(y - y.mean(0))
-    s2, u = np.linalg.eigh(xc @ xc.T)
-    s2, u = torch.tensor(s2[1:]), torch.tensor(u[:, 1:])  # drop the null direction of centring
-    a = torch.tensor(alphas)
-    shrinks = a[:, None] / (s2[None, :] + a[:, None])
-    denoms = shrinks @ (u * u).T
+    _, u, yc, shrinks, denoms = _spectral_terms(x, y, alphas)
     z = u.T @ yc
     ss = (shrinks * shrinks) @ (z * z)
     hi = torch.full_like(ss, float("inf"))
@@ -287,12 +294,7 @@ def test_nearby_penalty_intervals_hold_the_exact_errors():
     x, y = _data(n, p, v, seed=19)
     alphas = np.logspace(-3, 6, 10)
     exact = _exact_loo_errors(x, y, alphas)
-    xc, yc = x - x.mean(0), torch.tensor(y - y.mean(0))
-    s2, u = np.linalg.eigh(xc @ xc.T)
-    s2, u = torch.tensor(s2[1:]), torch.tensor(u[:, 1:])  # drop the null direction of centring
-    a = torch.tensor(alphas)
-    shrinks = a[:, None] / (s2[None, :] + a[:, None])
-    denoms = shrinks @ (u * u).T
+    s2, u, yc, shrinks, denoms = _spectral_terms(x, y, alphas)
     cross = torch.einsum("ak,bk,kv->abv", shrinks, shrinks, (u.T @ yc) ** 2)
     for i in range(len(alphas)):
         for j in (i - 1, i + 1):
