@@ -154,18 +154,22 @@ def test_cka_of_mixed_and_integer_dtypes():
     assert cka(torch.tensor(x), torch.tensor(y, dtype=torch.float32)).dtype == torch.float64
 
 
-def test_cka_messages_name_the_argument():
+@pytest.mark.parametrize(("fn", "rows_message"), [
+    pytest.param(lambda x, y: cka(x, y), "same stimuli", id="cka"),
+    pytest.param(lambda x, y: procrustes_distance(x, y), "got 5 and 6 rows", id="procrustes"),
+])
+def test_pattern_metric_messages_name_the_argument(fn, rows_message):
     good = torch.randn(5, 2)
     with pytest.raises(TypeError, match=r"^x must be a torch\.Tensor"):
-        cka(np.ones((5, 2)), good)
+        fn(np.ones((5, 2)), good)
     with pytest.raises(TypeError, match=r"^y must be a torch\.Tensor"):
-        cka(good, np.ones((5, 2)))
+        fn(good, np.ones((5, 2)))
     with pytest.raises(ValueError, match=r"^x must have shape"):
-        cka(torch.ones(5), good)
+        fn(torch.ones(5), good)
     with pytest.raises(ValueError, match=r"^y must have shape"):
-        cka(good, torch.ones(5))
-    with pytest.raises(ValueError, match="same stimuli"):
-        cka(good, torch.randn(6, 2))
+        fn(good, torch.ones(5))
+    with pytest.raises(ValueError, match=rows_message):
+        fn(good, torch.randn(6, 2))
 
 
 @pytest.mark.parametrize("debiased", [False, True])
@@ -310,20 +314,6 @@ def test_procrustes_batches_and_dtypes():
     assert procrustes_similarity(xi.float(), yi.double()).dtype == torch.float64
     ref = _procrustes_reference(xi.numpy().astype(float), yi.numpy().astype(float))
     assert float(f32) == pytest.approx(ref, abs=1e-5)
-
-
-def test_procrustes_messages_name_the_argument():
-    good = torch.randn(5, 2)
-    with pytest.raises(TypeError, match=r"^x must be a torch\.Tensor"):
-        procrustes_distance(np.ones((5, 2)), good)
-    with pytest.raises(TypeError, match=r"^y must be a torch\.Tensor"):
-        procrustes_distance(good, np.ones((5, 2)))
-    with pytest.raises(ValueError, match=r"^x must have shape"):
-        procrustes_distance(torch.ones(5), good)
-    with pytest.raises(ValueError, match=r"^y must have shape"):
-        procrustes_distance(good, torch.ones(5))
-    with pytest.raises(ValueError, match="got 5 and 6 rows"):
-        procrustes_distance(good, torch.randn(6, 2))
 
 
 # --------------------------------------------------------------------------- ridge encoding
