@@ -182,14 +182,11 @@ def compare_patterns(
             else:
                 w = s_w[:, None, :]
                 pooled = (samples * w).nansum(-1) / w.sum(-1)
-            if shift:
-                pooled = _remove_resampling_bias(pooled, means)
-            low, high = percentile_ci(pooled, ci)
-            se = np.nanstd(pooled.cpu().numpy(), axis=0)
+            low, high, se = _interval(pooled, means, shift, ci)
         else:
             low = high = se = np.full(len(names), np.nan)
         nc = float(np.nanmean(ceilings)) if np.isfinite(ceilings).any() else np.nan
-        best = int(np.nanargmax(means.cpu().numpy())) if torch.isfinite(means).any() else -1
+        best = _best(means)
         for i, name in enumerate(names):
             rows.append(_row(metric, name, region, float(means[i]), low[i], high[i], se[i], nc,
                              nc, i == best, len(data), "all", kwargs))  # fmt: skip
@@ -197,14 +194,10 @@ def compare_patterns(
             for s, sname in enumerate(subjects):
                 sub = sims[:, s]
                 if samples is not None and bootstrap == "stimuli":
-                    sub_samples = samples[:, :, s]
-                    if shift:
-                        sub_samples = _remove_resampling_bias(sub_samples, sub)
-                    lo, hi = percentile_ci(sub_samples, ci)
-                    sse = np.nanstd(sub_samples.cpu().numpy(), axis=0)
+                    lo, hi, sse = _interval(samples[:, :, s], sub, shift, ci)
                 else:
                     lo = hi = sse = np.full(len(names), np.nan)
-                b = int(np.nanargmax(sub.cpu().numpy())) if torch.isfinite(sub).any() else -1
+                b = _best(sub)
                 for i, name in enumerate(names):
                     rows.append(_row(metric, name, region, float(sub[i]), lo[i], hi[i], sse[i],
                                      float(ceilings[s]), float(ceilings[s]), i == b, 1,
@@ -215,6 +208,20 @@ def compare_patterns(
     if metric != "procrustes":
         table = table.drop(columns="distance")
     return table
+
+
+def _interval(samples: torch.Tensor, point: torch.Tensor, shift: bool, ci: float):
+    """Percentile interval and standard error of bootstrap ``samples`` (B, L) around ``point``
+    (L,); ``shift`` removes the resampling bias first (see :func:`_remove_resampling_bias`)."""
+    if shift:
+        samples = _remove_resampling_bias(samples, point)
+    low, high = percentile_ci(samples, ci)
+    return low, high, np.nanstd(samples.cpu().numpy(), axis=0)
+
+
+def _best(values: torch.Tensor) -> int:
+    """Index of the largest finite value, or -1 when none is finite."""
+    return int(np.nanargmax(values.cpu().numpy())) if torch.isfinite(values).any() else -1
 
 
 def _remove_resampling_bias(samples: torch.Tensor, estimate: torch.Tensor) -> torch.Tensor:
