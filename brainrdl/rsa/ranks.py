@@ -13,14 +13,26 @@ computed exactly in one of two ways:
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from brainrdl.errors import InvalidArgumentError, InvalidTypeError
+from brainrdl.rsa._rank_kernel import HAS_NAN, LEFT
+from brainrdl.rsa._rank_kernel import rank_rows as rank_rows_compiled
 
-__all__ = ["centred_ranks", "rank_transform", "sort_rows", "tau_a", "tau_a_fenwick", "tau_a_gemm"]
+__all__ = [
+    "centred_ranks",
+    "centred_ranks_many",
+    "rank_transform",
+    "sort_rows",
+    "tau_a",
+    "tau_a_fenwick",
+    "tau_a_gemm",
+]
 
 # Above this many entries per vector the O(k²) sign product loses to the O(k log k) count on CPU
 # (measured on a 2-core machine; see docs/benchmarks-compare.md).
@@ -83,7 +95,7 @@ def centred_ranks(x: torch.Tensor) -> torch.Tensor:
     """Average ranks minus their mean (k + 1)/2 along the last dimension (NaN-free input).
 
     What the rank correlations (``spearman``, ``rho-a``) need; on CPU the centring is folded
-    into the scatter of :func:`rank_transform`, saving a pass over the data.
+    into the ranking, saving a pass over the data.
 
     Examples
     --------
@@ -91,35 +103,128 @@ def centred_ranks(x: torch.Tensor) -> torch.Tensor:
     >>> centred_ranks(torch.tensor([10.0, 30.0, 20.0, 20.0])).tolist()
     [-1.5, 1.5, 0.0, 0.0]
     """
-    k = x.shape[-1]
-    dtype = x.dtype if torch.is_floating_point(x) else torch.float64
-    if x.device.type == "cpu" and k > 0:
-        return _rank_numpy(x, dtype, centred=True)
-    return rank_transform(x) - (k + 1) * 0.5
+    return centred_ranks_many([x])[0]
+
+
+def centred_ranks_many(xs: list[torch.Tensor], *, with_norms: bool = False) -> list:
+    """:func:`centred_ranks` of several tensors, the CPU ones ranked on one pool of threads.
+
+    (One pool for both sides of a comparison: waking threads twice costs more than ranking
+    70 RDMs of 92 conditions.) With ``with_norms=True`` each item is a pair (ranks, norms):
+    the Euclidean norm of every row of centred ranks, which the CPU ranking gets for free.
+
+    Examples
+    --------
+    >>> import torch
+    >>> a, b = centred_ranks_many([torch.tensor([3.0, 1.0]), torch.tensor([[1.0, 2.0, 3.0]])])
+    >>> a.tolist(), b.tolist()
+    ([0.5, -0.5], [[-1.0, 0.0, 1.0]])
+    >>> (_, norms), = centred_ranks_many([torch.tensor([[1.0, 2.0, 3.0]])], with_norms=True)
+    >>> round(norms.item() ** 2, 6)
+    2.0
+    """
+    out: list = [None] * len(xs)
+    on_cpu = []
+    for i, x in enumerate(xs):
+        k = x.shape[-1]
+        if x.device.type == "cpu" and k > 0 and x.ndim > 0:
+            on_cpu.append(i)
+        else:
+            ranks = rank_transform(x) - (k + 1) * 0.5
+            out[i] = (ranks, torch.linalg.vector_norm(ranks, dim=-1)) if with_norms else ranks
+    for i, pair in zip(on_cpu, _rank_numpy_many([xs[i] for i in on_cpu], centred=True)):
+        out[i] = pair if with_norms else pair[0]
+    return out
 
 
 def _rank_numpy(x: torch.Tensor, dtype: torch.dtype, centred: bool = False) -> torch.Tensor:
-    """CPU ranks: one SIMD sort of packed (value, position) keys, then one scatter."""
-    arr = x.detach().numpy()
-    k = arr.shape[-1]
-    flat = arr.reshape(-1, k)
-    if flat.dtype.kind == "f" and np.isnan(flat.sum()):  # one reduction; NaN propagates
-        out = _rank_numpy_nan(x, dtype)
-        return out - (k + 1) * 0.5 if centred else out
-    ranks = np.empty(flat.shape, dtype=np.float64)
+    """CPU ranks of one tensor (see :func:`_rank_numpy_many`)."""
+    return _rank_numpy_many([x], centred, dtype)[0][0]
 
-    def rank_rows(lo: int, hi: int) -> None:
-        order, starts = sort_rows(flat[lo:hi])
-        avg = _average_ranks(starts, (hi - lo, k))
-        _scatter_rows(ranks[lo:hi], order, avg - (k + 1) * 0.5 if centred else avg)
 
-    _threaded_rows(rank_rows, flat.shape[0], k)
-    return torch.from_numpy(ranks.reshape(arr.shape)).to(dtype)
+@dataclass
+class _RankJob:
+    """The rows of one tensor to rank on the CPU, and where their ranks go."""
+
+    flat: np.ndarray  # (m, k) rows; C-contiguous float32/64 for the compiled path
+    out: np.ndarray  # (m, k) float64 ranks minus offset
+    sumsq: np.ndarray  # (m,) float64 sums of squared (ranks minus offset)
+    offset: float
+    compiled: bool
+    has_nan: bool = False  # set by the workers: the tensor goes to the NaN path instead
+
+
+def _rank_numpy_many(
+    xs: list[torch.Tensor], centred: bool = False, dtype: torch.dtype | None = None
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """CPU (ranks, row norms of the ranks) of each tensor: a compiled bucket sort per row
+    (numba), else one SIMD sort of packed (value, position) keys and one scatter; rows the
+    bucket sort gives up on take the latter, tensors holding NaN :func:`_rank_numpy_nan`. The
+    rows of all tensors share one pool of threads.
+    """
+    compiled = rank_rows_compiled(np.zeros((0, 1)), np.zeros((0, 1))) is not None
+    jobs = []
+    for x in xs:
+        arr = x.detach().numpy()
+        k = arr.shape[-1]
+        flat = arr.reshape(-1, k)
+        use_kernel = compiled and flat.dtype in (np.float32, np.float64)
+        if use_kernel:
+            flat = np.ascontiguousarray(flat)
+        offset = (k + 1) * 0.5 if centred else 0.0
+        job = _RankJob(flat, np.empty(flat.shape), np.empty(flat.shape[0]), offset, use_kernel)
+        # without the kernel, one reduction finds NaN (it propagates)
+        job.has_nan = not use_kernel and flat.dtype.kind == "f" and bool(np.isnan(flat.sum()))
+        jobs.append(job)
+
+    def rank_rows(job: _RankJob, lo: int, hi: int) -> None:
+        rows = np.arange(lo, hi)
+        if job.compiled:
+            status = rank_rows_compiled(
+                job.flat[lo:hi], job.out[lo:hi], job.offset, sumsq=job.sumsq[lo:hi])
+            if (status == HAS_NAN).any():
+                job.has_nan = True
+                return
+            rows = lo + np.flatnonzero(status == LEFT)
+        if len(rows):
+            ranks = _rank_rows_sorted(job.flat[rows], np.empty((len(rows), job.flat.shape[1])),
+                                      job.offset)  # fmt: skip
+            job.out[rows] = ranks
+            job.sumsq[rows] = np.einsum("ij,ij->i", ranks, ranks)
+
+    _threaded_jobs(
+        rank_rows,
+        [(job, *job.flat.shape) for job in jobs if not job.has_nan],
+        min_entries=_MIN_THREAD_ENTRIES_COMPILED if compiled else _MIN_THREAD_ENTRIES,
+    )
+    results = []
+    for x, job in zip(xs, jobs):
+        to = dtype or (x.dtype if torch.is_floating_point(x) else torch.float64)
+        if job.has_nan:
+            ranks = _rank_numpy_nan(x, to) - job.offset
+            results.append((ranks, torch.linalg.vector_norm(ranks, dim=-1)))
+            continue
+        ranks = torch.from_numpy(job.out.reshape(x.shape)).to(to)
+        norms = torch.from_numpy(np.sqrt(job.sumsq).reshape(x.shape[:-1])).to(to)
+        results.append((ranks, norms))
+    return results
+
+
+def _rank_rows_sorted(flat: np.ndarray, out: np.ndarray, offset: float) -> np.ndarray:
+    """Average ranks minus ``offset`` of NaN-free rows into ``out`` by :func:`sort_rows`."""
+    order, starts = sort_rows(flat)
+    avg = _average_ranks(starts, flat.shape)
+    _scatter_rows(out, order, avg - offset if offset else avg)
+    return out
 
 
 #: below this many entries per thread, thread start-up (~0.1 ms) costs more than it saves
-#: (50,000 entries sort in ~1-2 ms: 70 RDMs of 92 conditions already run on 2 threads)
+#: (50,000 entries rank in ~0.3 ms: 70 RDMs of 92 conditions already run on 2 threads)
 _MIN_THREAD_ENTRIES = 50_000
+#: the same for the compiled ranks (~7 ns per entry): waking a second thread on a busy 2-core
+#: machine costs up to a millisecond, so 70 RDMs of 92 conditions (293k entries) rank faster
+#: on the calling thread alone
+_MIN_THREAD_ENTRIES_COMPILED = 100_000
 
 
 def _threaded_rows(fn, m: int, k: int, n_threads: int | None = None) -> None:
@@ -127,14 +232,68 @@ def _threaded_rows(fn, m: int, k: int, n_threads: int | None = None) -> None:
 
     NumPy's sort, take and fancy assignment release the GIL, so row blocks sort in parallel.
     """
-    n_threads = n_threads or torch.get_num_threads()
-    n_threads = max(1, min(n_threads, m, (m * k) // _MIN_THREAD_ENTRIES))
-    if n_threads == 1:
-        fn(0, m)
+    _threaded_jobs(lambda _, lo, hi: fn(lo, hi), [(None, m, k)], n_threads)
+
+
+def _threaded_jobs(
+    fn, jobs: list[tuple], n_threads: int | None = None, min_entries: int = _MIN_THREAD_ENTRIES
+) -> None:
+    """Run ``fn(job, lo, hi)`` over the rows of every ``(job, m, k)``, shared out to threads.
+
+    The rows of all jobs are cut into ``n_threads`` runs of about equal entries; the calling
+    thread takes the first run, a lasting pool (:func:`_worker_pool`) the others.
+    """
+    total = sum(m * k for _, m, k in jobs)
+    if total == 0:
         return
-    bounds = np.linspace(0, m, n_threads + 1).astype(int)
-    with ThreadPoolExecutor(n_threads) as pool:
-        list(pool.map(lambda i: fn(bounds[i], bounds[i + 1]), range(n_threads)))
+    n_threads = n_threads or torch.get_num_threads()
+    n_threads = max(1, min(n_threads, sum(m for _, m, _ in jobs), total // min_entries))
+    share = total / n_threads
+    runs: list[list[tuple]] = [[] for _ in range(n_threads)]
+    done = 0
+    for job, m, k in jobs:  # each row goes to the run its middle entry falls in
+        owner = np.minimum((done + np.arange(m) * k + k / 2) // share, n_threads - 1)
+        for run in np.unique(owner).astype(int):
+            rows = np.flatnonzero(owner == run)
+            runs[run].append((job, int(rows[0]), int(rows[-1]) + 1))
+        done += m * k
+    helpers = [run for run in runs[1:] if run]
+    futures = [_worker_pool(n_threads - 1).submit(_run_pieces, fn, run) for run in helpers]
+    errors = []
+    try:
+        _run_pieces(fn, runs[0])
+    except BaseException as error:  # wait for the workers (they write into shared outputs)
+        errors.append(error)
+    for future in futures:
+        error = future.exception()
+        if error is not None:
+            errors.append(error)
+    if errors:
+        raise errors[0]
+
+
+def _run_pieces(fn, pieces: list[tuple]) -> None:
+    for piece in pieces:
+        fn(*piece)
+
+
+_POOL: tuple[int, int, ThreadPoolExecutor] | None = None
+
+
+def _worker_pool(size: int) -> ThreadPoolExecutor:
+    """A lasting pool of at least ``size`` worker threads for this process.
+
+    Kept between calls: starting a thread costs ~1 ms on a busy 2-core machine (the starter
+    waits until the new thread runs), as long as ranking 70 RDMs of 92 conditions. Made anew
+    after a fork (a forked child inherits the pool's state but not its threads).
+    """
+    global _POOL
+    pid = os.getpid()
+    if _POOL is None or _POOL[0] != pid or _POOL[1] < size:
+        if _POOL is not None and _POOL[0] == pid:
+            _POOL[2].shutdown(wait=False)
+        _POOL = (pid, size, ThreadPoolExecutor(size, thread_name_prefix="brainrdl-ranks"))
+    return _POOL[2]
 
 
 def _rank_numpy_nan(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
