@@ -43,7 +43,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     ),
     "compare": (
         ["brainrdl/rsa/comparison.py", "brainrdl/rsa/ranks.py"],
-        ["tests/test_comparison.py", "tests/test_ranks_threads.py",
+        ["tests/test_comparison.py", "tests/test_ranks_threads.py", "tests/test_ranks_cpu.py",
          "tests/test_properties_rsa.py", "tests/test_properties_compare.py"],
     ),
     "stats": (

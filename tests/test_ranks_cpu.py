@@ -185,3 +185,46 @@ def test_rank_comparisons_agree_on_both_paths_with_ties_and_skew(method, monkeyp
     monkeypatch.setattr(_rank_kernel, "_kernel", lambda: None)
     np.testing.assert_allclose(compare(a, b, method).numpy(), first.numpy(), rtol=1e-12,
                                atol=1e-15)  # fmt: skip
+
+
+@needs_numba
+def test_a_kernel_numba_cannot_compile_leaves_the_numpy_path_with_a_warning(monkeypatch):
+    """A numba release that cannot compile the kernel: one RuntimeWarning, NumPy ranks."""
+    from numba.core.errors import TypingError
+
+    def broken(*args):
+        raise TypingError("cannot type this")
+
+    monkeypatch.setattr(_rank_kernel, "_KERNEL", broken)
+    monkeypatch.setattr(_rank_kernel, "_TRIED", True)
+    x = np.random.default_rng(6).random((3, 50))
+    with pytest.warns(RuntimeWarning, match="could not compile its rank kernel"):
+        got = rank_transform(torch.from_numpy(x)).numpy()
+    np.testing.assert_array_equal(got, scipy.stats.rankdata(x, axis=-1))
+    assert _rank_kernel._kernel() is None  # NumPy from now on, without a second warning
+
+
+@needs_numba
+def test_other_errors_of_the_kernel_are_not_hidden(monkeypatch):
+    def broken(*args):
+        raise MemoryError("out of memory")
+
+    monkeypatch.setattr(_rank_kernel, "_KERNEL", broken)
+    monkeypatch.setattr(_rank_kernel, "_TRIED", True)
+    with pytest.raises(MemoryError):
+        rank_rows(np.ones((2, 5)), np.empty((2, 5)))
+
+
+@needs_numba
+def test_after_giving_up_the_kernel_nan_still_takes_the_nan_path(monkeypatch):
+    from numba.core.errors import TypingError
+
+    def broken(*args):
+        raise TypingError("cannot type this")
+
+    monkeypatch.setattr(_rank_kernel, "_KERNEL", broken)
+    monkeypatch.setattr(_rank_kernel, "_TRIED", True)
+    x = torch.tensor([[3.0, float("nan"), 1.0, 2.0]])
+    with pytest.warns(RuntimeWarning, match="could not compile"):
+        got = rank_transform(x)
+    np.testing.assert_array_equal(got.numpy(), [[3.0, np.nan, 1.0, 2.0]])

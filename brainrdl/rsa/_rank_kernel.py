@@ -17,8 +17,9 @@ would go quadratic) stop once the sort has moved more than ``_SHIFT_BUDGET`` × 
 do rows with an infinite range; such rows are reported back and ranked by the NumPy path of
 :mod:`brainrdl.rsa.ranks` (same numbers, its own speed).
 
-numba is optional at run time: without it (or if compiling fails) :func:`rank_rows` returns
-None and the caller uses the NumPy path.
+numba is optional at run time: without it :func:`rank_rows` returns None and the caller uses
+the NumPy path. The first call in a process costs ~0.5 s (numba's import and its on-disk cache
+next to this file), ~2 s per dtype where the cache cannot be written (compiled in memory).
 
 Examples
 --------
@@ -31,6 +32,8 @@ True
 """
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 
@@ -251,5 +254,24 @@ def rank_rows(
     if k * _BUCKETS_PER_ENTRY >= 2**31:  # past int32 scratch: the NumPy path
         status[:] = LEFT
     elif m and k:
-        kernel(x, out, np.empty(m) if sumsq is None else sumsq, float(offset), status)
+        try:
+            kernel(x, out, np.empty(m) if sumsq is None else sumsq, float(offset), status)
+        except Exception as error:  # a numba release that cannot compile it: NumPy from now on
+            if type(error).__module__.split(".")[0] != "numba":
+                raise
+            _give_up(error)
+            return None
     return status
+
+
+def _give_up(error: Exception) -> None:
+    """Use the NumPy path for the rest of the process, and say why once."""
+    global _KERNEL
+    _KERNEL = None
+    warnings.warn(
+        f"brainrdl could not compile its rank kernel with numba ({type(error).__name__}: "
+        f"{str(error).splitlines()[0] if str(error) else ''}); ranks use the NumPy path (same "
+        "numbers, slower)",
+        RuntimeWarning,
+        stacklevel=3,
+    )

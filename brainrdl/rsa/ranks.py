@@ -184,6 +184,9 @@ def _rank_numpy_many(
         if job.compiled:
             status = rank_rows_compiled(
                 job.flat[lo:hi], job.out[lo:hi], job.offset, sumsq=job.sumsq[lo:hi])
+            if status is None:  # the kernel gave up (numba could not compile it): NaN check
+                with np.errstate(invalid="ignore"):
+                    status = np.where(np.isnan(job.flat[lo:hi].sum(axis=1)), HAS_NAN, LEFT)
             if (status == HAS_NAN).any():
                 job.has_nan = True
                 return
