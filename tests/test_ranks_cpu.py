@@ -228,3 +228,10 @@ def test_after_giving_up_the_kernel_nan_still_takes_the_nan_path(monkeypatch):
     with pytest.warns(RuntimeWarning, match="could not compile"):
         got = rank_transform(x)
     np.testing.assert_array_equal(got.numpy(), [[3.0, np.nan, 1.0, 2.0]])
+
+
+def test_a_0d_tensor_gets_the_named_error():
+    from brainrdl.errors import InvalidArgumentError
+
+    with pytest.raises(InvalidArgumentError, match="at least one dimension"):
+        centred_ranks_many([torch.tensor(1.0)])

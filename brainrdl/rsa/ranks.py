@@ -126,8 +126,8 @@ def centred_ranks_many(xs: list[torch.Tensor], *, with_norms: bool = False) -> l
     out: list = [None] * len(xs)
     on_cpu = []
     for i, x in enumerate(xs):
-        k = x.shape[-1]
-        if x.device.type == "cpu" and k > 0 and x.ndim > 0:
+        k = x.shape[-1] if x.ndim else 0  # a 0-d tensor: rank_transform names the error
+        if x.device.type == "cpu" and k > 0:
             on_cpu.append(i)
         else:
             ranks = rank_transform(x) - (k + 1) * 0.5
