@@ -235,3 +235,19 @@ def test_a_0d_tensor_gets_the_named_error():
 
     with pytest.raises(InvalidArgumentError, match="at least one dimension"):
         centred_ranks_many([torch.tensor(1.0)])
+
+
+@pytest.mark.parametrize("method", ["spearman", "rho-a"])
+def test_an_all_tied_rdm_correlates_zero_with_every_other(path, method):
+    """A constant RDM (every rank tied, norm 0) gives 0 against every RDM, as the cosine of a
+    zero vector does in rsatoolbox; the other rows are untouched."""
+    rng = np.random.default_rng(7)
+    a = torch.from_numpy(np.vstack([np.full(4186, 0.5), rng.random((3, 4186))]))
+    b = torch.from_numpy(rng.random((4, 4186)))
+    got = compare(a, b, method).numpy()
+    np.testing.assert_array_equal(got[0], np.zeros(4))
+    want = compare(a[1:], b, method).numpy()
+    np.testing.assert_allclose(got[1:], want, rtol=1e-12)
+    if method == "spearman":
+        ref = np.array([[scipy.stats.spearmanr(x, y)[0] for y in b.numpy()] for x in a[1:].numpy()])
+        np.testing.assert_allclose(got[1:], ref, rtol=1e-10)
