@@ -372,16 +372,21 @@ def test_ridge_gcv_equals_the_written_out_criterion(shape):
     np.testing.assert_allclose(pred.numpy(), ref_pred, rtol=1e-7, atol=1e-9)
 
 
+def _assert_sklearn_fold_by_fold(res, x, y, folds, *, rtol: float, atol: float) -> None:
+    """Each fold's penalties and held-out predictions equal RidgeCV fitted on that fold's rest."""
+    for f, test in enumerate(folds):
+        train = np.setdiff1d(np.arange(len(x)), test)
+        ref = RidgeCV(alphas=_ALPHAS, alpha_per_target=True).fit(x[train], y[train])
+        np.testing.assert_array_equal(res.alphas[f].numpy(), ref.alpha_)
+        np.testing.assert_allclose(res.predictions[test].numpy(), ref.predict(x[test]),
+                                   rtol=rtol, atol=atol)
+
+
 def test_ridge_encoding_equals_sklearn_fold_by_fold_and_scores_out_of_fold():
     x, y = _encoding_data(36, 12, 5, seed=3)
     folds = kfold_indices(36, 4, seed=2)
     res = ridge_encoding(x, y, alphas=_ALPHAS, folds=folds, scoring="r2")
-    for f, test in enumerate(folds):
-        train = np.setdiff1d(np.arange(36), test)
-        ref = RidgeCV(alphas=_ALPHAS, alpha_per_target=True).fit(x[train], y[train])
-        np.testing.assert_array_equal(res.alphas[f].numpy(), ref.alpha_)
-        np.testing.assert_allclose(res.predictions[test].numpy(), ref.predict(x[test]),
-                                   rtol=1e-7, atol=1e-9)
+    _assert_sklearn_fold_by_fold(res, x, y, folds, rtol=1e-7, atol=1e-9)
     np.testing.assert_allclose(res.scores.numpy(),
                                r2_score(y, res.predictions.numpy(), multioutput="raw_values"),
                                rtol=1e-10)
@@ -644,12 +649,7 @@ def test_ridge_encoding_shared_gram_with_large_per_feature_offsets_equals_sklear
     x = x + np.where(np.arange(40) % 2, 1e5, -1e5)
     folds = kfold_indices(24, 3, seed=0)
     res = ridge_encoding(x, y, alphas=_ALPHAS, folds=folds)
-    for f, test in enumerate(folds):
-        train = np.setdiff1d(np.arange(24), test)
-        ref = RidgeCV(alphas=_ALPHAS, alpha_per_target=True).fit(x[train], y[train])
-        np.testing.assert_array_equal(res.alphas[f].numpy(), ref.alpha_)
-        np.testing.assert_allclose(res.predictions[test].numpy(), ref.predict(x[test]),
-                                   rtol=1e-6, atol=1e-8)
+    _assert_sklearn_fold_by_fold(res, x, y, folds, rtol=1e-6, atol=1e-8)
 
 
 # --------------------------------------------------------------------------- CKA / Procrustes (2nd)
