@@ -187,16 +187,22 @@ def test_rank_comparisons_agree_on_both_paths_with_ties_and_skew(method, monkeyp
                                atol=1e-15)  # fmt: skip
 
 
+def _break_kernel(monkeypatch, error: Exception) -> None:
+    """Make every call of the compiled kernel raise ``error``."""
+
+    def broken(*args):
+        raise error
+
+    monkeypatch.setattr(_rank_kernel, "_KERNEL", broken)
+    monkeypatch.setattr(_rank_kernel, "_TRIED", True)
+
+
 @needs_numba
 def test_a_kernel_numba_cannot_compile_leaves_the_numpy_path_with_a_warning(monkeypatch):
     """A numba release that cannot compile the kernel: one RuntimeWarning, NumPy ranks."""
     from numba.core.errors import TypingError
 
-    def broken(*args):
-        raise TypingError("cannot type this")
-
-    monkeypatch.setattr(_rank_kernel, "_KERNEL", broken)
-    monkeypatch.setattr(_rank_kernel, "_TRIED", True)
+    _break_kernel(monkeypatch, TypingError("cannot type this"))
     x = np.random.default_rng(6).random((3, 50))
     with pytest.warns(RuntimeWarning, match="could not compile its rank kernel"):
         got = rank_transform(torch.from_numpy(x)).numpy()
@@ -206,11 +212,7 @@ def test_a_kernel_numba_cannot_compile_leaves_the_numpy_path_with_a_warning(monk
 
 @needs_numba
 def test_other_errors_of_the_kernel_are_not_hidden(monkeypatch):
-    def broken(*args):
-        raise MemoryError("out of memory")
-
-    monkeypatch.setattr(_rank_kernel, "_KERNEL", broken)
-    monkeypatch.setattr(_rank_kernel, "_TRIED", True)
+    _break_kernel(monkeypatch, MemoryError("out of memory"))
     with pytest.raises(MemoryError):
         rank_rows(np.ones((2, 5)), np.empty((2, 5)))
 
@@ -219,11 +221,7 @@ def test_other_errors_of_the_kernel_are_not_hidden(monkeypatch):
 def test_after_giving_up_the_kernel_nan_still_takes_the_nan_path(monkeypatch):
     from numba.core.errors import TypingError
 
-    def broken(*args):
-        raise TypingError("cannot type this")
-
-    monkeypatch.setattr(_rank_kernel, "_KERNEL", broken)
-    monkeypatch.setattr(_rank_kernel, "_TRIED", True)
+    _break_kernel(monkeypatch, TypingError("cannot type this"))
     x = torch.tensor([[3.0, float("nan"), 1.0, 2.0]])
     with pytest.warns(RuntimeWarning, match="could not compile"):
         got = rank_transform(x)
