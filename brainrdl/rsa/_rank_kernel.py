@@ -37,7 +37,7 @@ import warnings
 
 import numpy as np
 
-__all__ = ["HAS_NAN", "LEFT", "RANKED", "rank_rows"]
+__all__ = ["HAS_NAN", "LEFT", "RANKED", "available", "rank_rows"]
 
 #: row status: ranked here, left to the NumPy path, or holding NaN (the caller's NaN path)
 RANKED, LEFT, HAS_NAN = 0, 1, 2
@@ -212,6 +212,17 @@ def _kernel():
             _fill_buckets = numba.njit(nogil=True, inline="always")(_fill_buckets_py)
             _KERNEL = numba.njit(nogil=True)(_rank_rows_py)
     return _KERNEL
+
+
+def available() -> bool:
+    """Whether the compiled kernel can run in this process (numba importable, not given up).
+
+    Examples
+    --------
+    >>> isinstance(available(), bool)
+    True
+    """
+    return _kernel() is not None
 
 
 def rank_rows(
