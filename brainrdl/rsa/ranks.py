@@ -597,8 +597,7 @@ def tau_a_fenwick(a: torch.Tensor, b: torch.Tensor, n_threads: int | None = None
         for job in jobs:
             run(*job)
     else:
-        with ThreadPoolExecutor(workers) as pool:
-            list(pool.map(lambda job: run(*job), jobs))
+        list(_worker_pool(workers).map(lambda job: run(*job), jobs))  # the lasting pool
     res = torch.from_numpy(out)  # exact counts, |num| <= tot: within [-1, 1] as computed
     if swap:
         res = res.transpose(-1, -2)
